@@ -1,0 +1,1 @@
+"""The black-box latency model (method.md section 1)."""

@@ -1,0 +1,255 @@
+"""Timing backends: run one network once and return the elapsed seconds.
+
+A backend is the target: device + runtime + batch size + precision. Each backend turns
+a torch module into a zero-argument runner; the protocol (``protocol.py``) decides
+how often and in which order runners are called.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from aows.errors import AowsError
+
+Runner = Callable[[], float]
+
+
+class BackendUnavailable(AowsError, RuntimeError):
+    """The backend cannot run here (no GPU, runtime not installed)."""
+
+
+@dataclass
+class Target:
+    """What a latency is measured on; recorded with every sample file and model."""
+
+    backend: str = "torch-cpu"
+    batch_size: int = 1
+    threads: int | None = None
+    dtype: str = "fp32"  # fp32 | fp16
+    channels_last: bool = False
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise AowsError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.dtype not in ("fp32", "fp16"):
+            raise AowsError(f"--dtype must be fp32 or fp16, got '{self.dtype}'")
+        if self.threads is not None and self.threads < 1:
+            raise AowsError(f"--threads must be >= 1, got {self.threads}")
+
+
+class Backend:
+    name = "base"
+
+    def __init__(self, target: Target):
+        self.target = target
+
+    def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> Runner:
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        return {
+            "backend": self.name,
+            "batch_size": self.target.batch_size,
+            "dtype": self.target.dtype,
+            "channels_last": self.target.channels_last,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+        }
+
+
+BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def get_backend(target: Target) -> Backend:
+    if target.backend not in BACKENDS:
+        raise AowsError(f"unknown backend '{target.backend}'; available: {sorted(BACKENDS)}")
+    return BACKENDS[target.backend](target)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@register_backend
+class TorchCPU(Backend):
+    """PyTorch eager on the CPU; the thread count is set and recorded."""
+
+    name = "torch-cpu"
+
+    def __init__(self, target: Target):
+        super().__init__(target)
+        if target.dtype != "fp32":
+            raise AowsError("torch-cpu times fp32 only; use --dtype fp32")
+        if target.threads is not None:
+            torch.set_num_threads(target.threads)
+
+    def prepare(self, model, input_shape):
+        model = model.eval()
+        x = torch.randn(input_shape)
+        if self.target.channels_last and x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def run() -> float:
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                model(x)
+                return time.perf_counter() - t0
+        return run
+
+    def info(self):
+        return {**super().info(), "threads": torch.get_num_threads(), "device": _cpu_name()}
+
+
+@register_backend
+class TorchCUDA(Backend):
+    """PyTorch eager on a CUDA GPU, timed with CUDA events (fp32 or fp16)."""
+
+    name = "torch-cuda"
+
+    def __init__(self, target: Target):
+        super().__init__(target)
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("torch-cuda needs a CUDA GPU and a CUDA build of torch; "
+                                     "none is available here (use --backend torch-cpu)")
+        self.device = torch.device("cuda")
+
+    def prepare(self, model, input_shape):
+        dtype = torch.float16 if self.target.dtype == "fp16" else torch.float32
+        model = model.eval().to(self.device, dtype)
+        x = torch.randn(input_shape, device=self.device, dtype=dtype)
+        if self.target.channels_last and x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def run() -> float:
+            with torch.inference_mode():
+                start.record()
+                model(x)
+                end.record()
+                end.synchronize()
+                return start.elapsed_time(end) / 1e3
+        return run
+
+    def info(self):
+        return {**super().info(), "device": torch.cuda.get_device_name(0),
+                "cuda": torch.version.cuda}
+
+
+def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], fp16: bool = False) -> bytes:
+    """Export a module to ONNX in memory (TorchScript-based exporter, opset 17)."""
+    model = model.eval()
+    x = torch.randn(input_shape)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["output"],
+                          opset_version=17, dynamo=False)
+    return buf.getvalue()
+
+
+@register_backend
+class OnnxRuntime(Backend):
+    """ONNX Runtime with the best provider present: TensorRT, CUDA, or CPU.
+
+    ``Target.backend`` "onnxruntime" picks CPU; "onnxruntime-cuda" and
+    "onnxruntime-trt" ask for those providers and fail clearly where they are missing.
+    """
+
+    name = "onnxruntime"
+    providers = ["CPUExecutionProvider"]
+
+    def __init__(self, target: Target):
+        super().__init__(target)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailable("onnxruntime is not installed: pip install "
+                                     "'aows[onnx]' (or onnxruntime-gpu for GPUs)") from None
+        self.ort = ort
+        missing = [p for p in self.providers if p not in ort.get_available_providers()]
+        if missing:
+            raise BackendUnavailable(f"{self.name} needs ONNX Runtime providers {missing}; "
+                                     f"available here: {ort.get_available_providers()}")
+
+    def _session_options(self):
+        so = self.ort.SessionOptions()
+        so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.target.threads is not None:
+            so.intra_op_num_threads = self.target.threads
+        so.inter_op_num_threads = 1
+        return so
+
+    def _provider_list(self):
+        return list(self.providers)
+
+    def prepare(self, model, input_shape):
+        import numpy as np
+        data = onnx_bytes(model, input_shape)
+        sess = self.ort.InferenceSession(data, self._session_options(),
+                                         providers=self._provider_list())
+        x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+        binding = sess.io_binding()
+        binding.bind_cpu_input("input", x)
+        binding.bind_output("output")
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            sess.run_with_iobinding(binding)
+            return time.perf_counter() - t0
+        return run
+
+    def info(self):
+        return {**super().info(), "onnxruntime": self.ort.__version__,
+                "providers": self._provider_list(),
+                "threads": self.target.threads, "device": _cpu_name()}
+
+
+@register_backend
+class OnnxRuntimeCUDA(OnnxRuntime):
+    name = "onnxruntime-cuda"
+    providers = ["CUDAExecutionProvider"]
+
+    def info(self):
+        return {**super().info(), "device": _gpu_name()}
+
+
+@register_backend
+class OnnxRuntimeTensorRT(OnnxRuntime):
+    name = "onnxruntime-trt"
+    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+
+    def _provider_list(self):
+        trt = ("TensorrtExecutionProvider",
+               {"trt_fp16_enable": self.target.dtype == "fp16", "trt_engine_cache_enable": True})
+        return [trt, "CUDAExecutionProvider"]
+
+    def info(self):
+        return {**super().info(), "device": _gpu_name()}
+
+
+def _gpu_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda"

@@ -1,0 +1,295 @@
+"""Fit per-layer latency unknowns to whole-network timings.
+
+Each timed network k gives one equation sum_i L(c_i, c_i+1) = l_k: A x = l with A
+sparse (A[k, v] = how often network k uses unknown v). We minimise
+
+    ||A x - l||^2 + K * sum max(0, x_small - x_large)^2 + lam * ||D x||^2,   x >= 0
+
+(plus a tiny ridge, see ``solve``) by an active-set Newton method. The second term
+is the paper's monotonicity prior (Eq. 7: a wider layer is
+not faster). The third is ours: D takes second divided differences of every layer
+type's table along c_in and along c_out, so the prior is blind to any function
+a + b c_in + c c_out + d c_in c_out (the FLOPs shape of a convolution) and penalises
+only departures from it; measured in benchmarks/latency_model.py, it reaches the
+test-retest noise floor with far fewer timed networks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from aows.latency.model import LatencyModel
+from aows.latency.store import Samples
+from aows.space import LayerSpec, SearchSpace
+
+DEFAULT_K = 100.0
+DEFAULT_SMOOTH = 1.0
+K_GRID = (0.0, 1.0, 10.0, 100.0, 1000.0)
+SMOOTH_GRID = (0.0, 0.1, 1.0, 10.0, 100.0)
+
+
+def design_matrix(space: SearchSpace, configs: Sequence[Sequence[int]]) -> sp.csr_matrix:
+    keys, ids = space.unknowns()
+    idx = space.indices_many(configs)
+    cols = np.stack([ids[e][idx[:, e], idx[:, e + 1]] for e in range(space.n_layers)], axis=1)
+    rows = np.repeat(np.arange(idx.shape[0]), space.n_layers)
+    data = np.ones(rows.size)
+    return sp.csr_matrix((data, (rows, cols.ravel())), shape=(idx.shape[0], len(keys)))
+
+
+def _specs(space: SearchSpace) -> dict[str, LayerSpec]:
+    return {layer.type_key: layer for layer in space.layers}
+
+
+def monotonicity_matrix(space: SearchSpace) -> sp.csr_matrix:
+    """Rows x_smaller - x_larger for unknowns differing in one of c_in, c_out or input
+    size (neighbours in sorted order); the prior penalises positive rows."""
+    keys, _ = space.unknowns()
+    specs = _specs(space)
+    groups: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
+    for v, (tkey, cin, cout) in enumerate(keys):
+        s = specs[tkey]
+        groups[("out", tkey, cin)].append((cout, v))
+        groups[("in", tkey, cout)].append((cin, v))
+        groups[("res", s.op, s.kernel, s.stride, s.bias, cin, cout)].append((s.in_res, v))
+    rows, cols, vals = [], [], []
+    r = 0
+    for members in groups.values():
+        members.sort()
+        for (_, a), (_, b) in zip(members, members[1:]):
+            rows += [r, r]
+            cols += [a, b]
+            vals += [1.0, -1.0]
+            r += 1
+    return sp.csr_matrix((vals, (rows, cols)), shape=(r, len(keys)))
+
+
+def smoothness_matrix(space: SearchSpace) -> sp.csr_matrix:
+    """Second divided differences (scaled to ms) along c_out and c_in of every table."""
+    keys, _ = space.unknowns()
+    groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+    for v, (tkey, cin, cout) in enumerate(keys):
+        groups[("out", tkey, cin)].append((cout, v))
+        groups[("in", tkey, cout)].append((cin, v))
+    rows, cols, vals = [], [], []
+    r = 0
+    for members in groups.values():
+        members.sort()
+        for (w0, v0), (w1, v1), (w2, v2) in zip(members, members[1:], members[2:]):
+            h = (w2 - w0) / 2.0
+            rows += [r, r, r]
+            cols += [v0, v1, v2]
+            vals += [h / (w1 - w0), -h / (w1 - w0) - h / (w2 - w1), h / (w2 - w1)]
+            r += 1
+    return sp.csr_matrix((vals, (rows, cols)), shape=(r, len(keys)))
+
+
+def flops_vector(space: SearchSpace) -> np.ndarray:
+    keys, ids = space.unknowns()
+    f = np.zeros(len(keys))
+    for e in range(space.n_layers):
+        for a, cin in enumerate(space.choices[e]):
+            for b, cout in enumerate(space.choices[e + 1]):
+                f[ids[e][a, b]] = space.layer_flops(e, cin, cout)
+    return f
+
+
+def _flops_init(A: sp.csr_matrix, y: np.ndarray, f: np.ndarray, n_layers: int) -> np.ndarray:
+    """x0 = a * flops + b / n_layers, with (a, b) the least-squares fit of y on flops."""
+    tf = A @ f
+    X = np.stack([tf, np.ones_like(tf)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
+    return np.maximum(a * f + max(b, 0.0) / n_layers, 0.0), float(a), float(b)
+
+
+def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
+          K: float, lam: float, x0: np.ndarray, ridge: float = 1e-4,
+          max_pdas: int = 15, max_newton: int = 100) -> tuple[np.ndarray, dict]:
+    """argmin_{x >= 0} ||Ax - y||^2 + K ||max(0, Dm x)||^2 + lam ||Ds x||^2
+    + rho ||x - x0||^2, with rho = ridge * mean diag(A'A) (a tiny pull toward the
+    FLOPs-shaped start x0 that makes the minimiser unique when timings do not
+    determine every unknown).
+
+    The objective is convex and piecewise quadratic: on fixed sets of active bounds
+    (x_v = 0) and active monotonicity rows it is a plain quadratic, solved by one
+    Cholesky. Primal-dual active-set iterations guess the sets from the last solution
+    (finite, usually < 10 steps); where they cycle, a projected Newton method with an
+    Armijo line search (Bertsekas) finishes from the best iterate.
+    """
+    U = A.shape[1]
+    G = (A.T @ A).toarray()
+    rho = ridge * max(float(np.trace(G)) / U, 1e-12)
+    if lam > 0:
+        G += lam * (Ds.T @ Ds).toarray()
+    G[np.diag_indices(U)] += rho
+    b = A.T @ y + rho * x0
+    Dm = Dm.tocsr()
+    Dmt = Dm.T.tocsr()
+    use_hinge = K > 0 and Dm.shape[0] > 0
+
+    def hessian(R):
+        if use_hinge and R.any():
+            DR = Dm[R]
+            return G + K * (DR.T @ DR).toarray()
+        return G
+
+    def fg(x):
+        Gx = G @ x
+        f = x @ Gx - 2.0 * (b @ x)
+        g = 2.0 * (Gx - b)
+        if use_hinge:
+            h = np.maximum(Dm @ x, 0.0)
+            f += K * (h @ h)
+            g += 2.0 * K * (Dmt @ h)
+        return f, g
+
+    def newton_step(H, rhs, F):
+        out = np.zeros(U)
+        cf = scipy.linalg.cho_factor(H[np.ix_(F, F)], check_finite=False)
+        out[F] = scipy.linalg.cho_solve(cf, rhs[F], check_finite=False)
+        return out
+
+    info = {"pdas_iters": 0, "newton_iters": 0}
+    # --- primal-dual active set
+    x = np.maximum(x0, 0.0)
+    R = (Dm @ x) > 0 if use_hinge else np.zeros(Dm.shape[0], bool)
+    Z = np.zeros(U, dtype=bool)
+    c = float(np.trace(G)) / U
+    best_x, best_f = x, fg(x)[0]
+    for it in range(max_pdas):
+        H = hessian(R)
+        xn = newton_step(H, b, ~Z)
+        mu = H @ xn - b
+        Zn = (mu - c * xn) > 0
+        Rn = (Dm @ xn) > 0 if use_hinge else R
+        info["pdas_iters"] = it + 1
+        if np.array_equal(Zn, Z) and np.array_equal(Rn, R) and xn.min() >= 0:
+            info["converged"] = "pdas"
+            return xn, info
+        xp = np.maximum(xn, 0.0)
+        fp = fg(xp)[0]
+        if fp < best_f:
+            best_x, best_f = xp, fp
+        Z, R = Zn, Rn
+    # --- projected Newton from the best iterate (globally convergent)
+    x = best_x
+    f, g = fg(x)
+    scale = max(1.0, float(np.abs(b).max()))
+    for it in range(max_newton):
+        pg = x - np.maximum(x - g, 0.0)
+        if np.abs(pg).max() <= 1e-9 * scale:
+            break
+        eps = min(1e-9 * scale, float(np.abs(pg).max()))
+        act = (x <= eps) & (g > 0)
+        F = ~act
+        H = hessian((Dm @ x) > 0) if use_hinge else G
+        d = newton_step(H, g / 2.0, F)
+        d[act] = g[act] / (2.0 * np.diag(H)[act])
+        alpha = 1.0
+        while True:
+            xn = np.maximum(x - alpha * d, 0.0)
+            fn, gn = fg(xn)
+            dec = alpha * (g[F] @ d[F]) + g[act] @ (x[act] - xn[act])
+            if f - fn >= 1e-4 * dec or alpha < 1e-8:
+                break
+            alpha *= 0.5
+        info["newton_iters"] = it + 1
+        if f - fn <= 1e-14 * max(1.0, abs(f)):
+            x, f, g = xn, fn, gn
+            break
+        x, f, g = xn, fn, gn
+    info["converged"] = "newton"
+    return x, info
+
+
+class Fitter:
+    """Holds the space's fixed matrices so repeated fits (CV, learning curves) are cheap."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self.Dm = monotonicity_matrix(space)
+        self.Ds = smoothness_matrix(space)
+        self.f = flops_vector(space)
+
+    def fit_x(self, configs, y, K=DEFAULT_K, smooth=DEFAULT_SMOOTH) -> np.ndarray:
+        A = design_matrix(self.space, configs)
+        x0, _, _ = _flops_init(A, y, self.f, self.space.n_layers)
+        x, self.last_info = solve(A, np.asarray(y, float), self.Dm, self.Ds, K, smooth, x0)
+        return x
+
+    def cross_validate(self, configs, y, K_grid=K_GRID, smooth_grid=SMOOTH_GRID, folds=4,
+                       seed=0, fixed_K=None, fixed_smooth=None) -> tuple[float, float, dict]:
+        """Pick (K, smooth) by k-fold RMSE: smooth over its grid first, then K."""
+        y = np.asarray(y, float)
+        n = len(y)
+        perm = np.random.default_rng(seed).permutation(n)
+        parts = np.array_split(perm, folds)
+        A = design_matrix(self.space, configs)
+        cache: dict[tuple[float, float], float] = {}
+
+        def cv_rmse(K, lam):
+            if (K, lam) in cache:
+                return cache[(K, lam)]
+            err = 0.0
+            for p in parts:
+                tr = np.setdiff1d(perm, p)
+                x0, _, _ = _flops_init(A[tr], y[tr], self.f, self.space.n_layers)
+                x, _ = solve(A[tr], y[tr], self.Dm, self.Ds, K, lam, x0)
+                err += float(np.sum((A[p] @ x - y[p]) ** 2))
+            cache[(K, lam)] = float(np.sqrt(err / n))
+            return cache[(K, lam)]
+
+        K = DEFAULT_K if fixed_K is None else fixed_K
+        lam = DEFAULT_SMOOTH if fixed_smooth is None else fixed_smooth
+        if fixed_smooth is None:
+            lam = min(smooth_grid, key=lambda s: cv_rmse(K, s))
+        if fixed_K is None:
+            K = min(K_grid, key=lambda k: cv_rmse(k, lam))
+        table = {f"K={k:g},smooth={s:g}": v for (k, s), v in cache.items()}
+        return K, lam, table
+
+
+def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
+        smooth: float | str = DEFAULT_SMOOTH, target: dict | None = None) -> LatencyModel:
+    """Fit the black-box model; K or smooth = "auto" picks them by cross-validation."""
+    if len(samples) == 0:
+        raise ValueError("no samples to fit")
+    fitter = Fitter(space)
+    t0 = time.perf_counter()
+    cv = None
+    if K == "auto" or smooth == "auto":
+        K, smooth, cv = fitter.cross_validate(
+            samples.configs, samples.latency_ms,
+            fixed_K=None if K == "auto" else float(K),
+            fixed_smooth=None if smooth == "auto" else float(smooth))
+    K, smooth = float(K), float(smooth)
+    t1 = time.perf_counter()
+    x = fitter.fit_x(samples.configs, samples.latency_ms, K, smooth)
+    t2 = time.perf_counter()
+    train_pred = design_matrix(space, samples.configs) @ x
+    rmse = float(np.sqrt(np.mean((train_pred - samples.latency_ms) ** 2)))
+    meta = {"target": target or (samples.header or {}).get("target", {}),
+            "fit": {"method": "blackbox", "K": K, "smooth": smooth, "n_samples": len(samples),
+                    "train_rmse_ms": rmse, "fit_seconds": round(t2 - t1, 4),
+                    "cv_seconds": round(t1 - t0, 3), "cv_rmse_ms": cv,
+                    "solver": fitter.last_info,
+                    "samples": samples.path}}
+    return LatencyModel.from_unknowns(space, x, "blackbox", meta)
+
+
+def fit_flops(space: SearchSpace, samples: Samples, target: dict | None = None) -> LatencyModel:
+    """Baseline: latency = a * FLOPs + b, spread over the layers."""
+    f = flops_vector(space)
+    A = design_matrix(space, samples.configs)
+    _, a, b = _flops_init(A, samples.latency_ms, f, space.n_layers)
+    x = a * f + b / space.n_layers
+    meta = {"target": target or (samples.header or {}).get("target", {}),
+            "fit": {"method": "flops", "ms_per_mflop": a * 1e6, "intercept_ms": b,
+                    "n_samples": len(samples), "samples": samples.path}}
+    return LatencyModel.from_unknowns(space, x, "flops", meta)

@@ -1,0 +1,50 @@
+"""Baseline: a per-layer lookup table (every layer timed alone, then summed).
+
+This is what the black-box model replaces: timing layers in isolation misses what the
+runtime does across layers (fusion, memory reuse, launch overhead), so the sum is
+biased. Same backend and protocol as the black-box samples, for a fair comparison.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from aows.latency.backends import Target, get_backend
+from aows.latency.measure import anchor_config, input_shape
+from aows.latency.model import LatencyModel
+from aows.latency.protocol import AnchoredTimer, Protocol
+from aows.nn import build_layer, build_network, layer_input_shape
+from aows.space import SearchSpace
+
+
+def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
+                       progress: bool = True) -> LatencyModel:
+    backend = get_backend(target)
+    anchor = backend.prepare(build_network(space, anchor_config(space)),
+                             input_shape(space, target.batch_size))
+    timer = AnchoredTimer(protocol, anchor)
+    keys, _ = space.unknowns()
+    first = {}
+    for i, layer in enumerate(space.layers):
+        first.setdefault(layer.type_key, i)
+    x = np.zeros(len(keys))
+    bar = tqdm(total=len(keys), unit="layer", desc="timing layers", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    for start in range(0, len(keys), protocol.chunk):
+        chunk = range(start, min(start + protocol.chunk, len(keys)))
+        runners = []
+        for v in chunk:
+            tkey, cin, cout = keys[v]
+            i = first[tkey]
+            runners.append(backend.prepare(build_layer(space.layers[i], cin, cout),
+                                           layer_input_shape(space, i, cin, target.batch_size)))
+        secs, _ = timer(runners, np.random.default_rng([protocol.seed, start]))
+        x[list(chunk)] = secs * 1e3 / target.batch_size
+        bar.update(len(chunk))
+    bar.close()
+    meta = {"target": {**backend.info(), "threads": target.threads},
+            "fit": {"method": "lookup-table", "protocol": protocol.asdict()}}
+    return LatencyModel.from_unknowns(space, x, "lookup-table", meta)

@@ -1,0 +1,116 @@
+"""Time networks of a search space on a target: collect samples, re-time, benchmark."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from aows.latency.backends import Target, get_backend
+from aows.latency.protocol import AnchoredTimer, Protocol
+from aows.latency.sampling import BiasedSampler, uniform_configs
+from aows.latency.store import SampleWriter
+from aows.nn import build_network
+from aows.space import SearchSpace
+
+
+def input_shape(space: SearchSpace, batch: int) -> tuple[int, ...]:
+    res = space.layers[0].in_res
+    return (batch, space.choices[0][0], res, res)
+
+
+def anchor_config(space: SearchSpace) -> tuple[int, ...]:
+    """The reference network timed in every chunk: the median choice of every layer."""
+    return tuple(ch[len(ch) // 2] for ch in space.searchable_choices)
+
+
+class Timer:
+    """Times configurations of a space on a target with the anchored protocol."""
+
+    def __init__(self, space: SearchSpace, target: Target, protocol: Protocol,
+                 anchor_min_ms: float = float("inf")):
+        self.space, self.target, self.protocol = space, target, protocol
+        self.backend = get_backend(target)
+        self.shape = input_shape(space, target.batch_size)
+        anchor = self.prepare(anchor_config(space)) if protocol.anchor else None
+        self.timer = AnchoredTimer(protocol, anchor,
+                                   anchor_min_ms * target.batch_size / 1e3)
+
+    def prepare(self, config):
+        return self.backend.prepare(build_network(self.space, config), self.shape)
+
+    def time(self, configs: Sequence[Sequence[int]], rng: np.random.Generator
+             ) -> tuple[np.ndarray, float | None]:
+        """ms per image of every configuration (one interleaved chunk) and of the anchor."""
+        runners = [self.prepare(c) for c in configs]
+        secs, anchor = self.timer(runners, rng)
+        scale = 1e3 / self.target.batch_size
+        return secs * scale, (None if anchor is None else anchor * scale)
+
+
+def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: Target,
+                 protocol: Protocol, seed: int = 0) -> np.ndarray:
+    """ms per image of configurations, in chunks of ``protocol.chunk``."""
+    timer = Timer(space, target, protocol)
+    out = []
+    for k in range(0, len(configs), protocol.chunk):
+        ms, _ = timer.time(configs[k:k + protocol.chunk], np.random.default_rng([seed, k]))
+        out.append(ms)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def header(space: SearchSpace, target: Target, protocol: Protocol, backend) -> dict:
+    return {"aows": "samples", "version": 1, "space": space.describe(),
+            "target": {**backend.info(), "threads": target.threads},
+            "protocol": protocol.asdict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,
+            sampler: str = "biased", configs: Sequence[Sequence[int]] | None = None,
+            seed: int = 0, progress: bool = True) -> int:
+    """Time networks until ``path`` holds ``count`` records (resumes an existing file).
+
+    sampler: "biased" (seed section A), "uniform", or "given" (time ``configs`` in order,
+    e.g. to re-time another file's networks for a test-retest noise floor).
+    Returns the number of networks timed by this call.
+    """
+    probe = get_backend(target)
+    writer = SampleWriter(path, header(space, target, protocol, probe))
+    done = len(writer.existing)
+    prior = [r for r in writer.existing.anchors if r is not None]
+    timer = Timer(space, target, protocol, min(prior, default=float("inf")))
+    if sampler == "biased":
+        state = BiasedSampler(space, writer.existing.configs)
+    elif sampler == "given":
+        if configs is None:
+            raise ValueError("sampler 'given' needs configs")
+        configs = [space.validate(c) for c in configs]
+        count = min(count, len(configs))
+    elif sampler != "uniform":
+        raise ValueError(f"unknown sampler '{sampler}' (biased | uniform | given)")
+    todo = count - done
+    if todo <= 0:
+        return 0
+    bar = tqdm(total=count, initial=done, unit="net", desc=f"timing {sampler}",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    timed = 0
+    while done < count:
+        n = min(protocol.chunk, count - done)
+        if sampler == "biased":
+            chunk = [state.next() for _ in range(n)]
+        elif sampler == "uniform":
+            chunk = uniform_configs(space, n, seed, offset=done)
+        else:
+            chunk = list(configs[done:done + n])
+        ms, anchor = timer.time(chunk, np.random.default_rng([protocol.seed, done]))
+        writer.append(chunk, ms, sampler, {"anchor_ms": anchor})
+        done += n
+        timed += n
+        bar.update(n)
+        bar.set_postfix(ms=f"{np.median(ms):.2f}", anchor=f"{anchor or 0:.2f}",
+                        retimed=timer.timer.retimed)
+    bar.close()
+    return timed

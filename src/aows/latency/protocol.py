@@ -1,0 +1,101 @@
+"""The timing protocol: interleaved rounds over a chunk of networks, robust reduction.
+
+On a shared, noisy machine the same network timed twice back to back differs by up to
+20 %. Interference comes in bursts lasting longer than one network's runs, so timing
+every network of a chunk once per round, in a fresh random order each round, spreads a
+burst over many networks and rounds; keeping the minimum (or a low percentile) of all
+runs then discards the disturbed ones.
+
+Load that lasts longer than a whole chunk (another job on the machine) slows every run
+of the chunk alike, and no reduction removes it. So every chunk also times an *anchor*,
+one fixed reference network: when the anchor comes out more than ``anchor_tolerance``
+above its running minimum, the chunk was disturbed and is timed again (up to
+``retries`` times, keeping the least disturbed attempt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from aows.errors import AowsError
+
+REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "min": lambda t: t.min(axis=1),
+    "p10": lambda t: np.percentile(t, 10, axis=1),
+    "p25": lambda t: np.percentile(t, 25, axis=1),
+    "median": lambda t: np.median(t, axis=1),
+    "mean": lambda t: t.mean(axis=1),
+}
+
+
+@dataclass
+class Protocol:
+    """How each network is timed: warm-up calls, then `rounds` interleaved rounds of
+    `runs` consecutive calls; all rounds x runs times reduced by `reduce`."""
+
+    warmup: int = 3
+    rounds: int = 6
+    runs: int = 5
+    reduce: str = "min"
+    chunk: int = 50
+    seed: int = 0
+    anchor: bool = True
+    anchor_tolerance: float = 0.05
+    retries: int = 3
+
+    def __post_init__(self):
+        if self.reduce not in REDUCTIONS:
+            raise AowsError(f"unknown reduction '{self.reduce}'; choose from {sorted(REDUCTIONS)}")
+        if min(self.rounds, self.runs, self.chunk) < 1 or self.warmup < 0:
+            raise AowsError("rounds, runs and chunk must be >= 1, warmup >= 0")
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+def time_runners(runners: Sequence[Callable[[], float]], protocol: Protocol,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """Seconds per call of every runner, reduced over rounds x runs (interleaved)."""
+    rng = rng or np.random.default_rng(protocol.seed)
+    n = len(runners)
+    times = np.empty((n, protocol.rounds * protocol.runs))
+    for run in runners:
+        for _ in range(protocol.warmup):
+            run()
+    for r in range(protocol.rounds):
+        for i in rng.permutation(n):
+            for j in range(protocol.runs):
+                times[i, r * protocol.runs + j] = runners[i]()
+    return REDUCTIONS[protocol.reduce](times)
+
+
+class AnchoredTimer:
+    """Times chunks of runners with an anchor runner to detect and re-time disturbed
+    chunks. ``anchor_min`` (seconds) carries over between chunks (and resumed runs)."""
+
+    def __init__(self, protocol: Protocol, anchor: Callable[[], float] | None = None,
+                 anchor_min: float = float("inf")):
+        self.protocol = protocol
+        self.anchor = anchor if protocol.anchor else None
+        self.anchor_min = anchor_min
+        self.retimed = 0
+
+    def __call__(self, runners: Sequence[Callable[[], float]],
+                 rng: np.random.Generator) -> tuple[np.ndarray, float | None]:
+        """Seconds per call of every runner, and the anchor's seconds (None if off)."""
+        if self.anchor is None:
+            return time_runners(runners, self.protocol, rng), None
+        best = None
+        for attempt in range(self.protocol.retries + 1):
+            secs = time_runners([self.anchor, *runners], self.protocol, rng)
+            if best is None or secs[0] < best[0]:
+                best = secs
+            if secs[0] <= self.anchor_min * (1 + self.protocol.anchor_tolerance):
+                break
+            if attempt < self.protocol.retries:
+                self.retimed += 1
+        self.anchor_min = min(self.anchor_min, float(best[0]))
+        return best[1:], float(best[0])

@@ -1,0 +1,175 @@
+"""Append-only JSONL sample store.
+
+Line 1 is a header: {"aows": "samples", "space": {...}, "target": {...}, "protocol": {...}}.
+Every other line is one timed network: {"config": [...], "latency_ms": x, "sampler": ...}.
+Records are flushed and fsynced per chunk, so a kill loses at most the chunk being
+timed; a torn last line (a kill mid-write) is skipped with a warning and cut off before
+the next append. The reference implementation's layout, one JSON array
+``[[c1, ..., cn], latency_ms]`` per line and no header, is read too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aows.errors import AowsError
+from aows.space import SearchSpace, SpaceError
+
+
+class SampleFileError(AowsError, ValueError):
+    """A sample file is malformed or belongs to another space or target."""
+
+
+@dataclass
+class Samples:
+    configs: list[tuple[int, ...]]
+    latency_ms: np.ndarray
+    header: dict | None = None
+    samplers: list[str] = field(default_factory=list)
+    path: str = ""
+    anchors: list[float | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def subset(self, index) -> Samples:
+        index = np.asarray(index, dtype=np.int64)
+        pick = lambda seq: [seq[i] for i in index] if seq else []  # noqa: E731
+        return Samples(pick(self.configs), self.latency_ms[index], self.header,
+                       pick(self.samplers), self.path, pick(self.anchors))
+
+    @staticmethod
+    def concat(parts: list[Samples]) -> Samples:
+        fill = lambda p, seq, v: seq if seq else [v] * len(p)  # noqa: E731
+        return Samples([c for p in parts for c in p.configs],
+                       np.concatenate([p.latency_ms for p in parts]) if parts else np.zeros(0),
+                       parts[0].header if parts else None,
+                       [s for p in parts for s in fill(p, p.samplers, "")],
+                       ",".join(p.path for p in parts),
+                       [a for p in parts for a in fill(p, p.anchors, None)])
+
+    def by_config(self) -> dict[tuple[int, ...], float]:
+        """Configuration -> latency (the last record wins for repeated ones)."""
+        return dict(zip(self.configs, self.latency_ms.tolist()))
+
+
+def _parse_record(obj, path, lineno):
+    if isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], list):
+        return tuple(int(c) for c in obj[0]), float(obj[1]), "reference", None
+    if isinstance(obj, dict) and "config" in obj and "latency_ms" in obj:
+        return tuple(int(c) for c in obj["config"]), float(obj["latency_ms"]), \
+            str(obj.get("sampler", "")), obj.get("anchor_ms")
+    raise SampleFileError(f"{path}:{lineno}: not a sample record; expected "
+                          '{"config": [...], "latency_ms": x} or [[widths...], ms]')
+
+
+def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> Samples:
+    """Read a sample file; check it against ``space`` when given."""
+    path = Path(path)
+    if not path.exists():
+        raise SampleFileError(f"sample file {path} does not exist")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    torn_tail = not raw.endswith(b"\n") and lines[-1] != b""
+    header = None
+    configs, lat, samplers, anchors = [], [], [], []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if torn_tail and lineno == len(lines):
+                warnings.warn(f"{path}:{lineno}: incomplete last line skipped (interrupted "
+                              "write); it is removed on the next append", stacklevel=2)
+                continue
+            raise SampleFileError(f"{path}:{lineno}: malformed line (not JSON); fix or "
+                                  "delete that line") from None
+        if isinstance(obj, dict) and obj.get("aows") == "samples":
+            if lineno != 1:
+                raise SampleFileError(f"{path}:{lineno}: header found after the first line")
+            header = obj
+            continue
+        try:
+            cfg, ms, smp, anc = _parse_record(obj, path, lineno)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, SampleFileError):
+                raise
+            raise SampleFileError(f"{path}:{lineno}: bad record ({err})") from None
+        if not np.isfinite(ms) or ms <= 0:
+            raise SampleFileError(f"{path}:{lineno}: latency {ms} is not a positive number")
+        configs.append(cfg)
+        lat.append(ms)
+        samplers.append(smp)
+        anchors.append(anc)
+    if space is not None:
+        if header is not None and "space" in header:
+            space.check_same(SearchSpace.from_description(header["space"]), f"sample file {path}")
+        for lineno, cfg in enumerate(configs, start=2 if header else 1):
+            try:
+                space.validate(cfg)
+            except SpaceError as err:
+                raise SampleFileError(f"{path}: record {lineno}: {err}") from None
+    return Samples(configs, np.asarray(lat, dtype=np.float64), header, samplers, str(path),
+                   anchors)
+
+
+def read_many(paths, space: SearchSpace | None = None) -> Samples:
+    return Samples.concat([read_samples(p, space) for p in paths])
+
+
+# keys of the header's target that must agree to append to an existing file
+_TARGET_KEYS = ("backend", "batch_size", "dtype", "threads", "channels_last")
+
+
+class SampleWriter:
+    """Open (create or resume) a sample file for appending."""
+
+    def __init__(self, path: str | os.PathLike, header: dict):
+        self.path = Path(path)
+        self.existing = Samples([], np.zeros(0), header, [], str(path))
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.existing = read_samples(self.path)
+            old = self.existing.header
+            if old is None:
+                raise SampleFileError(f"{self.path} has no aows header (reference layout?); "
+                                      "write new samples to another file")
+            SearchSpace.from_description(header["space"]).check_same(
+                SearchSpace.from_description(old["space"]), f"sample file {self.path}")
+            for key in _TARGET_KEYS:
+                if old["target"].get(key) != header["target"].get(key):
+                    raise SampleFileError(
+                        f"{self.path} was timed with {key}={old['target'].get(key)!r}, not "
+                        f"{header['target'].get(key)!r}; use another output file")
+            self._cut_torn_tail()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w") as f:
+                f.write(json.dumps(header) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _cut_torn_tail(self):
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, configs, latency_ms, sampler: str, extra: dict | None = None) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a") as f:
+            for cfg, ms in zip(configs, latency_ms):
+                rec = {"config": [int(c) for c in cfg], "latency_ms": round(float(ms), 6),
+                       "sampler": sampler, "time": now, **(extra or {})}
+                f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

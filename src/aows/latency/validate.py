@@ -1,0 +1,64 @@
+"""Accuracy of a latency model on timed networks, and the noise floor of the timings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def error_metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
+    """RMSE (ms), NRMSE (RMSE / mean measured), MAPE, worst error, bias, hit rates."""
+    pred, meas = np.asarray(pred, float), np.asarray(meas, float)
+    err = pred - meas
+    pct = np.abs(err) / meas
+    rmse = float(np.sqrt(np.mean(err**2)))
+    return {
+        "n": int(meas.size),
+        "rmse_ms": rmse,
+        "nrmse": rmse / float(np.mean(meas)),
+        "mape": float(np.mean(pct)),
+        "max_abs_pct_err": float(np.max(pct)),
+        "bias_pct": float(np.mean(err) / np.mean(meas)),
+        "within_5pct": float(np.mean(pct <= 0.05)),
+        "within_10pct": float(np.mean(pct <= 0.10)),
+        "mean_latency_ms": float(np.mean(meas)),
+    }
+
+
+def test_retest(first: dict, second: dict) -> dict:
+    """Noise floor: the same networks timed twice ({config: ms} each), as error metrics
+    of one timing against the other, over the configurations both contain."""
+    common = [c for c in first if c in second]
+    if not common:
+        raise ValueError("the two sample files share no configuration")
+    a = np.array([first[c] for c in common])
+    b = np.array([second[c] for c in common])
+    return error_metrics(b, a)
+
+
+def scatter_plot(pred, meas, path, title: str = "", noise_nrmse: float | None = None,
+                 extra: dict | None = None) -> None:
+    """Predicted vs measured scatter (ms/image), with the identity line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    series = {"model": (np.asarray(pred), np.asarray(meas))}
+    series.update(extra or {})
+    for name, (p, m) in series.items():
+        met = error_metrics(p, m)
+        ax.scatter(m, p, s=8, alpha=0.6, label=f"{name}: NRMSE {100 * met['nrmse']:.1f} %")
+    lo = min(float(np.min(v)) for pair in series.values() for v in pair)
+    hi = max(float(np.max(v)) for pair in series.values() for v in pair)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("measured latency (ms/image)")
+    ax.set_ylabel("predicted latency (ms/image)")
+    if noise_nrmse is not None:
+        title = f"{title}\ntest-retest noise floor: NRMSE {100 * noise_nrmse:.1f} %".strip()
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
