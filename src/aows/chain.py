@@ -197,6 +197,9 @@ def _gumbel_argmax(rng: np.random.Generator, logits: np.ndarray) -> np.ndarray:
 def _viterbi_folded(start: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched max-sum: start (G, S), edges (G, E, S, S) -> paths (G, E+1), scores (G,)."""
     G, E = edges.shape[0], edges.shape[1]
+    if G == 1:
+        path, best = _viterbi_one(start[0], edges[0])
+        return path[None], np.array([best])
     msg = start
     back = np.empty((G, E, start.shape[1]), dtype=np.int64)
     for e in range(E):
@@ -211,6 +214,26 @@ def _viterbi_folded(start: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, n
     for e in range(E - 1, -1, -1):
         path[:, e] = back[rows, e, path[:, e + 1]]
     return path, best
+
+
+def _viterbi_one(start: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, float]:
+    """Single max-sum pass with as few numpy calls per edge as possible (hot path)."""
+    E, S = edges.shape[0], start.shape[0]
+    cols = np.arange(S)
+    back = np.empty((E, S), dtype=np.int64)
+    msg = start
+    for e in range(E):
+        t = msg[:, None] + edges[e]
+        b = t.argmax(axis=0)
+        back[e] = b
+        msg = t[b, cols]
+    last = int(msg.argmax())
+    best = float(msg[last])
+    path = [last]
+    for e in range(E - 1, -1, -1):
+        last = int(back[e, last])
+        path.append(last)
+    return np.array(path[::-1], dtype=np.int64), best
 
 
 # ===================================================================== budgets
@@ -246,11 +269,34 @@ class BudgetProblem:
         self.c_start = cost.U[0].copy()
         self.c_edges = cost.P + cost.U[1:, None, :]
         self.m = score.m
+        self._e = np.arange(self.m - 1)
+        self._fastest: Decoded | None = None
+        self._top: Decoded | None = None
+        # Upper-hull vertices found so far (they do not depend on the budget), by cost,
+        # and pairs of them verified adjacent: repeated budgets reuse both.
+        self._hull: dict[float, Decoded] = {}
+        self._adjacent: set[tuple[float, float]] = set()
 
     # ------------------------------------------------------------- helpers
     def evaluate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.atleast_2d(idx)
         return self.score.scores(idx), self.cost.scores(idx)
+
+    def _evaluate_one(self, idx: np.ndarray) -> tuple[float, float]:
+        a, b = idx[:-1], idx[1:]
+        s = self.s_start[idx[0]] + np.cumsum(self.s_edges[self._e, a, b])[-1] \
+            if self.m > 1 else self.s_start[idx[0]]
+        c = self.c_start[idx[0]] + np.cumsum(self.c_edges[self._e, a, b])[-1] \
+            if self.m > 1 else self.c_start[idx[0]]
+        return float(s), float(c)
+
+    def _decode_one(self, gamma: float) -> Decoded:
+        path, _ = _viterbi_one(self.s_start - gamma * self.c_start,
+                               self.s_edges - gamma * self.c_edges)
+        s, c = self._evaluate_one(path)
+        d = Decoded(path, s, c)
+        self._hull.setdefault(c, d)
+        return d
 
     def _decode(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Viterbi of score - gamma * cost for every gamma: paths, scores, costs."""
@@ -263,6 +309,11 @@ class BudgetProblem:
 
     def fastest(self) -> Decoded:
         """Lowest-cost allowed path (score > -inf); among those, the best score."""
+        if self._fastest is None:
+            self._fastest = self._find_fastest()
+        return self._fastest
+
+    def _find_fastest(self) -> Decoded:
         allowed_s = np.isfinite(self.s_start)
         allowed_e = np.isfinite(self.s_edges)
         start = np.where(allowed_s, -self.c_start, NEG)
@@ -279,9 +330,12 @@ class BudgetProblem:
 
     def best_unconstrained(self) -> Decoded:
         """Highest-score path; among those, the lowest cost."""
-        paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
-        k = 1 if s[1] >= s[0] else 0
-        return Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0, solver="unconstrained")
+        if self._top is None:
+            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
+            k = 1 if s[1] >= s[0] else 0
+            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
+                                solver="unconstrained")
+        return self._top
 
     def _check_budget(self, budget: float) -> Decoded:
         fast = self.fastest()
@@ -304,24 +358,25 @@ class BudgetProblem:
         top = self.best_unconstrained()
         if top.cost <= budget:
             return Decoded(top.idx, top.score, top.cost, 0.0, top.score, "lagrangian")
-        hi = self._check_budget(budget)  # feasible
-        lo = top  # infeasible
+        fast = self._check_budget(budget)
+        self._hull.setdefault(top.cost, top)
+        self._hull.setdefault(fast.cost, fast)
         gamma = 0.0
         for _ in range(max_iter):
+            # tightest known hull vertices around the budget
+            hi = max((d for c, d in self._hull.items() if c <= budget), key=lambda d: d.cost)
+            lo = min((d for c, d in self._hull.items() if c > budget), key=lambda d: d.cost)
             if lo.score <= hi.score:
                 gamma = 0.0
                 break
             gamma = (lo.score - hi.score) / (lo.cost - hi.cost)
-            paths, s, c = self._decode(np.array([gamma]))
-            val = s[0] - gamma * c[0]
-            ref = hi.score - gamma * hi.cost
-            if not val > ref + 1e-12 * max(1.0, abs(ref)):
+            if (hi.cost, lo.cost) in self._adjacent:
                 break
-            p = Decoded(paths[0], float(s[0]), float(c[0]))
-            if p.cost <= budget:
-                hi = p
-            else:
-                lo = p
+            p = self._decode_one(gamma)
+            ref = hi.score - gamma * hi.cost
+            if not p.score - gamma * p.cost > ref + 1e-12 * max(1.0, abs(ref)):
+                self._adjacent.add((hi.cost, lo.cost))
+                break
         dual = hi.score + gamma * (budget - hi.cost)
         return Decoded(hi.idx, hi.score, hi.cost, gamma, dual, "lagrangian")
 

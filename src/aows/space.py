@@ -52,6 +52,7 @@ class SearchSpace:
     layers: tuple[LayerSpec, ...]
     choices: tuple[tuple[int, ...], ...]
     params: dict = field(default_factory=dict, compare=False, hash=False)
+    base_widths: tuple[int, ...] | None = None  # the 1.0x widths (uniform-multiplier baseline)
 
     def __post_init__(self):
         if len(self.choices) != len(self.layers) + 1:
@@ -143,6 +144,24 @@ class SearchSpace:
     def narrowest(self) -> tuple[int, ...]:
         return tuple(ch[0] for ch in self.searchable_choices)
 
+    def uniform_multiplier_configs(self) -> list[tuple[float, tuple[int, ...]]]:
+        """(multiplier, configuration) of uniformly scaled networks, narrowest first: every
+        width the choice nearest to multiplier x its 1.0x width."""
+        if self.base_widths is None:  # no 1.0x widths: scale the choice index instead
+            levels = max(len(c) for c in self.searchable_choices)
+            return [(f, tuple(ch[round(f * (len(ch) - 1))] for ch in self.searchable_choices))
+                    for f in np.linspace(0, 1, levels)]
+        lo = self.params.get("min_width", 0.0)
+        hi = self.params.get("max_width", 1.0)
+        levels = int(self.params.get("levels", 14))
+        out = []
+        for m in np.linspace(lo, hi, levels):
+            cfg = tuple(min(ch, key=lambda w: (abs(w - b * m), w))
+                        for ch, b in zip(self.searchable_choices, self.base_widths))
+            if not out or out[-1][1] != cfg:
+                out.append((float(m), cfg))
+        return out
+
     def uniform_sample(self, rng: np.random.Generator, count: int) -> list[tuple[int, ...]]:
         cols = [rng.integers(0, len(ch), size=count) for ch in self.searchable_choices]
         return [tuple(ch[c[k]] for ch, c in zip(self.searchable_choices, cols))
@@ -194,11 +213,12 @@ class SearchSpace:
             "params": dict(self.params),
             "layers": [asdict(layer) for layer in self.layers],
             "choices": [list(c) for c in self.choices],
+            "base_widths": list(self.base_widths) if self.base_widths else None,
         }
 
     def fingerprint(self) -> str:
-        blob = json.dumps({k: v for k, v in self.describe().items() if k != "params"},
-                          sort_keys=True)
+        ident = {k: v for k, v in self.describe().items() if k in ("layers", "choices")}
+        blob = json.dumps(ident, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
@@ -209,6 +229,7 @@ class SearchSpace:
                 layers=tuple(LayerSpec(**layer) for layer in desc["layers"]),
                 choices=tuple(tuple(int(w) for w in c) for c in desc["choices"]),
                 params=dict(desc.get("params", {})),
+                base_widths=tuple(desc["base_widths"]) if desc.get("base_widths") else None,
             )
         except (KeyError, TypeError) as err:
             raise SpaceError(f"malformed search-space description: {err}") from None
@@ -276,7 +297,7 @@ def mobilenet_v1(min_width: float = 0.2, max_width: float = 1.5, levels: int = 1
     choices.append((classes,))
     params = dict(min_width=min_width, max_width=max_width, levels=levels, divisor=divisor,
                   resolution=resolution, classes=classes, in_channels=in_channels)
-    return SearchSpace("mobilenet_v1", tuple(layers), tuple(choices), params)
+    return SearchSpace("mobilenet_v1", tuple(layers), tuple(choices), params, tuple(bases))
 
 
 def parse_config(text: str) -> tuple[int, ...]:

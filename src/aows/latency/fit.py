@@ -30,6 +30,7 @@ from aows.space import LayerSpec, SearchSpace
 
 DEFAULT_K = 100.0
 DEFAULT_SMOOTH = 1.0
+DEFAULT_RIDGE = 1e-4
 K_GRID = (0.0, 1.0, 10.0, 100.0, 1000.0)
 SMOOTH_GRID = (0.0, 0.1, 1.0, 10.0, 100.0)
 
@@ -109,7 +110,7 @@ def _flops_init(A: sp.csr_matrix, y: np.ndarray, f: np.ndarray, n_layers: int) -
 
 
 def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
-          K: float, lam: float, x0: np.ndarray, ridge: float = 1e-4,
+          K: float, lam: float, x0: np.ndarray, ridge: float = DEFAULT_RIDGE,
           max_pdas: int = 15, max_newton: int = 100) -> tuple[np.ndarray, dict]:
     """argmin_{x >= 0} ||Ax - y||^2 + K ||max(0, Dm x)||^2 + lam ||Ds x||^2
     + rho ||x - x0||^2, with rho = ridge * mean diag(A'A) (a tiny pull toward the
@@ -217,10 +218,12 @@ class Fitter:
         self.Ds = smoothness_matrix(space)
         self.f = flops_vector(space)
 
-    def fit_x(self, configs, y, K=DEFAULT_K, smooth=DEFAULT_SMOOTH) -> np.ndarray:
+    def fit_x(self, configs, y, K=DEFAULT_K, smooth=DEFAULT_SMOOTH, ridge=DEFAULT_RIDGE
+              ) -> np.ndarray:
         A = design_matrix(self.space, configs)
         x0, _, _ = _flops_init(A, y, self.f, self.space.n_layers)
-        x, self.last_info = solve(A, np.asarray(y, float), self.Dm, self.Ds, K, smooth, x0)
+        x, self.last_info = solve(A, np.asarray(y, float), self.Dm, self.Ds, K, smooth, x0,
+                                  ridge)
         return x
 
     def cross_validate(self, configs, y, K_grid=K_GRID, smooth_grid=SMOOTH_GRID, folds=4,
@@ -256,7 +259,8 @@ class Fitter:
 
 
 def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
-        smooth: float | str = DEFAULT_SMOOTH, target: dict | None = None) -> LatencyModel:
+        smooth: float | str = DEFAULT_SMOOTH, target: dict | None = None,
+        ridge: float = DEFAULT_RIDGE) -> LatencyModel:
     """Fit the black-box model; K or smooth = "auto" picks them by cross-validation."""
     if len(samples) == 0:
         raise ValueError("no samples to fit")
@@ -270,7 +274,7 @@ def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
             fixed_smooth=None if smooth == "auto" else float(smooth))
     K, smooth = float(K), float(smooth)
     t1 = time.perf_counter()
-    x = fitter.fit_x(samples.configs, samples.latency_ms, K, smooth)
+    x = fitter.fit_x(samples.configs, samples.latency_ms, K, smooth, ridge)
     t2 = time.perf_counter()
     train_pred = design_matrix(space, samples.configs) @ x
     rmse = float(np.sqrt(np.mean((train_pred - samples.latency_ms) ** 2)))

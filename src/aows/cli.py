@@ -1,0 +1,311 @@
+"""`aows` command line: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aows.errors import AowsError
+
+
+# ------------------------------------------------------------------ helpers
+def _space_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--space", default="mobilenet_v1" if not required else None,
+                   required=required, help="search space name (mobilenet_v1)")
+    p.add_argument("--resolution", type=int, default=None, help="input resolution (px)")
+    p.add_argument("--classes", type=int, default=None, help="number of classes")
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch-cpu",
+                   help="torch-cpu | torch-cuda | onnxruntime | onnxruntime-cuda | onnxruntime-trt")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (torch-cpu, onnxruntime); recorded with the samples")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
+    p.add_argument("--channels-last", action="store_true")
+
+
+def _protocol_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("timing protocol")
+    g.add_argument("--warmup", type=int, default=3)
+    g.add_argument("--rounds", type=int, default=6, help="interleaved rounds per chunk")
+    g.add_argument("--runs", type=int, default=5, help="consecutive runs per round")
+    g.add_argument("--reduce", default="min", help="min | p10 | p25 | median | mean")
+    g.add_argument("--chunk", type=int, default=50, help="networks timed together")
+    g.add_argument("--no-anchor", action="store_true",
+                   help="do not time the anchor network to detect disturbed chunks")
+
+
+def _space(args):
+    from aows.space import get_space
+    return get_space(args.space, resolution=args.resolution, classes=args.classes)
+
+
+def _target(args):
+    from aows.latency.backends import Target
+    return Target(args.backend, args.batch_size, args.threads, args.dtype, args.channels_last)
+
+
+def _protocol(args):
+    from aows.latency.protocol import Protocol
+    return Protocol(warmup=args.warmup, rounds=args.rounds, runs=args.runs, reduce=args.reduce,
+                    chunk=args.chunk, anchor=not args.no_anchor)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+# ------------------------------------------------------------------ latency
+def cmd_latency_generate(args) -> None:
+    from aows.latency.measure import collect
+    space, target = _space(args), _target(args)
+    sampler = "biased" if args.biased else "uniform"
+    timed = collect(space, target, _protocol(args), args.output, args.count, sampler,
+                    seed=args.seed, progress=not args.quiet)
+    print(f"{args.output}: {args.count} networks ({timed} timed now, "
+          f"{args.count - timed} already there)")
+
+
+def cmd_latency_retest(args) -> None:
+    """Re-time networks of an existing file with the same target and protocol."""
+    from aows.latency.backends import Target
+    from aows.latency.measure import collect
+    from aows.latency.protocol import Protocol
+    from aows.latency.store import read_samples
+    from aows.latency.validate import test_retest
+    from aows.space import SearchSpace
+    first = read_samples(args.samples)
+    if first.header is None:
+        raise AowsError(f"{args.samples} has no aows header: retest needs the target it was "
+                        "timed on")
+    space = SearchSpace.from_description(first.header["space"])
+    t = first.header["target"]
+    target = Target(t["backend"], t["batch_size"], t.get("threads"), t["dtype"],
+                    t.get("channels_last", False))
+    proto = Protocol(**first.header["protocol"])
+    count = min(args.count or len(first), len(first))
+    collect(space, target, proto, args.output, count, "given", configs=first.configs,
+            progress=not args.quiet)
+    second = read_samples(args.output, space)
+    met = test_retest(first.by_config(), second.by_config())
+    print(f"noise floor (test-retest over {met['n']} networks): NRMSE {_pct(met['nrmse'])}, "
+          f"RMSE {met['rmse_ms']:.4f} ms, max {_pct(met['max_abs_pct_err'])}")
+
+
+def cmd_latency_fit(args) -> None:
+    from aows.latency.fit import fit, fit_flops
+    from aows.latency.store import read_many
+    space = _space(args)
+    samples = read_many(args.samples, space)
+    if args.method == "flops":
+        model = fit_flops(space, samples)
+    else:
+        K = args.K if args.K == "auto" else float(args.K)
+        smooth = args.smooth if args.smooth == "auto" else float(args.smooth)
+        model = fit(space, samples, K=K, smooth=smooth)
+    model.save(args.output)
+    f = model.meta["fit"]
+    extra = (f", K={f['K']:g}, smooth={f['smooth']:g}, solved in {f['fit_seconds']:.3f} s"
+             if args.method == "blackbox" else "")
+    print(f"{args.output}: {args.method} model from {len(samples)} networks{extra}")
+
+
+def cmd_latency_validate(args) -> None:
+    from aows.latency.model import LatencyModel
+    from aows.latency.store import read_samples
+    from aows.latency.validate import error_metrics, scatter_plot, test_retest
+    model = LatencyModel.load(args.model)
+    samples = read_samples(args.samples, model.space)
+    pred = model.predict_many(samples.configs)
+    met = error_metrics(pred, samples.latency_ms)
+    noise = None
+    if args.retest:
+        retest = read_samples(args.retest, model.space)
+        noise = test_retest(samples.by_config(), retest.by_config())
+        met["noise_floor_nrmse"] = noise["nrmse"]
+        met["noise_floor_n"] = noise["n"]
+    baselines = {}
+    for path in args.baseline or []:
+        other = LatencyModel.load(path, model.space)
+        p = other.predict_many(samples.configs)
+        baselines[f"{other.kind} ({Path(path).name})"] = (p, samples.latency_ms)
+        met.setdefault("baselines", {})[path] = error_metrics(p, samples.latency_ms)
+    if args.plot:
+        scatter_plot(pred, samples.latency_ms, args.plot,
+                     title=f"{model.kind} model on {Path(args.samples).name}",
+                     noise_nrmse=noise["nrmse"] if noise else None, extra=baselines)
+        met["plot"] = args.plot
+    if args.json:
+        _print_json(met)
+        return
+    print(f"{met['n']} networks, mean {met['mean_latency_ms']:.3f} ms/image")
+    print(f"  RMSE {met['rmse_ms']:.4f} ms   NRMSE {_pct(met['nrmse'])}   MAPE {_pct(met['mape'])}"
+          f"   max {_pct(met['max_abs_pct_err'])}   bias {_pct(met['bias_pct'])}")
+    print(f"  within 5 %: {_pct(met['within_5pct'])}   within 10 %: {_pct(met['within_10pct'])}")
+    if noise:
+        print(f"  noise floor (test-retest, {noise['n']} networks): NRMSE {_pct(noise['nrmse'])}")
+    for path, b in met.get("baselines", {}).items():
+        print(f"  baseline {path}: NRMSE {_pct(b['nrmse'])}, bias {_pct(b['bias_pct'])}")
+    if args.plot:
+        print(f"  plot: {args.plot}")
+
+
+def cmd_latency_benchmark(args) -> None:
+    from aows.latency.measure import time_configs
+    from aows.latency.model import LatencyModel
+    from aows.space import parse_config
+    space = _space(args)
+    configs = [space.validate(parse_config(c)) for c in args.config]
+    ms = time_configs(space, configs, _target(args), _protocol(args))
+    model = LatencyModel.load(args.model, space) if args.model else None
+    rows = []
+    for cfg, m in zip(configs, ms):
+        row = {"config": list(cfg), "measured_latency_ms": float(m),
+               "mflops": space.flops(cfg) / 1e6}
+        if model:
+            row["predicted_latency_ms"] = model.predict(cfg)
+        rows.append(row)
+    if args.json:
+        _print_json(rows)
+        return
+    for row in rows:
+        pred = (f"   predicted {row['predicted_latency_ms']:.3f} ms "
+                f"({100 * (row['predicted_latency_ms'] / row['measured_latency_ms'] - 1):+.1f} %)"
+                if model else "")
+        print(f"{','.join(map(str, row['config']))}: measured {row['measured_latency_ms']:.3f} "
+              f"ms/image, {row['mflops']:.1f} MFLOPs{pred}")
+
+
+def cmd_latency_lut(args) -> None:
+    from aows.latency.lut import build_lookup_table
+    model = build_lookup_table(_space(args), _target(args), _protocol(args),
+                               progress=not args.quiet)
+    model.save(args.output)
+    print(f"{args.output}: per-layer lookup table of {len(model.space.unknowns()[0])} layers")
+
+
+# ------------------------------------------------------------------- search
+def cmd_search(args) -> None:
+    from aows.search import run_search_cli
+    run_search_cli(args)
+
+
+def cmd_quickstart(args) -> None:
+    from aows.quickstart import quickstart
+    quickstart(args.out, quick=args.quick)
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="aows", description="Optimal channel widths of a CNN under a latency budget "
+        "(AOWS, CVPR 2020).")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    lat = sub.add_parser("latency", help="black-box latency model of a target")
+    lsub = lat.add_subparsers(dest="latency_command", required=True)
+
+    p = lsub.add_parser("generate", help="time networks of the space (resumable JSONL)")
+    _space_args(p)
+    _target_args(p)
+    _protocol_args(p)
+    p.add_argument("--count", type=int, required=True, help="networks the file must hold")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--biased", action="store_true",
+                      help="biased sampling: least-seen layer widths first (seed section A)")
+    mode.add_argument("--uniform", action="store_true", help="uniform sampling (default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_latency_generate)
+
+    p = lsub.add_parser("retest", help="re-time a file's networks: the noise floor")
+    p.add_argument("samples")
+    p.add_argument("--count", type=int, default=None, help="first N networks (default all)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_latency_retest)
+
+    p = lsub.add_parser("fit", help="fit the per-layer latency tables")
+    p.add_argument("samples", nargs="+")
+    _space_args(p)
+    p.add_argument("-K", default="100", help="monotonicity prior weight, or 'auto' (CV)")
+    p.add_argument("--smooth", default=None,
+                   help="smoothness prior weight, or 'auto' (CV); default from benchmarks")
+    p.add_argument("--method", default="blackbox", choices=["blackbox", "flops"])
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_latency_fit)
+
+    p = lsub.add_parser("validate", help="error of a model on timed networks")
+    p.add_argument("samples")
+    p.add_argument("--model", required=True)
+    p.add_argument("--retest", default=None,
+                   help="the same networks timed again: report the noise floor")
+    p.add_argument("--baseline", action="append", help="another model file to compare")
+    p.add_argument("--plot", default=None, help="predicted-vs-measured scatter PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_latency_validate)
+
+    p = lsub.add_parser("benchmark", help="time given configurations")
+    _space_args(p)
+    _target_args(p)
+    _protocol_args(p)
+    p.add_argument("config", nargs="+", help='widths, e.g. "8,16,48,..."')
+    p.add_argument("--model", default=None, help="also print this model's prediction")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_latency_benchmark)
+
+    p = lsub.add_parser("lut", help="baseline: time every layer alone (lookup table)")
+    _space_args(p)
+    _target_args(p)
+    _protocol_args(p)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_latency_lut)
+
+    p = sub.add_parser("search", help="best widths under a latency budget")
+    p.add_argument("--latency", required=True, help="latency model JSON")
+    p.add_argument("--unaries", required=True, help="unaries JSON (per-layer scores)")
+    p.add_argument("--budget", type=float, default=None, help="latency budget (ms/image)")
+    p.add_argument("--solver", default="exact",
+                   choices=["exact", "lagrangian", "greedy", "uniform"])
+    p.add_argument("--pareto", action="store_true", help="the whole score/latency front")
+    p.add_argument("--budgets", type=int, default=100, help="budgets in the --pareto sweep")
+    p.add_argument("--plot", default=None, help="PNG of the Pareto front (with --pareto)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("quickstart", help="a small real run on this machine")
+    p.add_argument("--out", default="quickstart")
+    p.add_argument("--quick", action="store_true", help="fewer networks (smoke test)")
+    p.set_defaults(func=cmd_quickstart)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "smooth", "unset") is None:
+        from aows.latency.fit import DEFAULT_SMOOTH
+        args.smooth = str(DEFAULT_SMOOTH)
+    try:
+        args.func(args)
+    except AowsError as err:
+        print(f"aows: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aows: interrupted; completed work is saved, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Width search: the best configuration under a latency budget (method.md section 2).
+
+Score(c) = sum_i u_i(c_i) (unaries from supernet training, higher is better);
+latency(c) = sum_i L_i(c_i, c_i+1) from the latency model. Both live on one chain whose
+nodes are all layer boundaries (the image channels and the classes are one-choice
+nodes), so every solver here is a call on ``aows.chain``.
+
+unaries.json: {"unaries": [[u_1(c) for c in C_1], ..., [u_n-1(c) for c in C_n-1]], ...}
+one list per searchable layer, one float per width choice in the space's order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aows.chain import BudgetError, BudgetProblem, Chain, Decoded
+from aows.errors import AowsError
+from aows.latency.model import LatencyModel, atomic_write_text
+from aows.space import SearchSpace
+
+
+class UnariesError(AowsError, ValueError):
+    """A unaries file does not fit the latency model's space."""
+
+
+def load_unaries(path: str | os.PathLike, space: SearchSpace) -> list[np.ndarray]:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UnariesError(f"unaries file {path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise UnariesError(f"unaries file {path} is not valid JSON ({err})") from None
+    if not isinstance(obj, dict) or "unaries" not in obj:
+        raise UnariesError(f'{path}: expected a JSON object with "unaries": one list of '
+                           "scores per searchable layer")
+    return check_unaries(obj["unaries"], space, str(path))
+
+
+def check_unaries(unaries, space: SearchSpace, where: str = "unaries") -> list[np.ndarray]:
+    if len(unaries) != space.n_searchable:
+        raise UnariesError(f"{where} has {len(unaries)} layers but the latency model's space "
+                           f"'{space.name}' has {space.n_searchable} searchable layers")
+    out = []
+    for i, (u, ch) in enumerate(zip(unaries, space.searchable_choices), start=1):
+        arr = np.asarray(u, dtype=np.float64)
+        if arr.shape != (len(ch),):
+            raise UnariesError(f"{where}: layer {i} has {arr.size} scores but the space has "
+                               f"{len(ch)} width choices {list(ch)}; one score per choice")
+        if np.any(np.isnan(arr)) or np.any(np.isposinf(arr)):
+            raise UnariesError(f"{where}: layer {i} has NaN or +inf scores")
+        out.append(arr)
+    return out
+
+
+def save_unaries(path, unaries: Sequence[np.ndarray], space: SearchSpace, **extra) -> None:
+    obj = {"unaries": [np.asarray(u).tolist() for u in unaries],
+           "widths": [list(c) for c in space.searchable_choices],
+           "space": space.describe(), **extra}
+    atomic_write_text(path, json.dumps(obj))
+
+
+@dataclass
+class Problem:
+    """A latency model and unaries on one chain; solvers take it and a budget."""
+
+    model: LatencyModel
+    unaries: list[np.ndarray]
+    budget_problem: BudgetProblem = field(init=False)
+
+    def __post_init__(self):
+        space = self.model.space
+        self.unaries = check_unaries(self.unaries, space)
+        nodes = [np.zeros(1), *self.unaries, np.zeros(1)]
+        score = Chain(nodes, [np.zeros(t.shape) for t in self.model.tables])
+        self.budget_problem = BudgetProblem(score, self.model.cost_chain())
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.model.space
+
+    def score(self, config: Sequence[int]) -> float:
+        return float(self.budget_problem.score.score(self.space.indices(config)))
+
+    def latency(self, config: Sequence[int]) -> float:
+        return self.model.predict(config)
+
+    def result(self, config, solver: str, budget: float | None, **extra) -> dict:
+        config = [int(c) for c in config]
+        lat = self.latency(config)
+        out = {"config": config, "predicted_latency_ms": lat, "score": self.score(config),
+               "solver": solver}
+        if budget is not None:
+            out["budget_ms"] = budget
+            out["budget_used"] = lat / budget
+        out.update({k: v for k, v in extra.items() if v is not None})
+        return out
+
+
+# ------------------------------------------------------------------ solvers
+SOLVERS: dict[str, Callable[[Problem, float], dict]] = {}
+
+
+def register_solver(name: str):
+    def deco(fn):
+        SOLVERS[name] = fn
+        return fn
+    return deco
+
+
+def _from_decoded(problem: Problem, d: Decoded, name: str, budget: float) -> dict:
+    cfg = problem.space.config_from_indices(d.idx)
+    return problem.result(cfg, name, budget, gamma=d.gamma, dual_bound=d.dual_bound)
+
+
+@register_solver("exact")
+def solve_exact(problem: Problem, budget: float) -> dict:
+    """Best score under the budget, no duality gap (label-setting DP, chain.py)."""
+    return _from_decoded(problem, problem.budget_problem.exact(budget), "exact", budget)
+
+
+@register_solver("lagrangian")
+def solve_lagrangian(problem: Problem, budget: float) -> dict:
+    """The paper's decoding: max score - gamma * latency with the smallest feasible gamma."""
+    return _from_decoded(problem, problem.budget_problem.lagrangian(budget), "lagrangian",
+                         budget)
+
+
+@register_solver("greedy")
+def solve_greedy(problem: Problem, budget: float) -> dict:
+    """AutoSlim's iterative trimming: from the widest configuration, narrow by one step
+    the layer that loses least score per ms saved, until under budget."""
+    bp = problem.budget_problem
+    sizes = bp.score.sizes
+    idx = sizes - 1
+    idx[0] = idx[-1] = 0
+    s, c = bp.evaluate(idx)
+    s, c = float(s[0]), float(c[0])
+    steps = 0
+    while c > budget:
+        movable = [k for k in range(1, len(idx) - 1) if idx[k] > 0]
+        if not movable:
+            raise BudgetError(f"greedy trimming reached the narrowest configuration "
+                              f"({c:.4g} ms) above the budget {budget:.4g} ms")
+        cands = np.repeat(idx[None], len(movable), axis=0)
+        cands[np.arange(len(movable)), movable] -= 1
+        cs, cc = bp.evaluate(cands)
+        saved, lost = c - cc, s - cs
+        ratio = np.where(saved > 0, lost / np.where(saved > 0, saved, 1.0), np.inf)
+        if np.all(np.isinf(ratio)):  # nothing saves time: take the cheapest loss
+            j = int(np.argmin(lost))
+        else:
+            j = int(np.argmin(ratio))
+        idx, s, c = cands[j], float(cs[j]), float(cc[j])
+        steps += 1
+    cfg = problem.space.config_from_indices(idx)
+    return problem.result(cfg, "greedy", budget, steps=steps)
+
+
+@register_solver("uniform")
+def solve_uniform(problem: Problem, budget: float) -> dict:
+    """The widest uniformly scaled network (width multiplier) under the budget."""
+    best = None
+    for mult, cfg in problem.space.uniform_multiplier_configs():
+        if problem.latency(cfg) <= budget:
+            best = (mult, cfg)
+    if best is None:
+        mult, cfg = problem.space.uniform_multiplier_configs()[0]
+        raise BudgetError(f"budget {budget:.4g} ms is below the narrowest uniform network "
+                          f"(x{mult:.2f}: {problem.latency(cfg):.4g} ms)")
+    return problem.result(best[1], "uniform", budget, multiplier=round(best[0], 4))
+
+
+def search(problem: Problem, budget: float, solver: str = "exact") -> dict:
+    if solver not in SOLVERS:
+        raise AowsError(f"unknown solver '{solver}'; choose from {sorted(SOLVERS)}")
+    if not np.isfinite(budget) or budget <= 0:
+        raise AowsError(f"--budget must be a positive number of ms, got {budget}")
+    return SOLVERS[solver](problem, budget)
+
+
+# ------------------------------------------------------------------- Pareto
+def pareto(problem: Problem, n_budgets: int = 100) -> dict:
+    """The exact score/latency front, and the exact answer at n budgets spread from the
+    fastest configuration to the widest one (OWS re-targets any budget, no retraining)."""
+    bp = problem.budget_problem
+    paths, costs, scores = bp.pareto_front()
+    lo, hi = float(costs[0]), float(costs[-1])
+    budgets = np.linspace(lo, hi, n_budgets) if n_budgets > 1 else np.array([hi])
+    pick = np.searchsorted(costs, budgets, side="right") - 1
+    space = problem.space
+    front = [{"config": list(space.config_from_indices(p)), "predicted_latency_ms": float(c),
+              "score": float(s)} for p, c, s in zip(paths, costs, scores)]
+    sweep = [{"budget_ms": float(b), **front[j]} for b, j in zip(budgets, pick)]
+    return {"front": front, "sweep": sweep}
+
+
+def plot_pareto(problem: Problem, result: dict, path, marks: dict | None = None) -> None:
+    """Score vs predicted latency: the exact front, uniform multipliers, optional marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    lat = [p["predicted_latency_ms"] for p in result["front"]]
+    sc = [p["score"] for p in result["front"]]
+    ax.step(lat, sc, where="post", color="C0", lw=1.2, label="exact front (OWS)")
+    uni = problem.space.uniform_multiplier_configs()
+    ax.plot([problem.latency(c) for _, c in uni], [problem.score(c) for _, c in uni], "s--",
+            color="C7", ms=4, lw=0.8, label="uniform width multiplier")
+    for k, (name, pts) in enumerate((marks or {}).items()):
+        ax.scatter([p["predicted_latency_ms"] for p in pts], [p["score"] for p in pts],
+                   s=36, marker="oD^v*"[k % 5], color=f"C{k + 1}", label=name, zorder=3)
+    ax.set_xlabel("predicted latency (ms/image)")
+    ax.set_ylabel("score (sum of unaries, higher is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- CLI
+def run_search_cli(args) -> None:
+    model = LatencyModel.load(args.latency)
+    problem = Problem(model, load_unaries(args.unaries, model.space))
+    if args.pareto:
+        res = pareto(problem, args.budgets)
+        if args.plot:
+            plot_pareto(problem, res, args.plot)
+            res["plot"] = args.plot
+        if args.json:
+            print(json.dumps(res, indent=2))
+            return
+        print(f"exact front: {len(res['front'])} configurations from "
+              f"{res['front'][0]['predicted_latency_ms']:.3f} to "
+              f"{res['front'][-1]['predicted_latency_ms']:.3f} ms/image")
+        for row in res["sweep"][:: max(1, len(res["sweep"]) // 10)]:
+            print(f"  budget {row['budget_ms']:8.3f} ms: {row['predicted_latency_ms']:8.3f} ms, "
+                  f"score {row['score']:+.4f}  {','.join(map(str, row['config']))}")
+        if args.plot:
+            print(f"plot: {args.plot}")
+        return
+    if args.budget is None:
+        raise AowsError("give --budget MS (or --pareto for the whole front)")
+    res = search(problem, args.budget, args.solver)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return
+    print(f"{res['solver']}: {','.join(map(str, res['config']))}")
+    print(f"  predicted latency {res['predicted_latency_ms']:.4f} ms/image "
+          f"({100 * res['budget_used']:.1f} % of the {args.budget:g} ms budget), "
+          f"score {res['score']:+.5f}")

@@ -1,0 +1,292 @@
+"""Latency model: sampling, store, fit, model file, CLI (tiny spaces, real timing)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from aows.cli import main
+from aows.latency.fit import (
+    design_matrix,
+    fit,
+    fit_flops,
+    flops_vector,
+    monotonicity_matrix,
+    smoothness_matrix,
+    solve,
+)
+from aows.latency.model import LatencyModel, ModelFileError
+from aows.latency.protocol import Protocol, time_runners
+from aows.latency.sampling import BiasedSampler
+from aows.latency.store import SampleFileError, Samples, SampleWriter, read_samples
+from aows.latency.validate import error_metrics
+from aows.space import SpaceError, mobilenet_v1
+
+
+def synthetic_truth(space, rng):
+    """A positive additive latency table: FLOPs-like plus per-entry irregularities."""
+    keys, _ = space.unknowns()
+    f = flops_vector(space)
+    return 0.02 + f / f.max() + rng.uniform(0, 0.3, size=len(keys))
+
+
+def test_biased_sampler_covers_mobilenet_v1_at_the_lower_bound():
+    space = mobilenet_v1()
+    sampler = BiasedSampler(space)
+    n = 0
+    while sampler.coverage() < 1.0:
+        sampler.next()
+        n += 1
+        assert n <= 196
+    # 196 = 14 x 14 pairs of the layer types that occur once per network: the lower bound
+    assert n == 196
+    # uniform sampling is far from covering everything by then
+    rng = np.random.default_rng(0)
+    uni = BiasedSampler(space, space.uniform_sample(rng, 196))
+    assert uni.coverage() < 0.8
+
+
+def test_biased_sampler_resumes_from_seen_configs():
+    space = mobilenet_v1(resolution=64)
+    a = BiasedSampler(space)
+    first = [a.next() for _ in range(30)]
+    b = BiasedSampler(space, first[:20])
+    assert [b.next() for _ in range(10)] == first[20:]
+
+
+def test_exact_recovery_from_noiseless_samples():
+    space = mobilenet_v1(resolution=64, levels=4)
+    rng = np.random.default_rng(0)
+    x_true = synthetic_truth(space, rng)
+    configs = space.uniform_sample(rng, 600)
+    y = design_matrix(space, configs) @ x_true
+    model = fit(space, Samples(configs, y), K=0.0, smooth=0.0, ridge=1e-12)
+    test = space.uniform_sample(np.random.default_rng(1), 300)
+    truth = design_matrix(space, test) @ x_true
+    np.testing.assert_allclose(model.predict_many(test), truth, rtol=1e-7)
+    # Tables are determined only up to "gauge" shifts: g(c_k) added to layer k-1's column
+    # and taken from layer k's row changes no prediction. So each table's error must be
+    # additively separable, err[a, b] = r(a) + q(b): its double differences vanish.
+    _, ids = space.unknowns()
+    for table, idx in zip(model.tables, ids):
+        err = table - x_true[idx]
+        sep = err - err.mean(0, keepdims=True) - err.mean(1, keepdims=True) + err.mean()
+        assert np.abs(sep).max() < 1e-6
+
+
+def test_solver_matches_lbfgs_on_the_full_prior():
+    """The active-set Newton solver reaches the optimum of the penalised objective."""
+    space = mobilenet_v1(resolution=64, levels=5)
+    rng = np.random.default_rng(2)
+    x_true = synthetic_truth(space, rng)
+    configs = space.uniform_sample(rng, 120)  # fewer networks than unknowns: priors matter
+    A = design_matrix(space, configs)
+    y = A @ x_true * rng.uniform(0.95, 1.05, size=len(configs))
+    Dm, Ds = monotonicity_matrix(space), smoothness_matrix(space)
+    x0 = np.full(A.shape[1], y.mean() / space.n_layers)
+    for K, lam in [(100.0, 0.0), (100.0, 1.0), (0.0, 1.0)]:
+        x, _ = solve(A, y, Dm, Ds, K, lam, x0, ridge=1e-3)
+        rho = 1e-3 * (A.multiply(A).sum() / A.shape[1])
+
+        def obj(z, K=K, lam=lam, rho=rho):
+            r, h, q = A @ z - y, np.maximum(Dm @ z, 0), Ds @ z
+            return r @ r + K * h @ h + lam * q @ q + rho * (z - x0) @ (z - x0)
+
+        ref = scipy.optimize.minimize(
+            lambda z: obj(z), x0, method="L-BFGS-B", bounds=[(0, None)] * x0.size,
+            jac=lambda z, K=K, lam=lam, rho=rho: 2 * (A.T @ (A @ z - y)) + 2 * K * (
+                Dm.T @ np.maximum(Dm @ z, 0)) + 2 * lam * (Ds.T @ (Ds @ z)) + 2 * rho * (z - x0),
+            options={"maxiter": 50000, "ftol": 1e-15, "gtol": 1e-12})
+        assert x.min() >= 0
+        assert obj(x) <= ref.fun * (1 + 1e-6)
+
+
+def test_monotonicity_prior_orders_neighbours():
+    space = mobilenet_v1(resolution=64, levels=4)
+    Dm = monotonicity_matrix(space)
+    keys, _ = space.unknowns()
+    r, c = Dm.nonzero()
+    for row in range(Dm.shape[0]):
+        small, large = sorted(c[r == row], key=lambda v: -Dm[row, v])
+        ks, kl = keys[small], keys[large]
+        assert (ks[1], ks[2]) <= (kl[1], kl[2]) or ks[0] != kl[0]
+
+
+def test_timing_protocol_times_every_runner():
+    calls = []
+
+    def runner(k, secs):
+        def run():
+            calls.append(k)
+            time.sleep(secs)
+            return secs
+        return run
+
+    proto = Protocol(warmup=1, rounds=3, runs=2, reduce="median")
+    out = time_runners([runner(0, 0.001), runner(1, 0.002)], proto)
+    np.testing.assert_allclose(out, [0.001, 0.002])
+    assert calls.count(0) == calls.count(1) == 1 + 3 * 2
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_torn_last_line_is_skipped_malformed_line_is_an_error(tmp_path, tiny_space):
+    cfg = list(tiny_space.narrowest())
+    good = json.dumps({"config": cfg, "latency_ms": 1.0})
+    p = tmp_path / "s.jsonl"
+    p.write_text(good + "\n" + good + "\n" + '{"config": [8, 1')
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        s = read_samples(p, tiny_space)
+    assert len(s) == 2
+    _write(p, [good, "not json", good])
+    with pytest.raises(SampleFileError, match=r"s\.jsonl:2: malformed"):
+        read_samples(p)
+    _write(p, [good, json.dumps({"config": cfg, "latency_ms": -3})])
+    with pytest.raises(SampleFileError, match=r":2: latency -3"):
+        read_samples(p)
+
+
+def test_reference_layout_is_read(tmp_path):
+    space = mobilenet_v1()
+    cfg = [8, 16, 48, 64, 128, 256, 512, 512, 512, 512, 464, 512, 1536, 1536]
+    p = tmp_path / "ref.jsonl"
+    _write(p, [json.dumps([cfg, 3.5]), json.dumps([list(space.widest()), 9.25])])
+    s = read_samples(p, space)
+    assert s.configs[0] == tuple(cfg) and s.latency_ms.tolist() == [3.5, 9.25]
+    bad = list(cfg)
+    bad[0] = 9
+    _write(p, [json.dumps([bad, 1.0])])
+    with pytest.raises(SampleFileError, match="width 9 of layer 1"):
+        read_samples(p, space)
+
+
+def test_writer_cuts_torn_tail_and_refuses_another_target(tmp_path, tiny_space):
+    from aows.latency.backends import Target, get_backend
+    from aows.latency.measure import header
+    p = tmp_path / "s.jsonl"
+    target = Target(threads=1)
+    h = header(tiny_space, target, Protocol(), get_backend(target))
+    w = SampleWriter(p, h)
+    w.append([tiny_space.narrowest()], [1.0], "uniform")
+    with open(p, "a") as f:
+        f.write('{"config": [8')
+    w = SampleWriter(p, h)
+    w.append([tiny_space.widest()], [2.0], "uniform")
+    s = read_samples(p, tiny_space)
+    assert s.latency_ms.tolist() == [1.0, 2.0]
+    h2 = dict(h, target=dict(h["target"], batch_size=8))
+    with pytest.raises(SampleFileError, match="batch_size"):
+        SampleWriter(p, h2)
+
+
+def test_model_file_roundtrip_and_refuses_other_space(tmp_path):
+    space = mobilenet_v1(resolution=64, levels=4)
+    rng = np.random.default_rng(3)
+    x = synthetic_truth(space, rng)
+    configs = space.uniform_sample(rng, 100)
+    model = fit(space, Samples(configs, design_matrix(space, configs) @ x))
+    path = tmp_path / "latency.json"
+    model.save(path)
+    obj = json.loads(path.read_text())
+    assert len(obj["tables"]) == space.n_layers
+    assert np.array(obj["tables"][0]).shape == (1, len(space.choices[1]))  # image input
+    assert np.array(obj["tables"][-1]).shape == (len(space.choices[-2]), 1)  # classifier
+    loaded = LatencyModel.load(path)
+    np.testing.assert_allclose(loaded.predict_many(configs), model.predict_many(configs),
+                               rtol=1e-5)
+    other = mobilenet_v1(resolution=96, levels=4)
+    with pytest.raises(SpaceError, match="latency model"):
+        LatencyModel.load(path, other)
+    paper_cfg = (8, 16, 48, 64, 128, 256, 512, 512, 512, 512, 464, 512, 1536, 1536)
+    with pytest.raises(SpaceError, match="not in space"):
+        loaded.predict(paper_cfg)  # a configuration of the 14-level space
+    path.write_text("{}")
+    with pytest.raises(ModelFileError, match="not an aows latency model"):
+        LatencyModel.load(path)
+
+
+def test_flops_baseline_and_metrics():
+    space = mobilenet_v1(resolution=64, levels=4)
+    rng = np.random.default_rng(4)
+    configs = space.uniform_sample(rng, 50)
+    y = np.array([2.0 + 1e-7 * space.flops(c) for c in configs])
+    model = fit_flops(space, Samples(configs, y))
+    np.testing.assert_allclose(model.predict_many(configs), y, rtol=1e-6)
+    met = error_metrics(np.array([1.0, 2.19]), np.array([1.0, 2.0]))
+    assert met["within_5pct"] == 0.5 and met["within_10pct"] == 1.0
+    assert met["max_abs_pct_err"] == pytest.approx(0.095)
+    assert met["rmse_ms"] == pytest.approx(np.sqrt(0.19**2 / 2))
+
+
+def test_cli_generate_fit_validate_benchmark(tmp_path, capsys, fast_protocol_args):
+    common = ["--space", "mobilenet_v1", "--resolution", "32"]
+    samples = str(tmp_path / "s.jsonl")
+    rc = main(["latency", "generate", *common, "--backend", "torch-cpu", "--threads", "1",
+               "--count", "12", "--biased", "-q", "-o", samples, *fast_protocol_args])
+    assert rc == 0
+    s = read_samples(samples)
+    assert len(s) == 12 and s.header["target"]["threads"] == 1
+    assert all(a is not None for a in s.anchors)
+    model = str(tmp_path / "m.json")
+    assert main(["latency", "fit", samples, *common, "-o", model]) == 0
+    capsys.readouterr()
+    plot = str(tmp_path / "fit.png")
+    assert main(["latency", "validate", samples, "--model", model, "--json",
+                 "--plot", plot]) == 0
+    met = json.loads(capsys.readouterr().out)
+    for key in ("n", "rmse_ms", "nrmse", "mape", "max_abs_pct_err", "within_5pct",
+                "within_10pct"):
+        assert key in met
+    assert met["n"] == 12 and (tmp_path / "fit.png").stat().st_size > 1000
+    cfg = ",".join(map(str, s.configs[0]))
+    assert main(["latency", "benchmark", *common, cfg, "--model", model, "--json",
+                 *fast_protocol_args]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["measured_latency_ms"] > 0 and rows[0]["predicted_latency_ms"] > 0
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["latency", "benchmark", "--space", "mobilenet_v1", "8,8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aows: error:") and "searchable layers" in err
+    assert "Traceback" not in err
+    assert main(["latency", "fit", str(tmp_path / "missing.jsonl"), "--space",
+                 "mobilenet_v1", "-o", str(tmp_path / "m.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["latency", "generate", "--space", "mobilenet_v1", "--backend", "torch-cuda",
+                 "--count", "1", "-o", str(tmp_path / "x.jsonl")]) == 2 or \
+        __import__("torch").cuda.is_available()
+
+
+def test_killed_collection_resumes_to_the_requested_count(tmp_path):
+    out = tmp_path / "s.jsonl"
+    cmd = [sys.executable, "-m", "aows.cli", "latency", "generate", "--space", "mobilenet_v1",
+           "--resolution", "32", "--threads", "1", "--count", "40", "--biased", "-q",
+           "--warmup", "1", "--rounds", "2", "--runs", "2", "--chunk", "4", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if out.exists() and out.read_text().count("\n") >= 1 + 8:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with open(out, "a") as f:  # as if killed in the middle of a write
+        f.write('{"config": [8, 16')
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        n_before = len(read_samples(out))
+    assert 8 <= n_before < 40
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    s = read_samples(out)
+    assert len(s) == 40
+    # the resumed biased stream equals an uninterrupted one
+    ref = BiasedSampler(mobilenet_v1(resolution=32))
+    assert s.configs == [ref.next() for _ in range(40)]
