@@ -148,6 +148,12 @@ def test_search_cli(tmp_path, capsys):
     un_path.write_text(json.dumps(bad))
     assert main([*base, "--budget", str(budget)]) == 2
     assert "searchable layers" in capsys.readouterr().err
+    # a latency model of another space than the unaries
+    save_unaries(un_path, problem.unaries, problem.space)
+    other = realistic_problem(0, resolution=96, levels=6)
+    other.model.save(model_path)
+    assert main([*base, "--budget", str(budget)]) == 2
+    assert "was made for space" in capsys.readouterr().err
     with pytest.raises(UnariesError, match="layer 2 has 3 scores"):
         u = [np.zeros(len(c)) for c in problem.space.searchable_choices]
         u[1] = np.zeros(3)

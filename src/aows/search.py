@@ -40,6 +40,13 @@ def load_unaries(path: str | os.PathLike, space: SearchSpace) -> list[np.ndarray
     if not isinstance(obj, dict) or "unaries" not in obj:
         raise UnariesError(f'{path}: expected a JSON object with "unaries": one list of '
                            "scores per searchable layer")
+    if obj.get("space"):
+        try:
+            space.check_same(SearchSpace.from_description(obj["space"]), f"unaries file {path}")
+        except AowsError as err:
+            raise UnariesError(f"{err} (the latency model is for another space than the "
+                               "unaries: use a latency model and unaries of the same space)"
+                               ) from None
     return check_unaries(obj["unaries"], space, str(path))
 
 

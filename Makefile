@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine:
+#   make quickstart   # install into .venv, then a small real run on this CPU
+#   make test         # install into .venv, then the test suite
+# TORCH pins the CPU build that this machine holds on disk; with a GPU, install the
+# torch build you want first (any torch>=2.1 works) and run `pip install -e ".[dev]"`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+.PHONY: install quickstart test lint
+install: $(VENV)/.installed
+
+quickstart: $(VENV)/.installed
+	$(VENV)/bin/aows quickstart
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks

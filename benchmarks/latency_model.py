@@ -1,0 +1,184 @@
+"""Accuracy and speed of the latency model on this machine, against the noise floor.
+
+    python benchmarks/collect_latency.py     # the timings (about 30 min, resumable)
+    python benchmarks/latency_model.py [--data benchmarks/out] [--figures docs/figures]
+
+MobileNet-v1 space at 128 px, torch-cpu, batch 1, 1 thread. Trains on the first n of
+2000 biased / 2000 uniform networks, validates on 300 uniform held-out networks, and
+compares with the test-retest noise floor (the same 300 re-timed later), a per-layer
+lookup table, and a FLOPs-proportional fit. Prints every number and writes
+latency_model.json, plus the learning-curve and scatter figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aows.latency.fit import DEFAULT_K, DEFAULT_SMOOTH, Fitter, fit, fit_flops
+from aows.latency.model import LatencyModel
+from aows.latency.store import read_samples
+from aows.latency.validate import error_metrics, scatter_plot, test_retest
+from aows.space import mobilenet_v1
+
+SIZES = (100, 200, 300, 500, 1000, 2000)
+PRIORS = {  # name: (K, smooth)
+    "paper prior (K=100)": (100.0, 0.0),
+    "no prior": (0.0, 0.0),
+    "ours (K={K:g}, smooth={s:g})": (DEFAULT_K, DEFAULT_SMOOTH),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="benchmarks/out")
+    ap.add_argument("--figures", default="docs/figures")
+    ap.add_argument("--grid", action="store_true", help="also sweep K x smooth at 500 / 2000")
+    args = ap.parse_args()
+    data, figs = Path(args.data), Path(args.figures)
+    figs.mkdir(parents=True, exist_ok=True)
+    space = mobilenet_v1(resolution=128)
+    biased = read_samples(data / "train_biased.jsonl", space)
+    uniform = read_samples(data / "train_uniform.jsonl", space)
+    held = read_samples(data / "heldout.jsonl", space)
+    retest = read_samples(data / "heldout_retest.jsonl", space)
+    lut = LatencyModel.load(data / "lut.json", space)
+    y = held.latency_ms
+    out: dict = {"n_biased": len(biased), "n_uniform": len(uniform), "n_heldout": len(held)}
+
+    noise = test_retest(held.by_config(), retest.by_config())
+    out["noise_floor"] = noise
+    lut_m = error_metrics(lut.predict_many(held.configs), y)
+    out["lookup_table"] = lut_m
+    hdr = biased.header["target"]
+    print(f"target: {hdr['backend']} on {hdr['device']}, {hdr['threads']} thread(s), batch "
+          f"{hdr['batch_size']}; held-out: {len(held)} uniform networks, mean "
+          f"{y.mean():.3f} ms/image")
+    anchors = [a for a in biased.anchors + uniform.anchors if a]
+    print(f"anchor network: min {min(anchors):.3f} ms, median {np.median(anchors):.3f} ms "
+          f"over {len(anchors)} chunks")
+    print(f"noise floor (test-retest NRMSE):  {100 * noise['nrmse']:.2f} %  "
+          f"(MAPE {100 * noise['mape']:.2f} %, max {100 * noise['max_abs_pct_err']:.1f} %)")
+    print(f"lookup table (layers alone):      {100 * lut_m['nrmse']:.2f} %  "
+          f"(bias {100 * lut_m['bias_pct']:+.1f} %)")
+
+    fitter = Fitter(space)
+    names = {n.format(K=DEFAULT_K, s=DEFAULT_SMOOTH): v for n, v in PRIORS.items()}
+    curves: dict = {}
+    for src_name, src in (("biased", biased), ("uniform", uniform)):
+        for n in SIZES:
+            if n > len(src):
+                continue
+            sub = src.subset(np.arange(n))
+            fl = error_metrics(fit_flops(space, sub).predict_many(held.configs), y)
+            curves.setdefault(f"FLOPs fit ({src_name})", {})[n] = fl["nrmse"]
+            for name, (K, lam) in names.items():
+                x = fitter.fit_x(sub.configs, sub.latency_ms, K, lam)
+                m = fitter_predict(space, x, held.configs)
+                curves.setdefault(f"{name} ({src_name})", {})[n] = error_metrics(m, y)["nrmse"]
+    out["curves_nrmse"] = curves
+    print("\nheld-out NRMSE by number of timed training networks:")
+    print(f"  {'predictor':44s}" + "".join(f"{n:>8d}" for n in SIZES))
+    for name, c in curves.items():
+        print(f"  {name:44s}" + "".join(f"{100 * c[n]:7.2f}%" if n in c else f"{'':8s}"
+                                        for n in SIZES))
+
+    # default model at 2000 biased networks: full metrics, fit time, scatter
+    t = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        model = fit(space, biased.subset(np.arange(min(2000, len(biased)))))
+        t.append(time.perf_counter() - t0)
+    model.save(data / "latency.json")
+    met = error_metrics(model.predict_many(held.configs), y)
+    out["default_model_2000"] = met
+    out["fit_seconds_2000"] = {"median": float(np.median(t)), "min": float(np.min(t)),
+                               "solver": model.meta["fit"]["solver"]}
+    flops_m = error_metrics(fit_flops(space, biased).predict_many(held.configs), y)
+    out["flops_fit_2000"] = flops_m
+    print(f"\ndefault model on 2000 biased networks: NRMSE {100 * met['nrmse']:.2f} %, "
+          f"MAPE {100 * met['mape']:.2f} %, max {100 * met['max_abs_pct_err']:.1f} %, "
+          f"within 5 % {100 * met['within_5pct']:.0f} %, within 10 % "
+          f"{100 * met['within_10pct']:.0f} %")
+    print(f"fit time, 2000 networks: median {np.median(t):.3f} s (min {np.min(t):.3f} s) "
+          f"[{model.meta['fit']['solver']}]")
+    m500 = fit(space, biased.subset(np.arange(500)))
+    met500 = error_metrics(m500.predict_many(held.configs), y)
+    out["default_model_500"] = met500
+    print(f"default model on 500 biased networks:  NRMSE {100 * met500['nrmse']:.2f} %")
+    print(f"targets: NRMSE <= noise floor ({100 * noise['nrmse']:.2f} %) at 2000 and 500: "
+          f"{'met' if met['nrmse'] <= noise['nrmse'] else 'NOT met'} / "
+          f"{'met' if met500['nrmse'] <= noise['nrmse'] else 'NOT met'}; fit < 0.5 s: "
+          f"{'met' if np.median(t) < 0.5 else 'NOT met'}; noise floor <= 4 %: "
+          f"{'met' if noise['nrmse'] <= 0.04 else 'NOT met'}")
+
+    for n in (500, 2000):
+        t0 = time.perf_counter()
+        auto = fit(space, biased.subset(np.arange(n)), K="auto", smooth="auto")
+        dt = time.perf_counter() - t0
+        am = error_metrics(auto.predict_many(held.configs), y)
+        out[f"auto_{n}"] = {"K": auto.meta["fit"]["K"], "smooth": auto.meta["fit"]["smooth"],
+                            "nrmse": am["nrmse"], "seconds": dt}
+        print(f"-K auto --smooth auto on {n}: K={auto.meta['fit']['K']:g}, "
+              f"smooth={auto.meta['fit']['smooth']:g}, NRMSE {100 * am['nrmse']:.2f} % "
+              f"({dt:.1f} s)")
+
+    if args.grid:
+        grid = {}
+        for n in (200, 500, 2000):
+            sub = biased.subset(np.arange(n))
+            for K in (0.0, 10.0, 100.0, 1000.0):
+                for lam in (0.0, 0.1, 1.0, 10.0, 100.0):
+                    x = fitter.fit_x(sub.configs, sub.latency_ms, K, lam)
+                    e = error_metrics(fitter_predict(space, x, held.configs), y)["nrmse"]
+                    grid[f"n={n},K={K:g},smooth={lam:g}"] = e
+                    print(f"  grid n={n:5d} K={K:6g} smooth={lam:6g}: {100 * e:.2f} %")
+        out["grid"] = grid
+
+    plot_curves(curves, noise["nrmse"], lut_m["nrmse"], figs / "latency_learning_curve.png")
+    scatter_plot(model.predict_many(held.configs), y, figs / "latency_fit_cpu128.png",
+                 title=f"MobileNet-v1 space, 128 px, torch-cpu 1 thread: {len(held)} held-out",
+                 noise_nrmse=noise["nrmse"],
+                 extra={"lookup table": (lut.predict_many(held.configs), y),
+                        "FLOPs fit": (fit_flops(space, biased).predict_many(held.configs), y)})
+    (data / "latency_model.json").write_text(json.dumps(out, indent=2))
+    print(f"\nfigures: {figs}/latency_learning_curve.png, {figs}/latency_fit_cpu128.png; "
+          f"numbers: {data}/latency_model.json")
+
+
+def fitter_predict(space, x, configs):
+    from aows.latency.fit import design_matrix
+    return design_matrix(space, configs) @ x
+
+
+def plot_curves(curves, noise, lut, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, (name, c) in enumerate(curves.items()):
+        ns = sorted(c)
+        style = "-" if "biased" in name else "--"
+        ax.plot(ns, [100 * c[n] for n in ns], style, marker="o", ms=3, label=name,
+                color=f"C{k // 2}")
+    ax.axhline(100 * noise, color="k", lw=1, ls=":", label="noise floor (test-retest)")
+    ax.axhline(100 * lut, color="C7", lw=1, ls="-.", label="lookup table")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("timed training networks")
+    ax.set_ylabel("held-out NRMSE (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
