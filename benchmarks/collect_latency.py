@@ -1,10 +1,15 @@
 """Collect the timing data of the latency-model benchmark (resumable; rerun to continue).
 
 MobileNet-v1 space at 128 px, batch 1, torch-cpu, 1 thread, default protocol (chunks of
-50 networks, 6 interleaved rounds of 5 runs, minimum). Writes under benchmarks/out/:
-train_biased.jsonl (2000), heldout.jsonl (300 uniform), heldout_retest.jsonl (the same
-300 re-timed later: the noise floor), train_uniform.jsonl (2000), lut.json (per-layer
-lookup table). Then run benchmarks/latency_model.py to analyse.
+up to 50 networks, 6 interleaved rounds of 5 runs, minimum, anchor check). Under
+benchmarks/out/: train_biased.jsonl (2000), train_uniform.jsonl (1000), heldout.jsonl
+(300 uniform), heldout_retest.jsonl (the same 300, each timed again about half the
+collection later: the noise floor), lut.json (per-layer lookup table).
+
+The sets are timed in 10 alternating blocks, so that all of them see the same states
+of the machine: a shared machine drifts by a few % over minutes, and timing the
+training set in one period and the held-out set in another would charge that drift to
+the model.
 
     python benchmarks/collect_latency.py [--out benchmarks/out] [--scale 1.0]
 """
@@ -13,10 +18,12 @@ import argparse
 from pathlib import Path
 
 from aows.latency.backends import Target
-from aows.latency.measure import collect
+from aows.latency.lut import build_lookup_table
+from aows.latency.measure import collect_interleaved, heldout_plan
 from aows.latency.protocol import Protocol
-from aows.latency.store import read_samples
 from aows.space import mobilenet_v1
+
+BLOCKS = 10
 
 
 def main():
@@ -28,17 +35,17 @@ def main():
     space = mobilenet_v1(resolution=128)
     target = Target("torch-cpu", batch_size=1, threads=1)
     proto = Protocol()
-    n = lambda k: max(10, int(k * args.scale))  # noqa: E731
-    collect(space, target, proto, out / "train_biased.jsonl", n(2000), "biased")
-    collect(space, target, proto, out / "heldout.jsonl", n(300), "uniform", seed=12345)
-    held = read_samples(out / "heldout.jsonl")
-    collect(space, target, proto, out / "heldout_retest.jsonl", n(300), "given",
-            configs=held.configs)
-    if not (out / "lut.json").exists():
-        from aows.latency.lut import build_lookup_table  # noqa: PLC0415
+    n_train = max(BLOCKS, int(2000 * args.scale))
+    n_held = max(2 * BLOCKS, int(300 * args.scale)) // (2 * BLOCKS) * (2 * BLOCKS)
+    plan = [(out / "train_biased.jsonl", n_train, "biased", {}),
+            (out / "train_uniform.jsonl", n_train // 2, "uniform", {"seed": 777}),
+            *heldout_plan(space, out, n_held)]
 
-        build_lookup_table(space, target, proto).save(out / "lut.json")
-    collect(space, target, proto, out / "train_uniform.jsonl", n(2000), "uniform", seed=777)
+    def lut(b):
+        if b == BLOCKS // 2 and not (out / "lut.json").exists():
+            build_lookup_table(space, target, proto).save(out / "lut.json")
+
+    collect_interleaved(space, target, proto, plan, BLOCKS, between=lut)
 
 
 if __name__ == "__main__":

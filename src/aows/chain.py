@@ -258,10 +258,7 @@ class BudgetProblem:
     def __init__(self, score: Chain, cost: Chain):
         if score.m != cost.m or np.any(score.sizes != cost.sizes):
             raise ValueError("score and cost chains must have the same nodes and choices")
-        cs, ce = cost.folded()
-        if not (np.all(np.isfinite(cs[cost.valid[0]]))
-                and all(np.all(np.isfinite(cost.pairwise[k])) for k in range(cost.m - 1))
-                and all(np.all(np.isfinite(u)) for u in cost.unary)):
+        if not all(np.all(np.isfinite(t)) for t in cost.unary + cost.pairwise):
             raise ValueError("latency (cost) tables must be finite")
         self.score, self.cost = score, cost
         self.s_start, self.s_edges = score.folded()
@@ -283,11 +280,10 @@ class BudgetProblem:
         return self.score.scores(idx), self.cost.scores(idx)
 
     def _evaluate_one(self, idx: np.ndarray) -> tuple[float, float]:
+        """Score and cost of one path, summed along the chain (as the label DP does)."""
         a, b = idx[:-1], idx[1:]
-        s = self.s_start[idx[0]] + np.cumsum(self.s_edges[self._e, a, b])[-1] \
-            if self.m > 1 else self.s_start[idx[0]]
-        c = self.c_start[idx[0]] + np.cumsum(self.c_edges[self._e, a, b])[-1] \
-            if self.m > 1 else self.c_start[idx[0]]
+        s = np.cumsum(np.r_[self.s_start[idx[0]], self.s_edges[self._e, a, b]])[-1]
+        c = np.cumsum(np.r_[self.c_start[idx[0]], self.c_edges[self._e, a, b]])[-1]
         return float(s), float(c)
 
     def _decode_one(self, gamma: float) -> Decoded:

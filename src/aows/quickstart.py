@@ -3,7 +3,9 @@
 Until supernet training lands, the quickstart is the latency-model half of the method
 on this CPU: time MobileNet-v1 networks of the Table D.1 space at 64 px (biased
 sampling), fit the black-box model, and check it on uniformly sampled networks that
-were timed twice (the second timing gives the noise floor), next to a FLOPs baseline.
+were timed twice (the second timing, some minutes later, gives the noise floor), next
+to a FLOPs baseline. Training and held-out networks are timed in alternating blocks,
+so both see the same states of the machine.
 Every stage resumes: rerun the command after an interruption.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from aows.latency.backends import Target
 from aows.latency.fit import fit, fit_flops
-from aows.latency.measure import collect
+from aows.latency.measure import collect_interleaved, heldout_plan
 from aows.latency.model import atomic_write_text
 from aows.latency.protocol import Protocol
 from aows.latency.store import read_samples
@@ -30,16 +32,15 @@ def quickstart(out: str | Path = "quickstart", quick: bool = False) -> dict:
     space = mobilenet_v1(resolution=64)
     target = Target("torch-cpu", batch_size=1, threads=1)
     proto = Protocol(rounds=3, runs=2, chunk=20) if quick else Protocol(chunk=30)
-    n_train, n_held = (40, 12) if quick else (300, 60)
+    n_train, n_held, blocks = (40, 12, 2) if quick else (300, 60, 3)
     print(f"aows quickstart: MobileNet-v1 space (Table D.1, {space.n_configurations():.2e} "
           f"configurations) at 64 px on this CPU, torch-cpu, batch 1, 1 thread -> {out}/")
-    print(f"[1/4] timing {n_train} networks chosen by biased sampling")
-    collect(space, target, proto, out / "train.jsonl", n_train, "biased")
-    print(f"[2/4] timing {n_held} uniformly sampled held-out networks, twice")
-    collect(space, target, proto, out / "heldout.jsonl", n_held, "uniform", seed=1)
+    print(f"[1/4] timing {n_train} networks chosen by biased sampling, and {n_held} "
+          f"uniformly sampled held-out networks twice, in {blocks} interleaved blocks")
+    plan = [(out / "train.jsonl", n_train, "biased", {}), *heldout_plan(space, out, n_held)]
+    collect_interleaved(space, target, proto, plan, blocks)
+    print("[2/4] reading the timings")
     held = read_samples(out / "heldout.jsonl", space)
-    collect(space, target, proto, out / "heldout_retest.jsonl", n_held, "given",
-            configs=held.configs)
     retest = read_samples(out / "heldout_retest.jsonl", space)
     print("[3/4] fitting the black-box latency model and the FLOPs baseline")
     train = read_samples(out / "train.jsonl", space)

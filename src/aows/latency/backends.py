@@ -11,6 +11,7 @@ import io
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -165,7 +166,10 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], fp16: bool = Fals
     model = model.eval()
     x = torch.randn(input_shape)
     buf = io.BytesIO()
-    with torch.no_grad():
+    # The TorchScript exporter needs no extra package (the dynamo one needs onnxscript);
+    # torch >= 2.9 flags it as legacy, which says nothing about this use.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["output"],
                           opset_version=17, dynamo=False)
     return buf.getvalue()

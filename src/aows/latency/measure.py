@@ -114,3 +114,30 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
                         retimed=timer.timer.retimed)
     bar.close()
     return timed
+
+
+def collect_interleaved(space: SearchSpace, target: Target, protocol: Protocol, plan,
+                        blocks: int, progress: bool = True, between=None) -> None:
+    """Collect several sample files in alternating blocks, so that all of them are timed
+    over the same period: a shared machine drifts by a few % over minutes, and timing a
+    training set in one period and its held-out set in another would charge that drift
+    to the model. ``plan``: list of (path, count, sampler, extra kwargs of ``collect``).
+    ``between(b)`` is called after block b (1-based). Resumable like ``collect``.
+    """
+    for b in range(1, blocks + 1):
+        for path, count, sampler, kwargs in plan:
+            collect(space, target, protocol, path, count * b // blocks, sampler,
+                    progress=progress, **kwargs)
+        if between is not None:
+            between(b)
+
+
+def heldout_plan(space: SearchSpace, out, n_held: int, seed: int = 12345):
+    """Plan entries for a uniform held-out set and its retest, the retest of each network
+    about half the collection after its first timing (so the noise floor includes the
+    machine's drift, as the model's error does)."""
+    held = space.uniform_sample(np.random.default_rng(seed), n_held)
+    half = n_held // 2
+    return [(out / "heldout.jsonl", n_held, "given", {"configs": held}),
+            (out / "heldout_retest.jsonl", n_held, "given",
+             {"configs": held[half:] + held[:half]})]

@@ -122,7 +122,18 @@ def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> S
 
 
 def read_many(paths, space: SearchSpace | None = None) -> Samples:
-    return Samples.concat([read_samples(p, space) for p in paths])
+    """Several sample files of one target, concatenated (refuses mixed targets)."""
+    parts = [read_samples(p, space) for p in paths]
+    ref = next((p for p in parts if p.header), None)
+    for p in parts:
+        if ref is None or p.header is None:
+            continue
+        for key in _TARGET_KEYS:
+            a, b = ref.header["target"].get(key), p.header["target"].get(key)
+            if a != b:
+                raise SampleFileError(f"{p.path} was timed with {key}={b!r} but {ref.path} "
+                                      f"with {key}={a!r}: fit one target at a time")
+    return Samples.concat(parts)
 
 
 # keys of the header's target that must agree to append to an existing file
