@@ -15,7 +15,6 @@ statistics are re-estimated on a few training batches at that configuration
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
