@@ -290,3 +290,27 @@ def test_killed_collection_resumes_to_the_requested_count(tmp_path):
     # the resumed biased stream equals an uninterrupted one
     ref = BiasedSampler(mobilenet_v1(resolution=32))
     assert s.configs == [ref.next() for _ in range(40)]
+
+
+def test_drift_normalisation_removes_a_machine_slowdown():
+    space = mobilenet_v1(resolution=64, levels=4)
+    rng = np.random.default_rng(5)
+    x = synthetic_truth(space, rng)
+    configs = space.uniform_sample(rng, 300)
+    y = design_matrix(space, configs) @ x
+    # the second half was timed while the machine ran 30 % slower: the anchor network,
+    # timed in the same chunks, slowed down alike
+    slow = np.where(np.arange(300) >= 150, 1.3, 1.0)
+    anchors = list(5.0 * slow * rng.uniform(0.995, 1.005, size=300))
+    samples = Samples(configs, y * slow, anchors=anchors)
+    model = fit(space, samples, K=0.0, smooth=0.0, ridge=1e-12)
+    ref = model.anchor_ref_ms
+    assert ref == pytest.approx(np.median(anchors))
+    test = space.uniform_sample(np.random.default_rng(6), 100)
+    truth = design_matrix(space, test) @ x * ref / 5.0
+    assert error_metrics(model.predict_many(test), truth)["nrmse"] < 0.01
+    raw = fit(space, samples, K=0.0, smooth=0.0, ridge=1e-12, normalise=False)
+    assert raw.anchor_ref_ms is None
+    assert error_metrics(raw.predict_many(test), truth)["nrmse"] > 0.05
+    with pytest.raises(SampleFileError, match="no anchor"):
+        Samples(configs[:2], y[:2], anchors=[1.0, None]).normalised(1.0)

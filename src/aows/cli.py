@@ -95,9 +95,13 @@ def cmd_latency_retest(args) -> None:
     collect(space, target, proto, args.output, count, "given", configs=first.configs,
             progress=not args.quiet)
     second = read_samples(args.output, space)
-    met = test_retest(first.by_config(), second.by_config())
-    print(f"noise floor (test-retest over {met['n']} networks): NRMSE {_pct(met['nrmse'])}, "
-          f"RMSE {met['rmse_ms']:.4f} ms, max {_pct(met['max_abs_pct_err'])}")
+    raw = test_retest(first.by_config(), second.by_config())
+    print(f"noise floor (test-retest over {raw['n']} networks): raw NRMSE {_pct(raw['nrmse'])}"
+          f", RMSE {raw['rmse_ms']:.4f} ms, max {_pct(raw['max_abs_pct_err'])}")
+    ref = first.anchor_reference()
+    if ref is not None and second.has_anchors:
+        nz = test_retest(first.by_config(ref), second.by_config(ref))
+        print(f"  drift-normalised (anchor): NRMSE {_pct(nz['nrmse'])}")
 
 
 def cmd_latency_fit(args) -> None:
@@ -106,16 +110,18 @@ def cmd_latency_fit(args) -> None:
     space = _space(args)
     samples = read_many(args.samples, space)
     if args.method == "flops":
-        model = fit_flops(space, samples)
+        model = fit_flops(space, samples, normalise=not args.raw)
     else:
         K = args.K if args.K == "auto" else float(args.K)
         smooth = args.smooth if args.smooth == "auto" else float(args.smooth)
-        model = fit(space, samples, K=K, smooth=smooth)
+        model = fit(space, samples, K=K, smooth=smooth, normalise=not args.raw)
     model.save(args.output)
     f = model.meta["fit"]
     extra = (f", K={f['K']:g}, smooth={f['smooth']:g}, solved in {f['fit_seconds']:.3f} s"
              if args.method == "blackbox" else "")
-    print(f"{args.output}: {args.method} model from {len(samples)} networks{extra}")
+    units = (f"; drift-normalised to the anchor's {model.anchor_ref_ms:.3f} ms"
+             if model.anchor_ref_ms else "; raw latencies")
+    print(f"{args.output}: {args.method} model from {len(samples)} networks{extra}{units}")
 
 
 def cmd_latency_validate(args) -> None:
@@ -125,31 +131,40 @@ def cmd_latency_validate(args) -> None:
     model = LatencyModel.load(args.model)
     samples = read_samples(args.samples, model.space)
     pred = model.predict_many(samples.configs)
-    met = error_metrics(pred, samples.latency_ms)
+    ref = None if args.raw or not samples.has_anchors else model.anchor_ref_ms
+    y = samples.normalised(ref)
+    met = error_metrics(pred, y)
+    met["drift_normalised"] = ref is not None
+    if ref is not None:
+        met["raw"] = error_metrics(pred, samples.latency_ms)
     noise = None
     if args.retest:
         retest = read_samples(args.retest, model.space)
-        noise = test_retest(samples.by_config(), retest.by_config())
+        r = ref if retest.has_anchors else None
+        noise = test_retest(samples.by_config(r), retest.by_config(r))
         met["noise_floor_nrmse"] = noise["nrmse"]
         met["noise_floor_n"] = noise["n"]
     baselines = {}
     for path in args.baseline or []:
         other = LatencyModel.load(path, model.space)
         p = other.predict_many(samples.configs)
-        baselines[f"{other.kind} ({Path(path).name})"] = (p, samples.latency_ms)
-        met.setdefault("baselines", {})[path] = error_metrics(p, samples.latency_ms)
+        baselines[f"{other.kind} ({Path(path).name})"] = (p, y)
+        met.setdefault("baselines", {})[path] = error_metrics(p, y)
     if args.plot:
-        scatter_plot(pred, samples.latency_ms, args.plot,
+        scatter_plot(pred, y, args.plot,
                      title=f"{model.kind} model on {Path(args.samples).name}",
                      noise_nrmse=noise["nrmse"] if noise else None, extra=baselines)
         met["plot"] = args.plot
     if args.json:
         _print_json(met)
         return
-    print(f"{met['n']} networks, mean {met['mean_latency_ms']:.3f} ms/image")
+    units = "drift-normalised to the model's reference state" if ref else "raw timings"
+    print(f"{met['n']} networks, mean {met['mean_latency_ms']:.3f} ms/image ({units})")
     print(f"  RMSE {met['rmse_ms']:.4f} ms   NRMSE {_pct(met['nrmse'])}   MAPE {_pct(met['mape'])}"
           f"   max {_pct(met['max_abs_pct_err'])}   bias {_pct(met['bias_pct'])}")
     print(f"  within 5 %: {_pct(met['within_5pct'])}   within 10 %: {_pct(met['within_10pct'])}")
+    if ref is not None:
+        print(f"  against raw timings: NRMSE {_pct(met['raw']['nrmse'])}")
     if noise:
         print(f"  noise floor (test-retest, {noise['n']} networks): NRMSE {_pct(noise['nrmse'])}")
     for path, b in met.get("baselines", {}).items():
@@ -164,24 +179,33 @@ def cmd_latency_benchmark(args) -> None:
     from aows.space import parse_config
     space = _space(args)
     configs = [space.validate(parse_config(c)) for c in args.config]
-    ms = time_configs(space, configs, _target(args), _protocol(args))
+    ms, anchors = time_configs(space, configs, _target(args), _protocol(args),
+                               with_anchor=True)
     model = LatencyModel.load(args.model, space) if args.model else None
+    ref = model.anchor_ref_ms if model else None
     rows = []
-    for cfg, m in zip(configs, ms):
-        row = {"config": list(cfg), "measured_latency_ms": float(m),
+    for cfg, m, a in zip(configs, ms, anchors):
+        row = {"config": list(cfg), "measured_latency_ms": float(m), "anchor_ms": a,
                "mflops": space.flops(cfg) / 1e6}
         if model:
             row["predicted_latency_ms"] = model.predict(cfg)
+            if ref is not None and a is not None:
+                row["measured_normalised_ms"] = float(m) * ref / a
         rows.append(row)
     if args.json:
         _print_json(rows)
         return
     for row in rows:
-        pred = (f"   predicted {row['predicted_latency_ms']:.3f} ms "
-                f"({100 * (row['predicted_latency_ms'] / row['measured_latency_ms'] - 1):+.1f} %)"
-                if model else "")
-        print(f"{','.join(map(str, row['config']))}: measured {row['measured_latency_ms']:.3f} "
-              f"ms/image, {row['mflops']:.1f} MFLOPs{pred}")
+        line = (f"{','.join(map(str, row['config']))}: measured {row['measured_latency_ms']:.3f} "
+                f"ms/image, {row['mflops']:.1f} MFLOPs")
+        if "measured_normalised_ms" in row:
+            line += (f", drift-normalised {row['measured_normalised_ms']:.3f} ms (machine "
+                     f"{100 * (row['anchor_ms'] / ref - 1):+.1f} % vs the model's reference)")
+        if model:
+            cmp = row.get("measured_normalised_ms", row["measured_latency_ms"])
+            line += (f"; predicted {row['predicted_latency_ms']:.3f} ms "
+                     f"({100 * (row['predicted_latency_ms'] / cmp - 1):+.1f} %)")
+        print(line)
 
 
 def cmd_latency_lut(args) -> None:
@@ -241,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", default=None,
                    help="smoothness prior weight, or 'auto' (CV); default from benchmarks")
     p.add_argument("--method", default="blackbox", choices=["blackbox", "flops"])
+    p.add_argument("--raw", action="store_true",
+                   help="fit raw timings (default: drift-normalised by the chunk anchors)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_latency_fit)
 
@@ -251,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same networks timed again: report the noise floor")
     p.add_argument("--baseline", action="append", help="another model file to compare")
     p.add_argument("--plot", default=None, help="predicted-vs-measured scatter PNG")
+    p.add_argument("--raw", action="store_true",
+                   help="compare with raw timings (default: drift-normalised, as the model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_latency_validate)
 

@@ -141,6 +141,10 @@ class SearchSpace:
     def widest(self) -> tuple[int, ...]:
         return tuple(ch[-1] for ch in self.searchable_choices)
 
+    def median_config(self) -> tuple[int, ...]:
+        """The median choice of every layer: the anchor network of the timing protocol."""
+        return tuple(ch[len(ch) // 2] for ch in self.searchable_choices)
+
     def narrowest(self) -> tuple[int, ...]:
         return tuple(ch[0] for ch in self.searchable_choices)
 

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from aows.errors import AowsError
 from aows.latency.model import LatencyModel
 from aows.latency.store import Samples
 from aows.space import LayerSpec, SearchSpace
@@ -134,11 +135,24 @@ def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
     Dmt = Dm.T.tocsr()
     use_hinge = K > 0 and Dm.shape[0] > 0
 
+    # Dm has two entries per row (+1, -1): row r adds K * [[1, -1], [-1, 1]] on the pair
+    pair_a = Dm.indices[0::2] if Dm.nnz == 2 * Dm.shape[0] else None
+    pair_b = Dm.indices[1::2] if pair_a is not None else None
+
     def hessian(R):
-        if use_hinge and R.any():
+        if not (use_hinge and R.any()):
+            return G
+        H = G.copy()
+        if pair_a is None:
             DR = Dm[R]
-            return G + K * (DR.T @ DR).toarray()
-        return G
+            H += K * (DR.T @ DR).toarray()
+            return H
+        a, b = pair_a[R], pair_b[R]
+        np.add.at(H, (a, a), K)
+        np.add.at(H, (b, b), K)
+        np.add.at(H, (a, b), -K)
+        np.add.at(H, (b, a), -K)
+        return H
 
     def fg(x):
         Gx = G @ x
@@ -151,8 +165,11 @@ def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
         return f, g
 
     def newton_step(H, rhs, F):
+        # H is symmetric, so the transpose of a C-ordered copy is the Fortran-ordered
+        # matrix LAPACK wants: factored in place, no further copy
+        M = (H.copy() if F.all() else H[np.ix_(F, F)]).T
+        cf = scipy.linalg.cho_factor(M, check_finite=False, overwrite_a=True)
         out = np.zeros(U)
-        cf = scipy.linalg.cho_factor(H[np.ix_(F, F)], check_finite=False)
         out[F] = scipy.linalg.cho_solve(cf, rhs[F], check_finite=False)
         return out
 
@@ -258,42 +275,58 @@ class Fitter:
         return K, lam, table
 
 
+def _targets(space: SearchSpace, samples: Samples, normalise: bool
+             ) -> tuple[np.ndarray, dict]:
+    """Latencies to fit: drift-normalised to the median anchor when every record has one
+    (see ``Samples.normalised``), else raw. Returns them and the model's anchor meta."""
+    ref = samples.anchor_reference() if normalise else None
+    if ref is None:
+        return samples.latency_ms, {"anchor": None}
+    return samples.normalised(ref), {"anchor": {"ref_ms": ref,
+                                                "config": list(space.median_config())}}
+
+
 def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
         smooth: float | str = DEFAULT_SMOOTH, target: dict | None = None,
-        ridge: float = DEFAULT_RIDGE) -> LatencyModel:
-    """Fit the black-box model; K or smooth = "auto" picks them by cross-validation."""
+        ridge: float = DEFAULT_RIDGE, normalise: bool = True) -> LatencyModel:
+    """Fit the black-box model; K or smooth = "auto" picks them by cross-validation.
+    With anchors in every record (and ``normalise``), the model predicts latencies in
+    the machine's reference state (the median anchor timing)."""
     if len(samples) == 0:
-        raise ValueError("no samples to fit")
+        raise AowsError("no samples to fit")
+    y, anchor_meta = _targets(space, samples, normalise)
     fitter = Fitter(space)
     t0 = time.perf_counter()
     cv = None
     if K == "auto" or smooth == "auto":
         K, smooth, cv = fitter.cross_validate(
-            samples.configs, samples.latency_ms,
+            samples.configs, y,
             fixed_K=None if K == "auto" else float(K),
             fixed_smooth=None if smooth == "auto" else float(smooth))
     K, smooth = float(K), float(smooth)
     t1 = time.perf_counter()
-    x = fitter.fit_x(samples.configs, samples.latency_ms, K, smooth, ridge)
+    x = fitter.fit_x(samples.configs, y, K, smooth, ridge)
     t2 = time.perf_counter()
     train_pred = design_matrix(space, samples.configs) @ x
-    rmse = float(np.sqrt(np.mean((train_pred - samples.latency_ms) ** 2)))
+    rmse = float(np.sqrt(np.mean((train_pred - y) ** 2)))
     meta = {"target": target or (samples.header or {}).get("target", {}),
             "fit": {"method": "blackbox", "K": K, "smooth": smooth, "n_samples": len(samples),
                     "train_rmse_ms": rmse, "fit_seconds": round(t2 - t1, 4),
                     "cv_seconds": round(t1 - t0, 3), "cv_rmse_ms": cv,
                     "solver": fitter.last_info,
-                    "samples": samples.path}}
+                    "samples": samples.path}, **anchor_meta}
     return LatencyModel.from_unknowns(space, x, "blackbox", meta)
 
 
-def fit_flops(space: SearchSpace, samples: Samples, target: dict | None = None) -> LatencyModel:
+def fit_flops(space: SearchSpace, samples: Samples, target: dict | None = None,
+              normalise: bool = True) -> LatencyModel:
     """Baseline: latency = a * FLOPs + b, spread over the layers."""
+    y, anchor_meta = _targets(space, samples, normalise)
     f = flops_vector(space)
     A = design_matrix(space, samples.configs)
-    _, a, b = _flops_init(A, samples.latency_ms, f, space.n_layers)
+    _, a, b = _flops_init(A, y, f, space.n_layers)
     x = a * f + b / space.n_layers
     meta = {"target": target or (samples.header or {}).get("target", {}),
             "fit": {"method": "flops", "ms_per_mflop": a * 1e6, "intercept_ms": b,
-                    "n_samples": len(samples), "samples": samples.path}}
+                    "n_samples": len(samples), "samples": samples.path}, **anchor_meta}
     return LatencyModel.from_unknowns(space, x, "flops", meta)

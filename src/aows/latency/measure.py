@@ -24,7 +24,7 @@ def input_shape(space: SearchSpace, batch: int) -> tuple[int, ...]:
 
 def anchor_config(space: SearchSpace) -> tuple[int, ...]:
     """The reference network timed in every chunk: the median choice of every layer."""
-    return tuple(ch[len(ch) // 2] for ch in space.searchable_choices)
+    return space.median_config()
 
 
 class Timer:
@@ -52,14 +52,18 @@ class Timer:
 
 
 def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: Target,
-                 protocol: Protocol, seed: int = 0) -> np.ndarray:
-    """ms per image of configurations, in chunks of ``protocol.chunk``."""
+                 protocol: Protocol, seed: int = 0, with_anchor: bool = False):
+    """ms per image of configurations, in chunks of ``protocol.chunk``; with
+    ``with_anchor`` also the anchor's ms of each configuration's chunk (None if off)."""
     timer = Timer(space, target, protocol)
-    out = []
+    out, anchors = [], []
     for k in range(0, len(configs), protocol.chunk):
-        ms, _ = timer.time(configs[k:k + protocol.chunk], np.random.default_rng([seed, k]))
+        chunk = configs[k:k + protocol.chunk]
+        ms, anchor = timer.time(chunk, np.random.default_rng([seed, k]))
         out.append(ms)
-    return np.concatenate(out) if out else np.zeros(0)
+        anchors += [anchor] * len(chunk)
+    ms = np.concatenate(out) if out else np.zeros(0)
+    return (ms, anchors) if with_anchor else ms
 
 
 def header(space: SearchSpace, target: Target, protocol: Protocol, backend) -> dict:

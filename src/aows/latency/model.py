@@ -81,6 +81,19 @@ class LatencyModel:
         """The latency as a chain over all width nodes (for the search)."""
         return Chain(None, self.tables)
 
+    @property
+    def anchor_ref_ms(self) -> float | None:
+        """The reference state its latencies are in (median anchor timing), if any."""
+        anchor = self.meta.get("anchor")
+        return float(anchor["ref_ms"]) if anchor else None
+
+    def comparable(self, samples) -> np.ndarray:
+        """Measured latencies of ``samples`` in this model's units: drift-normalised to
+        its reference state when both have anchors, else raw."""
+        ref = self.anchor_ref_ms
+        return samples.normalised(ref) if ref is not None and samples.has_anchors \
+            else samples.latency_ms
+
     def check_space(self, space: SearchSpace) -> None:
         space.check_same(self.space, "latency model")
 

@@ -55,9 +55,30 @@ class Samples:
                        ",".join(p.path for p in parts),
                        [a for p in parts for a in fill(p, p.anchors, None)])
 
-    def by_config(self) -> dict[tuple[int, ...], float]:
+    @property
+    def has_anchors(self) -> bool:
+        return len(self) > 0 and len(self.anchors) == len(self) and \
+            all(a is not None for a in self.anchors)
+
+    def normalised(self, ref_ms: float | None) -> np.ndarray:
+        """Latencies in the machine's reference state: each record scaled by
+        ref_ms / (the anchor of its chunk). The anchor is one fixed network timed in
+        every chunk, so this removes the drift of a shared machine (a few % to 10 % over
+        minutes) from all records alike. With ref_ms None: the raw latencies."""
+        if ref_ms is None:
+            return self.latency_ms
+        if not self.has_anchors:
+            raise SampleFileError(f"{self.path}: some records have no anchor timing, so "
+                                  "they cannot be drift-normalised; use --raw")
+        return self.latency_ms * ref_ms / np.asarray(self.anchors, dtype=np.float64)
+
+    def anchor_reference(self) -> float | None:
+        """The reference state: the median anchor timing (None without anchors)."""
+        return float(np.median(self.anchors)) if self.has_anchors else None
+
+    def by_config(self, ref_ms: float | None = None) -> dict[tuple[int, ...], float]:
         """Configuration -> latency (the last record wins for repeated ones)."""
-        return dict(zip(self.configs, self.latency_ms.tolist()))
+        return dict(zip(self.configs, self.normalised(ref_ms).tolist()))
 
 
 def _parse_record(obj, path, lineno):
