@@ -5,13 +5,12 @@ sparse (A[k, v] = how often network k uses unknown v). We minimise
 
     ||A x - l||^2 + K * sum max(0, x_small - x_large)^2 + lam * ||D x||^2,   x >= 0
 
-(plus a tiny ridge, see ``solve``) by an active-set Newton method. The second term
-is the paper's monotonicity prior (Eq. 7: a wider layer is
-not faster). The third is ours: D takes second divided differences of every layer
-type's table along c_in and along c_out, so the prior is blind to any function
-a + b c_in + c c_out + d c_in c_out (the FLOPs shape of a convolution) and penalises
-only departures from it; measured in benchmarks/latency_model.py, it reaches the
-test-retest noise floor with far fewer timed networks.
+(plus a tiny ridge, see ``solve``) with an active-set Newton method. The second term is
+the paper's monotonicity prior (Eq. 7: a wider layer is not faster). The third is ours:
+D takes second divided differences of every layer type's table along c_in and along
+c_out, so the prior is blind to any function a + b c_in + c c_out + d c_in c_out (the
+FLOPs shape of a convolution) and penalises only departures from it. Measured in
+benchmarks/latency_model.py, it lowers held-out error at every number of timed networks.
 """
 
 from __future__ import annotations
