@@ -1,0 +1,45 @@
+"""Which configurations the supernet trains on: OWS (uniform) or AOWS (adaptive).
+
+AOWS samples p_T(c) ~ exp((sum_i u_i(c_i) - gamma * latency(c)) / T) with the current
+unaries and the gamma of the budget (the Lagrangian decode of those unaries), on the
+same chain as the search (method.md section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from aows.chain import Chain
+from aows.latency.model import LatencyModel
+from aows.search import Problem
+
+
+def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float
+               ) -> tuple[Chain, float]:
+    """The chain of u - gamma * latency, with gamma from the Lagrangian decode.
+
+    The decode returns the breakpoint gamma, where the feasible hull vertex ties with
+    the infeasible one; a gamma just above it (as bisection's feasible end) makes the
+    feasible answer the unique mode, so p_T concentrates on the OWS answer as T -> 0.
+    """
+    problem = Problem(model, list(unaries))
+    gamma = float(problem.budget_problem.lagrangian(budget).gamma or 0.0) * (1 + 1e-6)
+    nodes = [np.zeros(1), *problem.unaries, np.zeros(1)]
+    return Chain(nodes, [-gamma * t for t in model.tables]), gamma
+
+
+def sample_configs(rng: np.random.Generator, n: int, model: LatencyModel,
+                   unaries: Sequence[np.ndarray] | None = None, budget: float | None = None,
+                   temperature: float | None = None, method: str = "joint") -> np.ndarray:
+    """(n, layers) choice indices of the searchable layers: uniform when temperature is
+    None (OWS, or AOWS warm-up), else from p_T (``method`` joint or marginal)."""
+    space = model.space
+    if temperature is None:
+        return np.stack([rng.integers(0, len(ch), size=n) for ch in space.searchable_choices],
+                        axis=1)
+    if unaries is None or budget is None:
+        raise ValueError("AOWS sampling needs unaries and a budget")
+    chain, _ = aows_chain(model, unaries, budget)
+    return chain.sample(rng, n, temperature, method)[:, 1:-1]

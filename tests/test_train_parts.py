@@ -1,0 +1,67 @@
+"""Training parts: temperature schedule, unary statistics, AOWS sampler."""
+
+import numpy as np
+import pytest
+
+from aows.search import search
+from aows.train.sampler import sample_configs
+from aows.train.schedule import temperature
+from aows.train.unaries import UnaryStats
+from tests.test_search import realistic_problem
+
+
+def test_temperature_schedule_matches_seed_section_b():
+    assert temperature(4.99, 20) is None  # uniform warm-up
+    for epoch, t in [(5, 1.0), (6, 1e-2), (10, 1e-3), (20, 5e-4)]:
+        assert temperature(epoch, 20) == pytest.approx(t)
+    # log-linear between knots (per iteration): halfway in log space
+    assert temperature(8, 20) == pytest.approx(np.sqrt(1e-2 * 1e-3))
+    # stretched to a 4-epoch run: warm-up 1 epoch, last knot at the end
+    assert temperature(0.5, 4) is None
+    assert temperature(1, 4) == pytest.approx(1.0)
+    assert temperature(4, 4) == pytest.approx(5e-4)
+    ts = [temperature(e, 4) for e in np.linspace(1, 4, 50)]
+    assert all(a >= b for a, b in zip(ts, ts[1:]))
+
+
+@pytest.mark.parametrize("mode", ["epoch", "window"])
+def test_unary_statistics_recover_known_per_layer_effects(mode):
+    rng = np.random.default_rng(0)
+    sizes = [3, 5, 4]
+    effect = [rng.uniform(0, 1, s) for s in sizes]  # loss added by each choice
+    stats = UnaryStats(sizes, mode=mode, window=5000)
+    for _ in range(3):
+        for _ in range(40):
+            idx = np.stack([rng.integers(0, s, 64) for s in sizes], axis=1)
+            d = sum(effect[i][idx[:, i]] for i in range(3)) + rng.normal(0, 0.05, 64)
+            stats.update(idx, d)
+        stats.end_epoch()
+    u = stats.unaries()
+    for i in range(3):
+        # -d / n averaged: u_i(c) = -(effect_i(c) + mean of the others) / n
+        others = sum(np.mean(effect[j]) for j in range(3) if j != i)
+        np.testing.assert_allclose(u[i], -(effect[i] + others) / 3, atol=0.02)
+
+
+def test_window_mode_forgets_old_values():
+    stats = UnaryStats([2], mode="window", window=10)
+    stats.update(np.zeros((10, 1), int), np.full(10, 3.0))
+    stats.update(np.zeros((10, 1), int), np.full(10, 6.0))
+    assert stats.unaries()[0][0] == pytest.approx(-6.0)
+    assert stats.unaries()[0][1] == pytest.approx(-6.0)  # unseen: lowest seen value
+
+
+def test_aows_sampler_at_tiny_temperature_returns_the_ows_optimum():
+    problem = realistic_problem(0, resolution=64, levels=6)
+    bp = problem.budget_problem
+    budget = 0.5 * (bp.fastest().cost + bp.best_unconstrained().cost)
+    ows = search(problem, budget, "lagrangian")
+    idx = sample_configs(np.random.default_rng(0), 20, problem.model, problem.unaries, budget,
+                         temperature=1e-12)
+    space = problem.space
+    assert all(list(space.config_from_indices(r)) == ows["config"] for r in idx)
+    uni = sample_configs(np.random.default_rng(0), 500, problem.model)
+    assert uni.shape == (500, space.n_searchable)
+    assert len({tuple(r) for r in uni}) > 400
+    with pytest.raises(ValueError, match="needs unaries"):
+        sample_configs(np.random.default_rng(0), 2, problem.model, temperature=1.0)
