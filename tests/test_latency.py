@@ -314,3 +314,22 @@ def test_drift_normalisation_removes_a_machine_slowdown():
     assert error_metrics(raw.predict_many(test), truth)["nrmse"] > 0.05
     with pytest.raises(SampleFileError, match="no anchor"):
         Samples(configs[:2], y[:2], anchors=[1.0, None]).normalised(1.0)
+
+
+def test_cover_then_uniform_sampler():
+    from aows.latency.sampling import cover_then_uniform
+    space = mobilenet_v1(resolution=64, levels=4)
+    ref = BiasedSampler(space)
+    first = cover_then_uniform(space, [], 150, seed=3, offset=0)
+    state = BiasedSampler(space)
+    k = 0
+    while state.coverage() < 1.0:
+        assert first[k] == ref.next()  # biased until covered
+        state.update(first[k])
+        k += 1
+    assert k < 150
+    rest = first[k:]
+    assert len(set(rest)) > 0.9 * len(rest)  # then uniform, not the biased stream
+    # resumable: continuing from the first 100 gives the same stream
+    again = first[:100] + cover_then_uniform(space, first[:100], 50, seed=3, offset=100)
+    assert again == first

@@ -67,7 +67,7 @@ def _pct(x: float) -> str:
 def cmd_latency_generate(args) -> None:
     from aows.latency.measure import collect
     space, target = _space(args), _target(args)
-    sampler = "biased" if args.biased else "uniform"
+    sampler = "biased" if args.biased else "cover" if args.cover else "uniform"
     timed = collect(space, target, _protocol(args), args.output, args.count, sampler,
                     seed=args.seed, progress=not args.quiet)
     print(f"{args.output}: {args.count} networks ({timed} timed now, "
@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--biased", action="store_true",
                       help="biased sampling: least-seen layer widths first (seed section A)")
+    mode.add_argument("--cover", action="store_true",
+                      help="biased until every layer width pair is timed once, then uniform "
+                      "(lowest held-out error per timed network measured here)")
     mode.add_argument("--uniform", action="store_true", help="uniform sampling (default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True)

@@ -2,11 +2,11 @@
 
 Until supernet training lands, the quickstart is the latency-model half of the method
 on this CPU: time MobileNet-v1 networks of the Table D.1 space at 64 px (biased
-sampling), fit the black-box model, and check it on uniformly sampled networks that
-were timed twice (the second timing, some minutes later, gives the noise floor), next
-to a FLOPs baseline. Training and held-out networks are timed in alternating blocks,
-so both see the same states of the machine.
-Every stage resumes: rerun the command after an interruption.
+sampling until every layer width pair is covered, then uniform), fit the black-box
+model, and check it on uniformly sampled networks that were timed twice (the second
+timing, some minutes later, gives the noise floor), next to a FLOPs baseline. Training
+and held-out networks are timed in alternating blocks, so both see the same states of
+the machine. Every stage resumes: rerun the command after an interruption.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ def quickstart(out: str | Path = "quickstart", quick: bool = False) -> dict:
     n_train, n_held, blocks = (40, 12, 2) if quick else (300, 60, 3)
     print(f"aows quickstart: MobileNet-v1 space (Table D.1, {space.n_configurations():.2e} "
           f"configurations) at 64 px on this CPU, torch-cpu, batch 1, 1 thread -> {out}/")
-    print(f"[1/4] timing {n_train} networks chosen by biased sampling, and {n_held} "
+    print(f"[1/4] timing {n_train} networks (biased sampling until every layer width pair "
+          f"is covered, then uniform), and {n_held} "
           f"uniformly sampled held-out networks twice, in {blocks} interleaved blocks")
-    plan = [(out / "train.jsonl", n_train, "biased", {}), *heldout_plan(space, out, n_held)]
+    plan = [(out / "train.jsonl", n_train, "cover", {}), *heldout_plan(space, out, n_held)]
     collect_interleaved(space, target, proto, plan, blocks)
     print("[2/4] reading the timings")
     held = read_samples(out / "heldout.jsonl", space)
@@ -78,8 +79,9 @@ def quickstart(out: str | Path = "quickstart", quick: bool = False) -> dict:
     table = "\n".join(lines)
     md = (f"# aows quickstart\n\nHeld-out: {len(held)} uniformly sampled networks "
           f"(mean {met['mean_latency_ms']:.3f} ms/image), model fitted on {len(train)} "
-          f"networks from biased sampling. Latencies are drift-normalised: every chunk of "
-          f"networks also times one anchor network, and each timing is scaled by "
+          f"networks (biased sampling until covered, then uniform). Latencies are "
+          f"drift-normalised: every chunk of networks also times one anchor network, and "
+          f"each timing is scaled by "
           f"(median anchor / its chunk's anchor), which removes the slow drift of a shared "
           f"machine; the last two rows use the raw timings.\n\n{table}\n\n"
           f"![latency fit](latency_fit.png)\n")

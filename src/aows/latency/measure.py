@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from aows.latency.backends import Target, get_backend
 from aows.latency.protocol import AnchoredTimer, Protocol
-from aows.latency.sampling import BiasedSampler, uniform_configs
+from aows.latency.sampling import BiasedSampler, cover_then_uniform, uniform_configs
 from aows.latency.store import SampleWriter
 from aows.nn import build_network
 from aows.space import SearchSpace
@@ -77,8 +77,9 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
             seed: int = 0, progress: bool = True) -> int:
     """Time networks until ``path`` holds ``count`` records (resumes an existing file).
 
-    sampler: "biased" (seed section A), "uniform", or "given" (time ``configs`` in order,
-    e.g. to re-time another file's networks for a test-retest noise floor).
+    sampler: "biased" (seed section A), "cover" (biased until every unknown is covered,
+    then uniform), "uniform", or "given" (time ``configs`` in order, e.g. to re-time
+    another file's networks for a test-retest noise floor).
     Returns the number of networks timed by this call.
     """
     probe = get_backend(target)
@@ -88,13 +89,15 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
     timer = Timer(space, target, protocol, min(prior, default=float("inf")))
     if sampler == "biased":
         state = BiasedSampler(space, writer.existing.configs)
+    elif sampler == "cover":
+        seen = list(writer.existing.configs)
     elif sampler == "given":
         if configs is None:
             raise ValueError("sampler 'given' needs configs")
         configs = [space.validate(c) for c in configs]
         count = min(count, len(configs))
     elif sampler != "uniform":
-        raise ValueError(f"unknown sampler '{sampler}' (biased | uniform | given)")
+        raise ValueError(f"unknown sampler '{sampler}' (biased | cover | uniform | given)")
     todo = count - done
     if todo <= 0:
         return 0
@@ -105,6 +108,9 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
         n = min(protocol.chunk, count - done)
         if sampler == "biased":
             chunk = [state.next() for _ in range(n)]
+        elif sampler == "cover":
+            chunk = cover_then_uniform(space, seen, n, seed, offset=done)
+            seen += chunk
         elif sampler == "uniform":
             chunk = uniform_configs(space, n, seed, offset=done)
         else:
