@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -109,6 +110,10 @@ def cmd_latency_fit(args) -> None:
     from aows.latency.store import read_many
     space = _space(args)
     samples = read_many(args.samples, space)
+    if samples.header is None:
+        print("note: no aows header in the sample file(s) (reference layout): the widths fit "
+              f"space '{space.name}' {space.params}, but its resolution and the target "
+              "cannot be checked", file=sys.stderr)
     if args.method == "flops":
         model = fit_flops(space, samples, normalise=not args.raw)
     else:
@@ -335,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         print("aows: interrupted; completed work is saved, rerun the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
