@@ -320,7 +320,7 @@ def test_cover_then_uniform_sampler():
     from aows.latency.sampling import cover_then_uniform
     space = mobilenet_v1(resolution=64, levels=4)
     ref = BiasedSampler(space)
-    first = cover_then_uniform(space, [], 150, seed=3, offset=0)
+    first = cover_then_uniform(BiasedSampler(space), 150, seed=3, offset=0)
     state = BiasedSampler(space)
     k = 0
     while state.coverage() < 1.0:
@@ -331,5 +331,6 @@ def test_cover_then_uniform_sampler():
     rest = first[k:]
     assert len(set(rest)) > 0.9 * len(rest)  # then uniform, not the biased stream
     # resumable: continuing from the first 100 gives the same stream
-    again = first[:100] + cover_then_uniform(space, first[:100], 50, seed=3, offset=100)
+    again = first[:100] + cover_then_uniform(BiasedSampler(space, first[:100]), 50, seed=3,
+                                             offset=100)
     assert again == first

@@ -87,10 +87,8 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
     done = len(writer.existing)
     prior = [r for r in writer.existing.anchors if r is not None]
     timer = Timer(space, target, protocol, min(prior, default=float("inf")))
-    if sampler == "biased":
+    if sampler in ("biased", "cover"):
         state = BiasedSampler(space, writer.existing.configs)
-    elif sampler == "cover":
-        seen = list(writer.existing.configs)
     elif sampler == "given":
         if configs is None:
             raise ValueError("sampler 'given' needs configs")
@@ -109,8 +107,7 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
         if sampler == "biased":
             chunk = [state.next() for _ in range(n)]
         elif sampler == "cover":
-            chunk = cover_then_uniform(space, seen, n, seed, offset=done)
-            seen += chunk
+            chunk = cover_then_uniform(state, n, seed, offset=done)
         elif sampler == "uniform":
             chunk = uniform_configs(space, n, seed, offset=done)
         else:
