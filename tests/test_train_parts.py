@@ -65,3 +65,20 @@ def test_aows_sampler_at_tiny_temperature_returns_the_ows_optimum():
     assert len({tuple(r) for r in uni}) > 400
     with pytest.raises(ValueError, match="needs unaries"):
         sample_configs(np.random.default_rng(0), 2, problem.model, temperature=1.0)
+
+
+def test_window_mode_equals_a_brute_force_moving_average():
+    rng = np.random.default_rng(7)
+    stats = UnaryStats([3, 2], mode="window", window=7)
+    history = {(i, c): [] for i in range(2) for c in range(3)}
+    for _ in range(20):
+        idx = np.stack([rng.integers(0, 3, 5), rng.integers(0, 2, 5)], axis=1)
+        d = rng.normal(size=5)
+        stats.update(idx, d)
+        for b in range(5):
+            for i in range(2):
+                history[(i, idx[b, i])].append(np.float32(-d[b] / 2))
+    u = stats.unaries()
+    for i, size in enumerate([3, 2]):
+        for c in range(size):
+            assert u[i][c] == pytest.approx(np.mean(history[(i, c)][-7:]), abs=1e-5)

@@ -37,14 +37,22 @@ class UnaryStats:
                 np.add.at(self.sum[i], idx[:, i], vals)
                 np.add.at(self.count[i], idx[:, i], 1)
             else:
-                for c, v in zip(idx[:, i], vals):
-                    k = self.count[i, c]
-                    slot = k % self.window
-                    if k >= self.window:
-                        self.sum[i, c] -= self.ring[i, c, slot]
-                    self.ring[i, c, slot] = v
-                    self.sum[i, c] += np.float32(v)
-                    self.count[i, c] = k + 1
+                self._push_window(i, idx[:, i], vals)
+
+    def _push_window(self, i: int, choices: np.ndarray, vals: np.ndarray) -> None:
+        """Append values to the ring buffers of layer i (one slice op per choice)."""
+        W = self.window
+        for c in np.unique(choices):
+            v = vals[choices == c].astype(np.float32)
+            for part in range(0, v.size, W):  # more than W values: keep pushing in turn
+                chunk = v[part:part + W]
+                k, start = chunk.size, int(self.count[i, c])
+                pos = (start + np.arange(k)) % W
+                overwritten = (start + np.arange(k)) >= W
+                self.sum[i, c] += float(chunk.sum(dtype=np.float64))
+                self.sum[i, c] -= float(self.ring[i, c, pos[overwritten]].sum(dtype=np.float64))
+                self.ring[i, c, pos] = chunk
+                self.count[i, c] = start + k
 
     def end_epoch(self) -> None:
         if self.mode == "epoch":
