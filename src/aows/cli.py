@@ -119,7 +119,8 @@ def cmd_latency_fit(args) -> None:
     else:
         K = args.K if args.K == "auto" else float(args.K)
         smooth = args.smooth if args.smooth == "auto" else float(args.smooth)
-        model = fit(space, samples, K=K, smooth=smooth, normalise=not args.raw)
+        model = fit(space, samples, K=K, smooth=smooth, normalise=not args.raw,
+                    ridge=args.ridge)
     model.save(args.output)
     f = model.meta["fit"]
     extra = (f", K={f['K']:g}, smooth={f['smooth']:g}, solved in {f['fit_seconds']:.3f} s"
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", default=None,
                    help="smoothness prior weight, or 'auto' (CV); default from benchmarks")
     p.add_argument("--method", default="blackbox", choices=["blackbox", "flops"])
+    p.add_argument("--ridge", type=float, default=None,
+                   help="pull toward the FLOPs-shaped tables (default 1e-4; 1e-2 when far "
+                   "fewer networks than unknowns were timed)")
     p.add_argument("--raw", action="store_true",
                    help="fit raw timings (default: drift-normalised by the chunk anchors)")
     p.add_argument("-o", "--output", required=True)
@@ -331,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "smooth", "unset") is None:
         from aows.latency.fit import DEFAULT_SMOOTH
         args.smooth = str(DEFAULT_SMOOTH)
+    if getattr(args, "ridge", "unset") is None:
+        from aows.latency.fit import DEFAULT_RIDGE
+        args.ridge = DEFAULT_RIDGE
     try:
         args.func(args)
     except AowsError as err:
