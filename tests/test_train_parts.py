@@ -56,15 +56,15 @@ def test_aows_sampler_at_tiny_temperature_returns_the_ows_optimum():
     bp = problem.budget_problem
     budget = 0.5 * (bp.fastest().cost + bp.best_unconstrained().cost)
     ows = search(problem, budget, "lagrangian")
-    idx = sample_configs(np.random.default_rng(0), 20, problem.model, problem.unaries, budget,
-                         temperature=1e-12)
+    idx = sample_configs(np.random.default_rng(0), 20, problem.space, problem.model,
+                         problem.unaries, budget, temperature=1e-12)
     space = problem.space
     assert all(list(space.config_from_indices(r)) == ows["config"] for r in idx)
-    uni = sample_configs(np.random.default_rng(0), 500, problem.model)
+    uni = sample_configs(np.random.default_rng(0), 500, problem.space)
     assert uni.shape == (500, space.n_searchable)
     assert len({tuple(r) for r in uni}) > 400
-    with pytest.raises(ValueError, match="needs unaries"):
-        sample_configs(np.random.default_rng(0), 2, problem.model, temperature=1.0)
+    with pytest.raises(ValueError, match="needs a latency model"):
+        sample_configs(np.random.default_rng(0), 2, problem.space, temperature=1.0)
 
 
 def test_window_mode_equals_a_brute_force_moving_average():

@@ -14,6 +14,7 @@ import numpy as np
 from aows.chain import Chain
 from aows.latency.model import LatencyModel
 from aows.search import Problem
+from aows.space import SearchSpace
 
 
 def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float
@@ -30,16 +31,16 @@ def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float
     return Chain(nodes, [-gamma * t for t in model.tables]), gamma
 
 
-def sample_configs(rng: np.random.Generator, n: int, model: LatencyModel,
+def sample_configs(rng: np.random.Generator, n: int, space: SearchSpace,
+                   model: LatencyModel | None = None,
                    unaries: Sequence[np.ndarray] | None = None, budget: float | None = None,
                    temperature: float | None = None, method: str = "joint") -> np.ndarray:
     """(n, layers) choice indices of the searchable layers: uniform when temperature is
     None (OWS, or AOWS warm-up), else from p_T (``method`` joint or marginal)."""
-    space = model.space
     if temperature is None:
         return np.stack([rng.integers(0, len(ch), size=n) for ch in space.searchable_choices],
                         axis=1)
-    if unaries is None or budget is None:
-        raise ValueError("AOWS sampling needs unaries and a budget")
+    if model is None or unaries is None or budget is None:
+        raise ValueError("AOWS sampling needs a latency model, unaries and a budget")
     chain, _ = aows_chain(model, unaries, budget)
     return chain.sample(rng, n, temperature, method)[:, 1:-1]

@@ -1,0 +1,61 @@
+"""The supernet training loop on tiny synthetic data, end to end into `aows search`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aows.cli import main
+from aows.latency.fit import flops_vector
+from aows.latency.model import LatencyModel
+from aows.space import mobilenet_v1
+from aows.train.loop import TrainConfig, train_supernet
+
+
+def tiny_data(n_batches=4, batch=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(n_batches, batch, 3, 32, 32, generator=g)
+    ys = (xs[:, :, 0].mean((2, 3)) > 0).long() + 2 * (xs[:, :, 1].mean((2, 3)) > 0).long()
+
+    def batches(epoch):
+        return [(xs[k], ys[k]) for k in range(n_batches)]
+    return batches
+
+
+def tiny_latency(space):
+    f = flops_vector(space)
+    return LatencyModel.from_unknowns(space, 0.05 + f / f.max(), "synthetic", {})
+
+
+def test_ows_training_writes_unaries_that_search_reads(tmp_path, capsys):
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    out = tmp_path / "run"
+    _, stats = train_supernet(space, tiny_data(), TrainConfig(epochs=2, sampled=2), out,
+                              log=lambda s: None)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all(np.isfinite(m["loss_max"]) for m in metrics)
+    assert sum(c.sum() for c in stats.counts()) > 0
+    model = tiny_latency(space)
+    model.save(tmp_path / "latency.json")
+    budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
+    assert main(["search", "--latency", str(tmp_path / "latency.json"), "--unaries",
+                 str(out / "unaries.json"), "--budget", str(budget), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["predicted_latency_ms"] <= budget
+
+
+def test_aows_training_needs_latency_and_budget_and_decodes_each_epoch(tmp_path):
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    with pytest.raises(ValueError, match="latency model and a budget"):
+        train_supernet(space, tiny_data(), TrainConfig(epochs=1, method="aows"), tmp_path)
+    model = tiny_latency(space)
+    budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
+    train_supernet(space, tiny_data(), TrainConfig(epochs=4, method="aows", budget=budget),
+                   tmp_path / "aows", latency=model, log=lambda s: None)
+    metrics = [json.loads(line)
+               for line in (tmp_path / "aows" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[0]["temperature"] is None  # uniform warm-up
+    assert metrics[-1]["temperature"] == pytest.approx(5e-4, rel=0.5)
+    assert all(m["predicted_latency_ms"] <= budget for m in metrics)
