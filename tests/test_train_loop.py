@@ -59,3 +59,47 @@ def test_aows_training_needs_latency_and_budget_and_decodes_each_epoch(tmp_path)
     assert metrics[0]["temperature"] is None  # uniform warm-up
     assert metrics[-1]["temperature"] == pytest.approx(5e-4, rel=0.5)
     assert all(m["predicted_latency_ms"] <= budget for m in metrics)
+
+
+def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    model = tiny_latency(space)
+    budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
+    cfg = TrainConfig(epochs=3, batch_size=16, method="aows", budget=budget, sampled=2)
+    net_a, stats_a = train_supernet(space, tiny_data(), cfg, tmp_path / "a", latency=model,
+                                    log=lambda s: None)
+    calls = {"n": 0}
+
+    def stop_once():  # as if SIGTERM arrived during step 6 (epoch 2, step 2)
+        calls["n"] += 1
+        return calls["n"] == 6
+
+    train_supernet(space, tiny_data(), cfg, tmp_path / "b", latency=model,
+                   log=lambda s: None, should_stop=stop_once)
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert ckpt["position"]["epoch"] == 1 and ckpt["position"]["iteration"] == 2
+    net_b, stats_b = train_supernet(space, tiny_data(), cfg, tmp_path / "b", latency=model,
+                                    log=lambda s: None, resume=True)
+    for (k, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.equal(a, b), k
+    for ua, ub in zip(stats_a.unaries(), stats_b.unaries()):
+        np.testing.assert_array_equal(ua, ub)
+    la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    assert [strip(x) for x in la] == [strip(x) for x in lb]
+    with pytest.raises(ValueError, match="another configuration"):
+        train_supernet(space, tiny_data(), TrainConfig(epochs=4, batch_size=16), tmp_path / "b",
+                       resume=True, log=lambda s: None)
+
+
+def test_signal_handlers_are_restored_and_batch_size_checked(tmp_path):
+    import signal
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    train_supernet(space, tiny_data(n_batches=1), TrainConfig(epochs=1, batch_size=16),
+                   tmp_path / "a", log=lambda s: None)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with pytest.raises(ValueError, match="batch_size"):
+        train_supernet(space, tiny_data(n_batches=1), TrainConfig(epochs=1, batch_size=8),
+                       tmp_path / "b", log=lambda s: None)

@@ -75,6 +75,20 @@ class UnaryStats:
             out.append(np.where(np.isnan(u), fill, u))
         return out
 
+    _ARRAYS = ("sum", "count", "last_sum", "last_count", "ring")
+
+    def state_dict(self) -> dict:
+        """Tensors only, so checkpoints load with torch.load(weights_only=True)."""
+        import torch
+        return {k: torch.from_numpy(getattr(self, k).copy()) for k in self._ARRAYS
+                if hasattr(self, k)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            if k not in self._ARRAYS or getattr(self, k).shape != tuple(v.shape):
+                raise ValueError(f"unary statistics checkpoint does not fit: {k}")
+            setattr(self, k, v.numpy().copy())
+
     def counts(self) -> list[np.ndarray]:
         c = self.last_count if self.mode == "epoch" and self.last_count.any() else self.count
         return [c[i, :s].copy() for i, s in enumerate(self.sizes)]
