@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from aows.cli import main
+from aows.errors import AowsError
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.space import mobilenet_v1
@@ -48,7 +49,7 @@ def test_ows_training_writes_unaries_that_search_reads(tmp_path, capsys):
 
 def test_aows_training_needs_latency_and_budget_and_decodes_each_epoch(tmp_path):
     space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
-    with pytest.raises(ValueError, match="latency model and a budget"):
+    with pytest.raises(AowsError, match="latency model and a budget"):
         train_supernet(space, tiny_data(), TrainConfig(epochs=1, method="aows"), tmp_path)
     model = tiny_latency(space)
     budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
@@ -88,7 +89,7 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
     assert [strip(x) for x in la] == [strip(x) for x in lb]
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(AowsError, match="another configuration"):
         train_supernet(space, tiny_data(), TrainConfig(epochs=4, batch_size=16), tmp_path / "b",
                        resume=True, log=lambda s: None)
 
@@ -100,6 +101,24 @@ def test_signal_handlers_are_restored_and_batch_size_checked(tmp_path):
     train_supernet(space, tiny_data(n_batches=1), TrainConfig(epochs=1, batch_size=16),
                    tmp_path / "a", log=lambda s: None)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(AowsError, match="batch_size"):
         train_supernet(space, tiny_data(n_batches=1), TrainConfig(epochs=1, batch_size=8),
                        tmp_path / "b", log=lambda s: None)
+
+
+def test_train_cli_on_digits_then_search(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--space", "mobilenet_v1", "--resolution", "32", "--data", "digits",
+                 "--epochs", "1", "--batch-size", "100", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert m["images"] == 1500 and 0 <= m["acc_max"] <= 1
+    space = mobilenet_v1(resolution=32, classes=10)
+    tiny_latency(space).save(tmp_path / "latency.json")
+    capsys.readouterr()
+    assert main(["search", "--latency", str(tmp_path / "latency.json"), "--unaries",
+                 str(out / "unaries.json"), "--budget", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["solver"] == "exact"
+    assert main(["train", "--data", "digits", "--resolution", "32", "--epochs", "1",
+                 "--method", "aows", "--out", str(tmp_path / "x")]) == 2
+    assert "needs a latency model" in capsys.readouterr().err
+    assert main(["train", "--data", "nowhere", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2

@@ -228,6 +228,23 @@ def cmd_search(args) -> None:
     run_search_cli(args)
 
 
+def cmd_train(args) -> None:
+    from aows.latency.model import LatencyModel
+    from aows.space import get_space
+    from aows.train.data import get_data
+    from aows.train.loop import TrainConfig, train_supernet
+    res = args.resolution or 224
+    data = get_data(args.data, res, args.batch_size, args.seed)
+    space = get_space(args.space, resolution=res, classes=data.classes)
+    latency = LatencyModel.load(args.latency, space) if args.latency else None
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      sampled=args.sampled, method=args.method, budget=args.budget,
+                      sampling=args.sampling, seed=args.seed)
+    train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume)
+    print(f"{args.out}/unaries.json: per-layer scores for `aows search`; "
+          f"{args.out}/metrics.jsonl: the log")
+
+
 def cmd_quickstart(args) -> None:
     from aows.quickstart import quickstart
     quickstart(args.out, quick=args.quick)
@@ -322,6 +339,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="PNG of the Pareto front (with --pareto)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("train", help="train the slimmable supernet (OWS or AOWS)")
+    p.add_argument("--space", default="mobilenet_v1")
+    p.add_argument("--resolution", type=int, default=None, help="input resolution (px)")
+    p.add_argument("--data", required=True, help="ImageFolder root (train/, val/), digits or fake")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--method", default="ows", choices=["ows", "aows"])
+    p.add_argument("--latency", default=None, help="latency model JSON (needed by aows)")
+    p.add_argument("--budget", type=float, default=None, help="ms/image (needed by aows)")
+    p.add_argument("--sampled", type=int, default=2,
+                   help="sampled configurations per step, each on its own batch slice")
+    p.add_argument("--sampling", default="joint", choices=["joint", "marginal"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1, help="for batch 256 (scaled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quickstart", help="a small real run on this machine")
     p.add_argument("--out", default="quickstart")

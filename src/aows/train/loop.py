@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aows.errors import AowsError
 from aows.latency.model import LatencyModel
 from aows.nn.slimmable import SlimmableNetwork
 from aows.search import Problem, save_unaries, search
@@ -64,9 +65,12 @@ def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
     same sequence every time it is called for that epoch. Writes ``out``/unaries.json,
     ``out``/metrics.jsonl and ``out``/checkpoint.pt after every epoch."""
     if cfg.method not in ("ows", "aows"):
-        raise ValueError("method must be 'ows' or 'aows'")
+        raise AowsError("--method must be 'ows' or 'aows'")
     if cfg.method == "aows" and (latency is None or cfg.budget is None):
-        raise ValueError("--method aows needs a latency model and a budget")
+        raise AowsError("--method aows needs a latency model and a budget: give --latency "
+                        "latency.json --budget MS")
+    if latency is not None:
+        latency.check_space(space)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -76,14 +80,13 @@ def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
                        cfg.unary_window)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr * cfg.batch_size / 256,
                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    pos = {"epoch": 0, "iteration": 0, "it_per_epoch": 0, "seen": 0,
-           "sums": {"max": 0.0, "min": 0.0, "sampled": 0.0}}
+    pos = {"epoch": 0, "iteration": 0, "it_per_epoch": 0, "seen": 0, "sums": _zero_sums()}
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
         if state["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt} was written with another configuration; resume with "
-                             "the same settings or use a new output folder")
+            raise AowsError(f"{ckpt} was written with another configuration; resume with "
+                            "the same settings or use a new output folder")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         stats.load_state_dict(state["stats"])
@@ -120,8 +123,8 @@ def _epochs(space, batches, cfg, out, latency, log, stop, net, stats, opt, rng, 
                 continue  # done before the interruption
             B = x.shape[0]
             if B > cfg.batch_size:
-                raise ValueError(f"batch of {B} images but batch_size={cfg.batch_size}: the "
-                                 "learning rate is scaled by batch_size, set it to the batches'")
+                raise AowsError(f"batch of {B} images but batch_size={cfg.batch_size}: the "
+                                "learning rate is scaled by batch_size, set it to the batches'")
             progress = epoch + (it / pos["it_per_epoch"] if pos["it_per_epoch"] else 0.0)
             T = temperature(progress, cfg.epochs) if cfg.method == "aows" else None
             idx = sample_configs(rng, cfg.sampled, space, latency,
@@ -133,9 +136,12 @@ def _epochs(space, batches, cfg, out, latency, log, stop, net, stats, opt, rng, 
             loss_max.backward()
             soft = logits.detach().softmax(1)
             ce_max = F.cross_entropy(logits.detach(), y, reduction="none")
-            loss_min = _distill(net(x, narrowest), soft)
+            out_min = net(x, narrowest)
+            loss_min = _distill(out_min, soft)
             loss_min.backward()
             sums = pos["sums"]
+            sums["acc_max"] += float((logits.detach().argmax(1) == y).sum())
+            sums["acc_min"] += float((out_min.detach().argmax(1) == y).sum())
             for k, part in enumerate(np.array_split(np.arange(B), len(idx))):
                 if part.size == 0:
                     continue
@@ -162,9 +168,10 @@ def _epochs(space, batches, cfg, out, latency, log, stop, net, stats, opt, rng, 
         save_unaries(out / "unaries.json", stats.unaries(), space, epoch=epoch + 1,
                      method=cfg.method, config=asdict(cfg))
         rec = {"epoch": epoch + 1, "images": seen, "seconds": round(time.time() - t0, 2),
-               **{f"loss_{k}": v / max(seen, 1) for k, v in pos["sums"].items()},
+               **{(k if k.startswith("acc") else f"loss_{k}"): v / max(seen, 1)
+                  for k, v in pos["sums"].items()},
                "temperature": T}
-        pos["sums"] = {"max": 0.0, "min": 0.0, "sampled": 0.0}
+        pos["sums"] = _zero_sums()
         if latency is not None and cfg.budget is not None:
             found = search(Problem(latency, stats.unaries()), cfg.budget, "exact")
             rec.update(decoded=found["config"], predicted_latency_ms=found[
@@ -173,9 +180,15 @@ def _epochs(space, batches, cfg, out, latency, log, stop, net, stats, opt, rng, 
             f.write(json.dumps(rec) + "\n")
         save()
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss max {rec['loss_max']:.3f}, min "
-            f"{rec['loss_min']:.3f}, {seen / max(rec['seconds'], 1e-9):.0f} images/s"
+            f"{rec['loss_min']:.3f}; train top-1 widest {100 * rec['acc_max']:.1f} %, "
+            f"narrowest {100 * rec['acc_min']:.1f} %; "
+            f"{seen / max(rec['seconds'], 1e-9):.0f} images/s"
             + (f", OWS decode {rec['predicted_latency_ms']:.3f} ms" if "decoded" in rec else ""))
     return net, stats
+
+
+def _zero_sums() -> dict:
+    return {"max": 0.0, "min": 0.0, "sampled": 0.0, "acc_max": 0.0, "acc_min": 0.0}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
