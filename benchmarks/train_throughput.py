@@ -1,0 +1,108 @@
+"""Supernet training throughput: sliced weights (ours) against channel masking (the
+reference: every pass at full width, channels beyond each image's width zeroed).
+
+    python benchmarks/train_throughput.py [--resolution 64] [--batch 32] [--threads 2]
+
+Both run the same sandwich step (forward + backward + SGD): the widest configuration
+on the labels, the narrowest and sampled configurations on its soft predictions. With
+masking the sampled configurations are per image, in one full-width pass; with slicing
+G sampled configurations each run on their own slice of the batch. Steps are timed
+interleaved (A, B, A, B, ...) and the median is kept, so load drifts hit both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aows.nn.slimmable import SlimmableNetwork
+from aows.space import mobilenet_v1
+from aows.train.sampler import sample_configs
+
+
+def distill(logits, soft):
+    return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def sliced_step(net, opt, space, x, y, rng, G):
+    opt.zero_grad(set_to_none=True)
+    logits = net(x, space.widest())
+    F.cross_entropy(logits, y).backward()
+    soft = logits.detach().softmax(1)
+    distill(net(x, space.narrowest()), soft).backward()
+    idx = sample_configs(rng, G, space)
+    for k, part in enumerate(np.array_split(np.arange(x.shape[0]), G)):
+        out = net(x[part], space.config_from_indices(idx[k]))
+        (distill(out, soft[part]) * (part.size / x.shape[0])).backward()
+    opt.step()
+
+
+def masked_forward(net, space, x, widths_per_image):
+    """Full-width pass; layer i's output channels beyond the image's width are zeroed."""
+    net.set_config(space.widest())
+    h = x
+    for i, layer in enumerate(net.layers):
+        h = layer(h)
+        if i < len(net.layers) - 1:
+            w = widths_per_image[:, i]
+            mask = (torch.arange(h.shape[1])[None, :] < w[:, None]).to(h.dtype)
+            h = h * mask[:, :, None, None]
+    return h
+
+
+def masked_step(net, opt, space, x, y, rng):
+    B = x.shape[0]
+    opt.zero_grad(set_to_none=True)
+    logits = net(x, space.widest())
+    F.cross_entropy(logits, y).backward()
+    soft = logits.detach().softmax(1)
+    narrow = torch.tensor(space.narrowest())[None].expand(B, -1)
+    distill(masked_forward(net, space, x, narrow), soft).backward()
+    idx = sample_configs(rng, B, space)  # one configuration per image
+    widths = torch.tensor([space.config_from_indices(r) for r in idx])
+    distill(masked_forward(net, space, x, widths), soft).backward()
+    opt.step()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--sampled", type=int, nargs="+", default=[1, 2, 4, 8])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    space = mobilenet_v1(resolution=args.resolution, classes=1000)
+    x = torch.randn(args.batch, 3, args.resolution, args.resolution)
+    y = torch.randint(0, 1000, (args.batch,))
+    rng = np.random.default_rng(0)
+    runs = {"masking": functools.partial(masked_step, space=space, x=x, y=y, rng=rng)}
+    for G in args.sampled:
+        runs[f"sliced G={G}"] = functools.partial(sliced_step, space=space, x=x, y=y, rng=rng,
+                                                  G=G)
+    nets = {k: SlimmableNetwork(space) for k in runs}
+    opts = {k: torch.optim.SGD(nets[k].parameters(), lr=0.01, momentum=0.9) for k in runs}
+    times = {k: [] for k in runs}
+    for k in runs:  # warm-up
+        runs[k](nets[k], opts[k])
+    for _ in range(args.steps):
+        for k in runs:
+            t = time.perf_counter()
+            runs[k](nets[k], opts[k])
+            times[k].append(time.perf_counter() - t)
+    base = args.batch / np.median(times["masking"])
+    print(f"MobileNet-v1 space (Table D.1), {args.resolution} px, batch {args.batch}, "
+          f"{args.threads} threads, median of {args.steps} interleaved steps")
+    for k, ts in times.items():
+        ips = args.batch / np.median(ts)
+        print(f"  {k:14s} {ips:7.1f} images/s   {ips / base:5.2f}x masking")
+
+
+if __name__ == "__main__":
+    main()
