@@ -69,6 +69,28 @@ def masked_step(net, opt, space, x, y, rng):
     opt.step()
 
 
+def aows_overhead(space, repeat=50) -> float:
+    """Seconds per step of AOWS sampling on the MobileNet-v1 space: fresh unaries every
+    step, so the Lagrangian decode is cold each time (the worst case)."""
+    from aows.latency.fit import flops_vector
+    from aows.latency.model import LatencyModel
+    from aows.train.unaries import UnaryStats
+
+    f = flops_vector(space)
+    model = LatencyModel.from_unknowns(space, 0.05 + 8.0 * f / f.sum() * space.n_layers,
+                                       "synthetic", {})
+    budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
+    rng = np.random.default_rng(0)
+    stats = UnaryStats([len(c) for c in space.searchable_choices])
+    idx = sample_configs(rng, 4096, space)
+    stats.update(idx, rng.normal(size=4096) + idx.sum(1) * -0.01)
+    t = time.perf_counter()
+    for _ in range(repeat):
+        stats.update(idx[:32], rng.normal(size=32))
+        sample_configs(rng, 2, space, model, stats.unaries(), budget, 1e-2)
+    return (time.perf_counter() - t) / repeat
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--resolution", type=int, default=64)
@@ -97,11 +119,16 @@ def main():
             runs[k](nets[k], opts[k])
             times[k].append(time.perf_counter() - t)
     base = args.batch / np.median(times["masking"])
+    overhead = aows_overhead(space)
     print(f"MobileNet-v1 space (Table D.1), {args.resolution} px, batch {args.batch}, "
           f"{args.threads} threads, median of {args.steps} interleaved steps")
     for k, ts in times.items():
         ips = args.batch / np.median(ts)
         print(f"  {k:14s} {ips:7.1f} images/s   {ips / base:5.2f}x masking")
+    step = float(np.median(times[f"sliced G={args.sampled[min(1, len(args.sampled) - 1)]}"]))
+    print(f"AOWS sampling per step (unaries, Lagrangian gamma, joint sampling of G=2): "
+          f"{1e3 * overhead:.2f} ms = {100 * overhead / step:.2f} % of the sliced step "
+          f"({1e3 * step:.0f} ms)")
 
 
 if __name__ == "__main__":
