@@ -108,10 +108,6 @@ class Chain:
         idx, best = _viterbi_folded(start[None], edges[None])
         return idx[0], float(best[0])
 
-    def log_partition(self, temperature: float = 1.0) -> float:
-        alpha = self._forward(temperature)
-        return float(_logsumexp(alpha[-1], axis=0))
-
     def marginals(self, temperature: float = 1.0) -> list[np.ndarray]:
         """Per-node marginals of p_T(c) ~ exp(score(c) / T), in log space (stable for
         tiny T and -inf entries)."""

@@ -12,20 +12,18 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from aows.latency.backends import Target, get_backend
-from aows.latency.measure import anchor_config, input_shape
+from aows.latency.backends import Target
+from aows.latency.measure import Timer
 from aows.latency.model import LatencyModel
-from aows.latency.protocol import AnchoredTimer, Protocol
-from aows.nn import build_layer, build_network, layer_input_shape
+from aows.latency.protocol import Protocol
+from aows.nn import build_layer, layer_input_shape
 from aows.space import SearchSpace
 
 
 def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
                        progress: bool = True) -> LatencyModel:
-    backend = get_backend(target)
-    anchor = backend.prepare(build_network(space, anchor_config(space)),
-                             input_shape(space, target.batch_size))
-    timer = AnchoredTimer(protocol, anchor)
+    timer = Timer(space, target, protocol)  # the anchored protocol of the samples
+    backend = timer.backend
     keys, _ = space.unknowns()
     first = {}
     for i, layer in enumerate(space.layers):
@@ -41,7 +39,7 @@ def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
             i = first[tkey]
             runners.append(backend.prepare(build_layer(space.layers[i], cin, cout),
                                            layer_input_shape(space, i, cin, target.batch_size)))
-        secs, _ = timer(runners, np.random.default_rng([protocol.seed, start]))
+        secs, _ = timer.timer(runners, np.random.default_rng([protocol.seed, start]))
         x[list(chunk)] = secs * 1e3 / target.batch_size
         bar.update(len(chunk))
     bar.close()

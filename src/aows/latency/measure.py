@@ -22,11 +22,6 @@ def input_shape(space: SearchSpace, batch: int) -> tuple[int, ...]:
     return (batch, space.choices[0][0], res, res)
 
 
-def anchor_config(space: SearchSpace) -> tuple[int, ...]:
-    """The reference network timed in every chunk: the median choice of every layer."""
-    return space.median_config()
-
-
 class Timer:
     """Times configurations of a space on a target with the anchored protocol."""
 
@@ -35,7 +30,7 @@ class Timer:
         self.space, self.target, self.protocol = space, target, protocol
         self.backend = get_backend(target)
         self.shape = input_shape(space, target.batch_size)
-        anchor = self.prepare(anchor_config(space)) if protocol.anchor else None
+        anchor = self.prepare(space.median_config()) if protocol.anchor else None
         self.timer = AnchoredTimer(protocol, anchor,
                                    anchor_min_ms * target.batch_size / 1e3)
 
