@@ -5,15 +5,18 @@ reference: every pass at full width, channels beyond each image's width zeroed).
 
 Both run the same sandwich step (forward + backward + SGD): the widest configuration
 on the labels, the narrowest and sampled configurations on its soft predictions. With
-masking the sampled configurations are per image, in one full-width pass; with slicing
-G sampled configurations each run on their own slice of the batch. Steps are timed
-interleaved (A, B, A, B, ...) and the median is kept, so load drifts hit both alike.
+masking the sampled configurations are per image, in one full-width pass (written here,
+as the reference does it); with slicing, G sampled configurations each run on their own
+slice of the batch, and the step timed is the library's own (``aows.train.loop``,
+unary statistics included). Steps are timed interleaved (A, B, A, B, ...) and the
+median is kept, so load drifts hit both alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import tempfile
 import time
 
 import numpy as np
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 
 from aows.nn.slimmable import SlimmableNetwork
 from aows.space import mobilenet_v1
+from aows.train.loop import TrainConfig, prepare_run
 from aows.train.sampler import sample_configs
 
 
@@ -29,17 +33,11 @@ def distill(logits, soft):
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
 
 
-def sliced_step(net, opt, space, x, y, rng, G):
-    opt.zero_grad(set_to_none=True)
-    logits = net(x, space.widest())
-    F.cross_entropy(logits, y).backward()
-    soft = logits.detach().softmax(1)
-    distill(net(x, space.narrowest()), soft).backward()
-    idx = sample_configs(rng, G, space)
-    for k, part in enumerate(np.array_split(np.arange(x.shape[0]), G)):
-        out = net(x[part], space.config_from_indices(idx[k]))
-        (distill(out, soft[part]) * (part.size / x.shape[0])).backward()
-    opt.step()
+def sliced_runner(space, x, y, G, out):
+    """The library's training step at G sampled configurations, on CPU, OWS sampling."""
+    run = prepare_run(space, TrainConfig(batch_size=x.shape[0], sampled=G, lr=0.01,
+                                         device="cpu", progress=False), out, log=lambda s: None)
+    return lambda: run.step(x, y, None)
 
 
 def masked_forward(net, space, x, widths_per_image):
@@ -104,19 +102,19 @@ def main():
     x = torch.randn(args.batch, 3, args.resolution, args.resolution)
     y = torch.randint(0, 1000, (args.batch,))
     rng = np.random.default_rng(0)
-    runs = {"masking": functools.partial(masked_step, space=space, x=x, y=y, rng=rng)}
+    net = SlimmableNetwork(space)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    runs = {"masking": functools.partial(masked_step, net, opt, space, x, y, rng)}
+    tmp = tempfile.mkdtemp()
     for G in args.sampled:
-        runs[f"sliced G={G}"] = functools.partial(sliced_step, space=space, x=x, y=y, rng=rng,
-                                                  G=G)
-    nets = {k: SlimmableNetwork(space) for k in runs}
-    opts = {k: torch.optim.SGD(nets[k].parameters(), lr=0.01, momentum=0.9) for k in runs}
+        runs[f"sliced G={G}"] = sliced_runner(space, x, y, G, f"{tmp}/G{G}")
     times = {k: [] for k in runs}
     for k in runs:  # warm-up
-        runs[k](nets[k], opts[k])
+        runs[k]()
     for _ in range(args.steps):
         for k in runs:
             t = time.perf_counter()
-            runs[k](nets[k], opts[k])
+            runs[k]()
             times[k].append(time.perf_counter() - t)
     base = args.batch / np.median(times["masking"])
     overhead = aows_overhead(space)

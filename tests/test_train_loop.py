@@ -122,3 +122,55 @@ def test_train_cli_on_digits_then_search(tmp_path, capsys):
                  "--method", "aows", "--out", str(tmp_path / "x")]) == 2
     assert "needs a latency model" in capsys.readouterr().err
     assert main(["train", "--data", "nowhere", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_cli_run_killed_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path):
+    """A real SIGTERM to `aows train` mid-run, then --resume: same weights and statistics
+    as a run never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    args = ["--data", "fake", "--resolution", "32", "--epochs", "3", "--batch-size", "16",
+            "--no-progress", "--no-val"]
+    cmd = [sys.executable, "-m", "aows.cli", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, "--out", str(tmp_path / "a")], check=True, env=env,
+                   capture_output=True, timeout=300)
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "b")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and metrics.read_text().strip()) and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    pos = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["position"]
+    assert (pos["epoch"], pos["iteration"]) != (3, 0), "the signal came too late to test"
+    subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--resume"], check=True, env=env,
+                   capture_output=True, timeout=300)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["stats"]:
+        assert torch.equal(a["stats"][k], b["stats"][k]), k
+
+
+def test_amp_and_channels_last_paths_run_and_validate(tmp_path):
+    """The CUDA defaults (autocast, channels_last) exercised on CPU with bfloat16, plus
+    the per-epoch validation of widest / narrowest / decoded configurations."""
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    model = tiny_latency(space)
+    budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
+    cfg = TrainConfig(epochs=1, batch_size=16, amp=True, channels_last=True, budget=budget,
+                      calib_batches=2, progress=False)
+    train_supernet(space, tiny_data(), cfg, tmp_path, latency=model, log=lambda s: None,
+                   val_batches=tiny_data(n_batches=2, seed=1))
+    m = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert np.isfinite(m["loss_max"]) and np.isfinite(m["loss_sampled"])
+    for k in ("val_top1_widest", "val_top1_narrowest", "val_top1_decoded"):
+        assert 0.0 <= m[k] <= 1.0

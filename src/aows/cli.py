@@ -233,16 +233,42 @@ def cmd_train(args) -> None:
     from aows.space import get_space
     from aows.train.data import get_data
     from aows.train.loop import TrainConfig, train_supernet
-    res = args.resolution or 224
-    data = get_data(args.data, res, args.batch_size, args.seed)
-    space = get_space(args.space, resolution=res, classes=data.classes)
-    latency = LatencyModel.load(args.latency, space) if args.latency else None
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      sampled=args.sampled, method=args.method, budget=args.budget,
-                      sampling=args.sampling, seed=args.seed)
-    train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume)
-    print(f"{args.out}/unaries.json: per-layer scores for `aows search`; "
-          f"{args.out}/metrics.jsonl: the log")
+    rank, world = _init_distributed(args.device)
+    try:
+        res = args.resolution or 224
+        data = get_data(args.data, res, args.batch_size, args.seed, rank, world)
+        space = get_space(args.space, resolution=res, classes=data.classes)
+        latency = LatencyModel.load(args.latency, space) if args.latency else None
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          sampled=args.sampled, method=args.method, budget=args.budget,
+                          sampling=args.sampling, seed=args.seed, device=args.device,
+                          amp=args.amp, channels_last=args.channels_last,
+                          progress=not args.no_progress)
+        train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume,
+                       val_batches=None if args.no_val else data.val,
+                       steps_per_epoch=data.steps_per_epoch)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if rank == 0:
+        print(f"{args.out}/unaries.json: per-layer scores for `aows search`; "
+              f"{args.out}/metrics.jsonl: the log")
+
+
+def _init_distributed(device: str) -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes in the environment (NCCL on
+    CUDA, gloo on CPU); (0, 1) when not launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def cmd_quickstart(args) -> None:
@@ -356,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on with CUDA)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format (default: on with CUDA)")
+    p.add_argument("--no-val", action="store_true", help="skip the per-epoch validation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quickstart", help="a small real run on this machine")

@@ -6,6 +6,9 @@ sequence every time for the same epoch (so an interrupted run resumes exactly).
   the package, so it works offline), upsampled to the resolution, 3 channels, 10 classes.
 - a folder: an ImageFolder tree (the ImageNet layout), with the standard transforms;
   needs torchvision.
+
+Under torch.distributed each process gets its share (``rank`` of ``world``): ``batch``
+images per process and step, so the global batch is ``batch * world``.
 """
 
 from __future__ import annotations
@@ -28,31 +31,45 @@ class Dataset:
     val: Batches
     classes: int
     train_size: int
+    steps_per_epoch: int  # training steps per epoch (per process)
 
 
 def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int,
-                    shuffle: bool) -> Batches:
+                    shuffle: bool, rank: int = 0, world: int = 1) -> Batches:
+    """Global batches of ``batch * world`` images (the last partial one dropped when
+    shuffling); this process takes its contiguous ``batch`` of each."""
+    step = batch * world
+
     def batches(epoch: int):
         order = (torch.randperm(len(y), generator=torch.Generator().manual_seed(
             seed * 100_003 + epoch)) if shuffle else torch.arange(len(y)))
-        for k in range(0, len(y) - (batch - 1 if shuffle else 0), batch):
-            sel = order[k:k + batch]
-            yield x[sel], y[sel]
+        for k in range(0, len(y) - (step - 1 if shuffle else 0), step):
+            sel = order[k:k + step][rank * batch:(rank + 1) * batch]
+            if sel.numel():
+                yield x[sel], y[sel]
     return batches
 
 
+def _tensor_dataset(x, y, cut, classes, batch, seed, rank, world) -> Dataset:
+    if cut < batch * world:
+        raise AowsError(f"{cut} training images cannot fill one batch of {batch} x {world} "
+                        "processes: lower --batch-size")
+    return Dataset(_tensor_batches(x[:cut], y[:cut], batch, seed, True, rank, world),
+                   _tensor_batches(x[cut:], y[cut:], batch, seed, False, rank, world),
+                   classes, cut, cut // (batch * world))
+
+
 def fake_data(resolution: int, batch: int, classes: int = 4, n: int = 256,
-              seed: int = 0) -> Dataset:
+              seed: int = 0, rank: int = 0, world: int = 1) -> Dataset:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, resolution, resolution, generator=g)
     score = torch.stack([x[:, c % 3].mean((1, 2)) * (1 + c) for c in range(classes)], 1)
     y = score.argmax(1)
-    cut = n * 3 // 4
-    return Dataset(_tensor_batches(x[:cut], y[:cut], batch, seed, True),
-                   _tensor_batches(x[cut:], y[cut:], batch, seed, False), classes, cut)
+    return _tensor_dataset(x, y, n * 3 // 4, classes, batch, seed, rank, world)
 
 
-def digits_data(resolution: int, batch: int, seed: int = 0) -> Dataset:
+def digits_data(resolution: int, batch: int, seed: int = 0, rank: int = 0,
+                world: int = 1) -> Dataset:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -64,13 +81,12 @@ def digits_data(resolution: int, batch: int, seed: int = 0) -> Dataset:
     y = torch.tensor(d.target, dtype=torch.long)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(12345))
     x, y = x[perm], y[perm]
-    cut = 1500  # 1500 training images, 297 validation images
-    return Dataset(_tensor_batches(x[:cut], y[:cut], batch, seed, True),
-                   _tensor_batches(x[cut:], y[cut:], batch, seed, False), 10, cut)
+    # 1500 training images, 297 validation images
+    return _tensor_dataset(x, y, 1500, 10, batch, seed, rank, world)
 
 
 def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
-                workers: int = 4) -> Dataset:
+                workers: int = 4, rank: int = 0, world: int = 1) -> Dataset:
     """ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*``."""
     try:
         from torchvision import datasets, transforms
@@ -90,22 +106,30 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
         transforms.Resize(int(resolution / 0.875)), transforms.CenterCrop(resolution),
         transforms.ToTensor(), norm]))
     pin = torch.cuda.is_available()
+    from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-    def loader(ds, shuffle):
-        def batches(epoch: int):
-            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            return iter(torch.utils.data.DataLoader(
-                ds, batch_size=batch, shuffle=shuffle, generator=g, num_workers=workers,
-                pin_memory=pin, drop_last=shuffle, persistent_workers=False))
-        return batches
-    return Dataset(loader(train, True), loader(val, False), len(train.classes), len(train))
+    def train_batches(epoch: int):
+        sampler = DistributedSampler(train, world, rank, shuffle=True, seed=seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+        return iter(DataLoader(train, batch_size=batch, sampler=sampler, num_workers=workers,
+                               pin_memory=pin, drop_last=True))
+
+    val_part = Subset(val, range(rank, len(val), world))  # every image once overall
+
+    def val_batches(epoch: int):
+        return iter(DataLoader(val_part, batch_size=batch, num_workers=workers,
+                               pin_memory=pin))
+    return Dataset(train_batches, val_batches, len(train.classes), len(train),
+                   len(train) // world // batch)
 
 
-def get_data(name: str, resolution: int, batch: int, seed: int = 0) -> Dataset:
+def get_data(name: str, resolution: int, batch: int, seed: int = 0, rank: int = 0,
+             world: int = 1) -> Dataset:
     if name == "fake":
-        return fake_data(resolution, batch, seed=seed)
+        return fake_data(resolution, batch, seed=seed, rank=rank, world=world)
     if name == "digits":
-        return digits_data(resolution, batch, seed)
+        return digits_data(resolution, batch, seed, rank, world)
     if Path(name).is_dir():
-        return folder_data(name, resolution, batch, seed)
+        return folder_data(name, resolution, batch, seed, rank=rank, world=world)
     raise AowsError(f"--data {name}: give a folder (ImageFolder layout), 'digits' or 'fake'")
