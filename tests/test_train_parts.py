@@ -51,6 +51,18 @@ def test_window_mode_forgets_old_values():
     assert stats.unaries()[0][1] == pytest.approx(-6.0)  # unseen: lowest seen value
 
 
+def test_epoch_mode_keeps_the_last_estimate_of_choices_not_seen_since():
+    stats = UnaryStats([3], mode="epoch")
+    stats.update(np.array([[0], [1], [1]]), np.array([3.0, 6.0, 6.0]))
+    stats.end_epoch()  # epoch 1 saw choices 0 and 1
+    stats.update(np.array([[1]]), np.array([9.0]))
+    stats.end_epoch()  # epoch 2 saw choice 1 only
+    u = stats.unaries()[0]
+    assert u[0] == pytest.approx(-3.0)  # epoch 1's average, not forgotten
+    assert u[1] == pytest.approx(-9.0)  # the last epoch's
+    assert u[2] == pytest.approx(-9.0)  # never seen: the lowest of the layer
+
+
 def test_aows_sampler_at_tiny_temperature_returns_the_ows_optimum():
     problem = realistic_problem(0, resolution=64, levels=6)
     bp = problem.budget_problem

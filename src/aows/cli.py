@@ -233,13 +233,15 @@ def cmd_train(args) -> None:
     from aows.space import get_space
     from aows.train.data import get_data
     from aows.train.loop import TrainConfig, train_supernet
-    rank, world = _init_distributed(args.device)
+    from aows.train.runtime import init_distributed
+    rank, world = init_distributed(args.device)
     try:
         res = args.resolution or 224
         data = get_data(args.data, res, args.batch_size, args.seed, rank, world)
         space = get_space(args.space, resolution=res, classes=data.classes)
         latency = LatencyModel.load(args.latency, space) if args.latency else None
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                           sampled=args.sampled, method=args.method, budget=args.budget,
                           sampling=args.sampling, seed=args.seed, device=args.device,
                           amp=args.amp, channels_last=args.channels_last,
@@ -256,24 +258,108 @@ def cmd_train(args) -> None:
               f"{args.out}/metrics.jsonl: the log")
 
 
-def _init_distributed(device: str) -> tuple[int, int]:
-    """Join the process group that ``torchrun`` describes in the environment (NCCL on
-    CUDA, gloo on CPU); (0, 1) when not launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-    cuda = torch.cuda.is_available() and device != "cpu"
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size()
+def cmd_run(args) -> None:
+    from aows.pipeline import run_pipeline
+    run_pipeline(args.config, args.out, until=args.until)
 
 
 def cmd_quickstart(args) -> None:
-    from aows.quickstart import quickstart
-    quickstart(args.out, quick=args.quick)
+    from aows.pipeline import Pipeline, quickstart_config
+    cfg = quickstart_config()
+    print("aows quickstart: latency model of this CPU, OWS and AOWS supernets on the "
+          "digits, search, fine-tuning and timing of the final networks; about 8 minutes "
+          f"here -> {args.out}/")
+    Pipeline(cfg, args.out).run()
+
+
+# ------------------------------------------------------------- final network
+def _config_arg(text: str) -> list[int]:
+    """Widths "8,16,..." or a JSON file with a "config" list (aows search --json)."""
+    p = Path(text)
+    if p.suffix == ".json" or p.exists():
+        try:
+            obj = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise AowsError(f"--config {text}: cannot read it as JSON ({err})") from None
+        if not isinstance(obj, dict) or "config" not in obj:
+            raise AowsError(f'--config {text}: expected a JSON object with a "config" list '
+                            "(the output of `aows search --json`)")
+        return [int(c) for c in obj["config"]]
+    from aows.space import parse_config
+    return parse_config(text)
+
+
+def cmd_export(args) -> None:
+    from itertools import islice
+
+    from aows.final import export_onnx, load_supernet, save_final
+    from aows.search import load_unaries_space
+    from aows.train.data import get_data
+    space = load_unaries_space(Path(args.run) / "unaries.json")
+    config = space.validate(_config_arg(args.config))
+    net = load_supernet(args.run, space)
+    calib = None
+    if args.data:
+        data = get_data(args.data, space.layers[0].in_res, args.batch_size)
+        calib = (x for x, _ in islice(data.train(0), args.calib_batches))
+    else:
+        print("no --data: BatchNorm statistics are the supernet's shared ones, not "
+              "recalibrated for this configuration (give --data to recalibrate)",
+              file=sys.stderr)
+    plain = net.export(config, calibration=calib).eval()
+    save_final(args.out, plain, space, config, supernet=str(args.run),
+               recalibrated=calib is not None)
+    print(f"{args.out}/config.json + weights.pt: {','.join(map(str, config))}")
+    if args.onnx:
+        diff = export_onnx(plain, space, Path(args.out) / "model.onnx")
+        print(f"{args.out}/model.onnx" + ("" if diff is None else
+                                          f": ONNX Runtime matches PyTorch (max |diff| "
+                                          f"{diff:.1e})"))
+
+
+def cmd_finetune(args) -> None:
+    from aows.final import load_final, save_final
+    from aows.nn import build_network
+    from aows.train.data import get_data
+    from aows.train.finetune import FinetuneConfig, evaluate, finetune
+    from aows.train.runtime import init_distributed
+    rank, world = init_distributed(args.device)
+    net, space, config = load_final(args.final)
+    if args.scratch:
+        import torch
+        torch.manual_seed(args.seed)
+        net = build_network(space, config)
+    data = get_data(args.data, space.layers[0].in_res, args.batch_size, args.seed, rank, world)
+    out = Path(args.out or Path(args.final) / "finetuned")
+    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                         mixup=args.mixup, weight_decay=args.weight_decay, seed=args.seed,
+                         device=args.device, progress=not args.no_progress)
+    res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
+                   resume=args.resume)
+    if res["stopped"]:
+        return
+    ev = evaluate(net.cpu(), data.val(0))
+    if rank == 0:
+        save_final(out, net, space, config, finetuned_from=str(args.final),
+                   top1=ev["top1"], top5=ev["top5"])
+        print(f"top-1 {100 * ev['top1']:.2f} %, top-5 {100 * ev['top5']:.2f} % on "
+              f"{ev['images']} validation images; {out}/config.json + weights.pt")
+
+
+def cmd_measure(args) -> None:
+    from aows.final import describe_measurement, load_final, measure_networks
+    from aows.latency.model import LatencyModel
+    nets, configs = {}, {}
+    for folder in args.final:
+        name = Path(folder).name
+        nets[name], space, configs[name] = load_final(folder)
+    model = LatencyModel.load(args.latency, space)
+    res = measure_networks(nets, model, configs, args.repeats)
+    if args.json:
+        _print_json(res)
+        return
+    print(describe_measurement(res))
 
 
 # ------------------------------------------------------------------- parser
@@ -379,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling", default="joint", choices=["joint", "marginal"])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1, help="for batch 256 (scaled)")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
@@ -391,9 +479,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("quickstart", help="a small real run on this machine")
+    p = sub.add_parser("export", help="a chosen configuration as a plain network (+ ONNX)")
+    p.add_argument("--run", required=True, help="`aows train` run folder (the supernet)")
+    p.add_argument("--config", required=True,
+                   help='widths "8,16,..." or the JSON of `aows search --json`')
+    p.add_argument("--data", default=None,
+                   help="data for BatchNorm recalibration (folder, digits or fake)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--calib-batches", type=int, default=8)
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx, checked "
+                   "against PyTorch in ONNX Runtime")
+    p.add_argument("--out", required=True, help="final-network folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5")
+    p.add_argument("final", help="final-network folder (`aows export`)")
+    p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--scratch", action="store_true", help="from random weights")
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--lr", type=float, default=0.1, help="for batch 256 (scaled)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a); 0 = off")
+    p.add_argument("--weight-decay", type=float, default=4e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="default FINAL/finetuned")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("measure", help="time final networks; measured vs predicted")
+    p.add_argument("final", nargs="+", help="final-network folders")
+    p.add_argument("--latency", required=True, help="the latency model they were chosen with")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("run", help="the whole pipeline from a YAML configuration")
+    p.add_argument("config", help="YAML file (see configs/)")
+    p.add_argument("--out", default="aows_run", help="run folder (resumes if it exists)")
+    p.add_argument("--until", default=None, help="stop after this stage (e.g. latency)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("quickstart", help="the whole pipeline on an embedded default, "
+                       "offline, on this CPU")
     p.add_argument("--out", default="quickstart")
-    p.add_argument("--quick", action="store_true", help="fewer networks (smoke test)")
     p.set_defaults(func=cmd_quickstart)
     return ap
 

@@ -50,6 +50,18 @@ def load_unaries(path: str | os.PathLike, space: SearchSpace) -> list[np.ndarray
     return check_unaries(obj["unaries"], space, str(path))
 
 
+def load_unaries_space(path: str | os.PathLike) -> SearchSpace:
+    """The search space recorded in an unaries file (written by `aows train`)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+        return SearchSpace.from_description(obj["space"])
+    except FileNotFoundError:
+        raise UnariesError(f"{path} does not exist: give an `aows train` run folder") from None
+    except (json.JSONDecodeError, KeyError, TypeError, AowsError) as err:
+        raise UnariesError(f"{path} records no readable search space ({err})") from None
+
+
 def check_unaries(unaries, space: SearchSpace, where: str = "unaries") -> list[np.ndarray]:
     if len(unaries) != space.n_searchable:
         raise UnariesError(f"{where} has {len(unaries)} layers but the latency model's space "

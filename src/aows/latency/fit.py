@@ -309,6 +309,7 @@ def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
     train_pred = design_matrix(space, samples.configs) @ x
     rmse = float(np.sqrt(np.mean((train_pred - y) ** 2)))
     meta = {"target": target or (samples.header or {}).get("target", {}),
+            "protocol": (samples.header or {}).get("protocol"),
             "fit": {"method": "blackbox", "K": K, "smooth": smooth, "n_samples": len(samples),
                     "train_rmse_ms": rmse, "fit_seconds": round(t2 - t1, 4),
                     "cv_seconds": round(t1 - t0, 3), "cv_rmse_ms": cv,

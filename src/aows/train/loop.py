@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -47,6 +44,18 @@ from aows.latency.model import LatencyModel
 from aows.nn.slimmable import SlimmableNetwork
 from aows.search import Problem, save_unaries, search
 from aows.space import SearchSpace
+from aows.train.runtime import (
+    Amp,
+    all_sum,
+    dist_info,
+    load_checkpoint,
+    lr_at,
+    progress_bar,
+    resolve_device,
+    save_checkpoint,
+    signal_flag,
+    tensorboard_log,
+)
 from aows.train.sampler import sample_configs
 from aows.train.schedule import temperature
 from aows.train.unaries import UnaryStats
@@ -60,6 +69,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64  # per process; the learning rate scales with batch x processes
     lr: float = 0.1  # for a global batch of 256
+    schedule: str = "cosine"  # cosine (to 0 at the end) | constant
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate
     momentum: float = 0.9
     weight_decay: float = 1e-5
     sampled: int = 2  # G: sampled configurations per step and process, each on a slice
@@ -76,25 +87,6 @@ class TrainConfig:
     progress: bool = True
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside torch.distributed."""
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AowsError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return dev
-
-
 def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
                    cfg: TrainConfig, out: str | Path, latency: LatencyModel | None = None,
                    log: Callable[[str], None] = print, resume: bool = False,
@@ -107,10 +99,12 @@ def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
     ``out``/unaries.json, ``out``/metrics.jsonl and ``out``/checkpoint.pt after every
     epoch. With ``val_batches``, the widest, narrowest and (given a budget) decoded
     configurations are evaluated after every epoch, BatchNorm recalibrated for each."""
+    if steps_per_epoch is None and cfg.schedule != "constant":
+        steps_per_epoch = sum(1 for _ in batches(0))  # the schedule needs the run's length
     run = prepare_run(space, cfg, out, latency, log, resume, val_batches, steps_per_epoch)
     restore = None
     if should_stop is None:
-        should_stop, restore = _signal_flag()
+        should_stop, restore = signal_flag()
     run.stop = should_stop
     try:
         run.epochs(batches)
@@ -133,6 +127,8 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
                         "latency.json --budget MS")
     if cfg.sampled < 1:
         raise AowsError("--sampled must be at least 1")
+    if cfg.schedule not in ("cosine", "constant"):
+        raise AowsError("schedule must be 'cosine' or 'constant'")
     if latency is not None:
         latency.check_space(space)
     rank, world = dist_info()
@@ -147,7 +143,7 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
                        cfg.unary_window)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr * cfg.batch_size * world / 256,
                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    amp = _Amp(device, cfg.amp)
+    amp = Amp(device, cfg.amp)
     pos = {"epoch": 0, "iteration": 0, "it_per_epoch": 0, "seen": 0, "sums": _zero_sums(),
            "world": world}
     ckpt = out / "checkpoint.pt"
@@ -171,11 +167,16 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
         net = net.to(memory_format=torch.channels_last)
     model = net
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
         # BN running statistics are per process (recalibrated before any evaluation);
         # broadcasting them at every forward would only cost time
+        import inspect
+
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        no_buffer_sync = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                          else {"broadcast_buffers": False})  # before torch 2.13
         model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None,
-                    broadcast_buffers=False)
+                    **no_buffer_sync)
     if rank != 0:
         log = _quiet
     return _Run(space, cfg, out, latency, log, _never, net, model, stats, opt, amp, rng, pos,
@@ -184,37 +185,6 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
 
 def _never() -> bool:
     return False
-
-
-class _Amp:
-    """Autocast + gradient scaling on CUDA; a no-op elsewhere unless asked."""
-
-    def __init__(self, device: torch.device, enabled: bool | None):
-        self.enabled = device.type == "cuda" if enabled is None else bool(enabled)
-        self.device_type = device.type
-        if device.type == "cuda":
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            self.dtype = torch.bfloat16
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.enabled and self.dtype == torch.float16)
-
-    def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self.scaler.scale(loss).backward()
-
-    def step(self, opt) -> None:
-        self.scaler.step(opt)
-        self.scaler.update()
-
-    def state_dict(self) -> dict:
-        return self.scaler.state_dict() if self.scaler.is_enabled() else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state)
 
 
 @dataclass
@@ -229,7 +199,7 @@ class _Run:
     model: torch.nn.Module  # net, or its DDP wrapper
     stats: UnaryStats
     opt: torch.optim.Optimizer
-    amp: _Amp
+    amp: Amp
     rng: np.random.Generator
     pos: dict
     ckpt: Path
@@ -262,7 +232,7 @@ class _Run:
             self.net.train()
             t0 = time.time()
             total = self.steps_per_epoch or pos["it_per_epoch"] or None
-            bar = _progress(cfg.progress and self.rank == 0, total, epoch, cfg.epochs)
+            bar = progress_bar(cfg.progress and self.rank == 0, total, epoch, cfg.epochs)
             T = None
             for it, (x, y) in enumerate(batches(epoch)):
                 if it < pos["iteration"]:
@@ -271,6 +241,7 @@ class _Run:
                     continue  # done before the interruption
                 progress = epoch + (it / pos["it_per_epoch"] if pos["it_per_epoch"] else 0.0)
                 T = temperature(progress, cfg.epochs) if cfg.method == "aows" else None
+                self.set_lr(epoch, it)
                 stop = self.step(*self.to_device(x, y), T)
                 pos["iteration"] = it + 1
                 if bar is not None:
@@ -288,6 +259,14 @@ class _Run:
             if bar is not None:
                 bar.close()
             self.end_epoch(epoch, t0, T, batches)
+
+    def set_lr(self, epoch: int, it: int) -> None:
+        base = self.cfg.lr * self.cfg.batch_size * self.world / 256
+        n = self.steps_per_epoch or self.pos["it_per_epoch"]
+        if self.cfg.schedule == "cosine" and n:
+            base = lr_at(epoch * n + it, self.cfg.epochs * n, self.cfg.warmup_epochs * n, base)
+        for g in self.opt.param_groups:
+            g["lr"] = base
 
     def step(self, x: torch.Tensor, y: torch.Tensor, T: float | None) -> bool:
         """One sandwich step; returns whether any process was asked to stop."""
@@ -363,13 +342,7 @@ class _Run:
                 any(int(m[1]) for m in metas))
 
     def all_sum(self, values: dict) -> dict:
-        if self.world == 1:
-            return dict(values)
-        import torch.distributed as dist
-        keys = sorted(values)
-        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-        dist.all_reduce(t)
-        return dict(zip(keys, t.tolist()))
+        return all_sum(values, self.world)
 
     def end_epoch(self, epoch: int, t0: float, T: float | None, batches) -> None:
         cfg, pos = self.cfg, self.pos
@@ -396,9 +369,9 @@ class _Run:
                          epoch=epoch + 1, method=cfg.method, config=asdict(cfg))
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-            _tensorboard(self.out, rec)
+            tensorboard_log(self.out, rec)
         self.save()
-        val = "".join(f", val {k[8:]} {100 * v:.1f} %" for k, v in rec.items()
+        val = "".join(f", val {k[9:]} {100 * v:.1f} %" for k, v in rec.items()
                       if k.startswith("val_top1"))
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: loss max {rec['loss_max']:.3f}, min "
                  f"{rec['loss_min']:.3f}; train top-1 widest {100 * rec['acc_max']:.1f} %, "
@@ -442,60 +415,9 @@ def _take(it: Iterable, n: int):
         yield item
 
 
-def _progress(enabled: bool, total: int | None, epoch: int, epochs: int):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False,
-                dynamic_ncols=True)
-
-
-def _tensorboard(out: Path, rec: dict) -> None:
-    """Epoch scalars to TensorBoard when it is installed (nothing otherwise)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed
-        return
-    with SummaryWriter(str(out / "tensorboard")) as w:
-        for k, v in rec.items():
-            if isinstance(v, (int, float)) and k != "epoch" and v is not None:
-                w.add_scalar(k, v, rec["epoch"])
-
-
 def _zero_sums() -> dict:
     return {"max": 0.0, "min": 0.0, "sampled": 0.0, "acc_max": 0.0, "acc_min": 0.0,
             "acc_sampled": 0.0}
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a temp file renamed over the old checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Tensors, dicts and numbers only: nothing is unpickled beyond that."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _signal_flag():
-    """A flag raised by SIGTERM or Ctrl-C, checked between steps; and a function that
-    puts the previous handlers back."""
-    flag = {"stop": False}
-    previous = {}
-
-    def handler(signum, frame):
-        flag["stop"] = True
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-
-    def restore():
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-    return (lambda: flag["stop"]), restore
 
 
 def _distill(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:

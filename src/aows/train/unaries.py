@@ -4,6 +4,12 @@ For an image run at configuration c with d = CE(c) - CE(max), every searchable l
 receives -d / n at its choice c_i (method.md section 2). u_i(c) is the average of what
 its term received: over the last full epoch (the paper) or over a moving window of the
 last N values per term (the reference uses N = 100,000).
+
+In epoch mode, a choice that no image used during the last epoch keeps the average of
+the last epoch that did use it (AOWS's adaptive sampling stops visiting most choices as
+the temperature falls; with no new evidence the old estimate is the best one, which is
+also what the reference's window does). Choices never seen get the lowest value of
+their layer.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ class UnaryStats:
         self.count = np.zeros((self.n, S), dtype=np.int64)
         self.last_sum = np.zeros((self.n, S))   # the previous full epoch ("epoch" mode)
         self.last_count = np.zeros((self.n, S), dtype=np.int64)
+        # per choice, the average of the last epoch that saw it (NaN: never seen)
+        self.known = np.full((self.n, S), np.nan)
         if mode == "window":
             self.ring = np.zeros((self.n, S, self.window), dtype=np.float32)
 
@@ -57,25 +65,27 @@ class UnaryStats:
     def end_epoch(self) -> None:
         if self.mode == "epoch":
             self.last_sum, self.last_count = self.sum.copy(), self.count.copy()
+            seen = self.count > 0
+            self.known[seen] = self.sum[seen] / self.count[seen]
             self.sum[:] = 0.0
             self.count[:] = 0
 
     def unaries(self) -> list[np.ndarray]:
-        """u_i(c) per layer; a choice never seen gets the lowest seen value of its layer."""
-        if self.mode == "epoch":
-            s, c = (self.last_sum, self.last_count) if self.last_count.any() else \
-                (self.sum, self.count)
-        else:
-            s, c = self.sum, np.minimum(self.count, self.window)
+        """u_i(c) per layer (see the module's docstring for unseen choices)."""
+        if self.mode == "epoch" and self.last_count.any():
+            vals = self.known
+        else:  # window, or the first epoch still running: the running averages
+            s, c = (self.sum, np.minimum(self.count, self.window)) if self.mode == "window" \
+                else (self.sum, self.count)
+            vals = np.where(c > 0, s / np.maximum(c, 1), np.nan)
         out = []
         for i, size in enumerate(self.sizes):
-            cnt = c[i, :size]
-            u = np.where(cnt > 0, s[i, :size] / np.maximum(cnt, 1), np.nan)
-            fill = np.nanmin(u) if np.any(cnt > 0) else 0.0
+            u = vals[i, :size]
+            fill = np.nanmin(u) if np.any(~np.isnan(u)) else 0.0
             out.append(np.where(np.isnan(u), fill, u))
         return out
 
-    _ARRAYS = ("sum", "count", "last_sum", "last_count", "ring")
+    _ARRAYS = ("sum", "count", "last_sum", "last_count", "known", "ring")
 
     def state_dict(self) -> dict:
         """Tensors only, so checkpoints load with torch.load(weights_only=True)."""

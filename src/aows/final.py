@@ -1,0 +1,223 @@
+"""The final network: a chosen configuration as a plain PyTorch model, saved so that it
+is rebuilt from its configuration alone, exported to ONNX, and timed on the target.
+
+A final-network folder holds:
+
+- ``config.json``: ``{"aows": "final-network", "space": <space description>,
+  "config": [widths...], ...}``, everything needed to build the module;
+- ``weights.pt``: its ``state_dict``, tensors only (``torch.load(weights_only=True)``);
+- optionally ``model.onnx``.
+
+The module is rebuilt from ``config.json`` (``build_network``) and the weights are
+checked against its shapes before loading, so a weights file of another configuration is
+one clear error, never a silent or partial load.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from aows.errors import AowsError
+from aows.latency.backends import Target, onnx_bytes
+from aows.latency.measure import Timer, input_shape
+from aows.latency.model import LatencyModel, atomic_write_text
+from aows.latency.protocol import Protocol
+from aows.nn import build_network
+from aows.nn.slimmable import SlimmableNetwork
+from aows.space import SearchSpace, SpaceError
+
+
+def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
+               config: Sequence[int], **meta) -> Path:
+    """Write ``config.json`` and ``weights.pt`` (atomically) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = space.validate(config)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = folder / "weights.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(folder / "weights.pt")
+    atomic_write_text(folder / "config.json", json.dumps(
+        {"aows": "final-network", "version": 1, "space": space.describe(),
+         "config": list(config), **meta}, indent=1))
+    return folder
+
+
+def read_final_config(folder: str | Path) -> tuple[SearchSpace, list[int], dict]:
+    path = Path(folder) / "config.json"
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise AowsError(f"{path} does not exist: give a folder written by `aows export`") \
+            from None
+    except json.JSONDecodeError as err:
+        raise AowsError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(obj, dict) or obj.get("aows") != "final-network":
+        raise AowsError(f'{path} is not an aows final network (no "aows": "final-network")')
+    try:
+        space = SearchSpace.from_description(obj["space"])
+        config = list(space.validate(obj["config"]))
+    except (KeyError, SpaceError) as err:
+        raise AowsError(f"{path}: {err}") from None
+    return space, config, obj
+
+
+def load_final(folder: str | Path) -> tuple[nn.Sequential, SearchSpace, list[int]]:
+    """Rebuild the network from ``config.json`` and load ``weights.pt`` into it."""
+    space, config, _ = read_final_config(folder)
+    net = build_network(space, config)
+    path = Path(folder) / "weights.pt"
+    if not path.exists():
+        raise AowsError(f"{path} does not exist: the folder holds a configuration but no "
+                        "weights (export it again with `aows export`)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = net.state_dict()
+    bad = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    extra = [k for k in state if k not in own]
+    if bad or extra:
+        k = (bad or extra)[0]
+        raise AowsError(f"{path} does not fit the configuration in config.json ({k}: "
+                        f"{tuple(state[k].shape) if k in state else 'missing'} vs "
+                        f"{tuple(own[k].shape) if k in own else 'unexpected'}); the two "
+                        "files come from different exports")
+    net.load_state_dict(state)
+    return net.eval(), space, config
+
+
+def export_from_supernet(supernet: SlimmableNetwork, config: Sequence[int],
+                         calibration: Iterable[torch.Tensor] | None) -> nn.Sequential:
+    """The plain network of ``config`` with weights inherited from the supernet and
+    BatchNorm statistics re-estimated at ``config`` on ``calibration`` batches."""
+    return supernet.export(config, calibration=calibration).eval()
+
+
+def load_supernet(checkpoint: str | Path, space: SearchSpace) -> SlimmableNetwork:
+    """The supernet of an `aows train` run folder's checkpoint."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise AowsError(f"{path} does not exist: give an `aows train` run folder")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = SlimmableNetwork(space)
+    try:
+        net.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        raise AowsError(f"{path} is not a supernet checkpoint of this space "
+                        f"({str(err).splitlines()[0]}); check --space/--resolution/--data "
+                        "against the training run") from None
+    return net
+
+
+def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int = 1,
+                check: bool = True, atol: float = 1e-4) -> float | None:
+    """Write ``net`` as ONNX; with ``check``, run it in ONNX Runtime on a random input
+    and return the largest absolute difference to PyTorch's output (an error above
+    ``atol`` relative to the output's scale). None when onnxruntime is absent."""
+    shape = input_shape(space, batch)
+    data = onnx_bytes(net.eval(), shape)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    if not check:
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = net(x).numpy()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    diff = float(np.max(np.abs(got - ref)))
+    if diff > atol * max(1.0, float(np.max(np.abs(ref)))):
+        raise AowsError(f"{path}: ONNX Runtime output differs from PyTorch by {diff:.2e} "
+                        f"(tolerance {atol:.0e}); the export is not faithful")
+    return diff
+
+
+def target_of(model: LatencyModel) -> tuple[Target, Protocol]:
+    """The target and protocol a latency model was measured with (from its file)."""
+    t = model.meta.get("target") or {}
+    target = Target(t.get("backend", "torch-cpu"), int(t.get("batch_size", 1)),
+                    t.get("threads"), t.get("dtype", "fp32"), bool(t.get("channels_last")))
+    p = model.meta.get("protocol") or {}
+    fields = Protocol.__dataclass_fields__
+    return target, Protocol(**{k: v for k, v in p.items() if k in fields})
+
+
+def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: dict,
+                     repeats: int = 3, seed: int = 0, target: Target | None = None,
+                     protocol: Protocol | None = None, log=print) -> dict:
+    """Time each final network (the actual modules) on the latency model's target with
+    its protocol, ``repeats`` interleaved times, next to the model's anchor network, and
+    compare with the prediction.
+
+    Timings are drift-normalised like the model's training data (scaled by the model's
+    anchor reference / this chunk's anchor). Per network: predicted, measured (median
+    over repeats), raw, relative error, and the networks' own test-retest spread. The
+    noise floor is the latency model's (``meta["noise_floor"]``, the NRMSE of re-timed
+    held-out networks) when recorded, else that spread.
+    """
+    t_default, p_default = target_of(model)
+    target, protocol = target or t_default, protocol or p_default
+    space = model.space
+    timer = Timer(space, target, protocol)
+    names = list(nets)
+    runners = [timer.backend.prepare(nets[n].eval(), timer.shape) for n in names]
+    ref = model.anchor_ref_ms
+    scale = 1e3 / target.batch_size
+    raw, norm = [], []
+    for r in range(repeats):
+        secs, anchor = timer.timer(runners, np.random.default_rng([seed, r]))
+        ms = secs * scale
+        raw.append(ms)
+        a = None if anchor is None else anchor * scale
+        norm.append(ms * ref / a if (ref is not None and a) else ms)
+        log(f"  timing round {r + 1}/{repeats}: " + ", ".join(
+            f"{n} {v:.3f} ms" for n, v in zip(names, norm[-1])))
+    raw, norm = np.array(raw), np.array(norm)
+    measured = np.median(norm, axis=0)
+    spread = float(np.sqrt(np.mean((norm / measured - 1) ** 2))) if repeats > 1 else None
+    floor = model.meta.get("noise_floor")
+    floor_src = "latency model's held-out re-timing (NRMSE)"
+    if floor is None:
+        floor, floor_src = spread, "re-timing of these networks (RMS)"
+    out = {"target": {**timer.backend.info(), "threads": target.threads},
+           "protocol": protocol.asdict(), "repeats": repeats, "noise_floor": floor,
+           "noise_floor_source": floor_src, "retest_spread": spread,
+           "normalised": ref is not None, "networks": {}}
+    for k, n in enumerate(names):
+        pred = model.predict(configs[n])
+        err = float(measured[k] / pred - 1)
+        out["networks"][n] = {
+            "predicted_latency_ms": pred, "measured_latency_ms": float(measured[k]),
+            "measured_raw_ms": float(np.median(raw[:, k])), "relative_error": err,
+            "within_noise_floor": None if floor is None else bool(abs(err) <= floor)}
+    out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return out
+
+
+def describe_measurement(m: dict) -> str:
+    floor = m["noise_floor"]
+    lines = []
+    for n, r in m["networks"].items():
+        verdict = ("" if floor is None else
+                   " (within the noise floor)" if r["within_noise_floor"] else
+                   f" ({100 * (abs(r['relative_error']) - floor):.1f} points beyond the "
+                   "noise floor)")
+        lines.append(f"{n}: predicted {r['predicted_latency_ms']:.3f} ms, measured "
+                     f"{r['measured_latency_ms']:.3f} ms ({100 * r['relative_error']:+.1f} %)"
+                     + verdict)
+    if floor is not None:
+        lines.append(f"noise floor {100 * floor:.1f} % ({m['noise_floor_source']})")
+    return "\n".join(lines)

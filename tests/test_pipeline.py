@@ -1,0 +1,108 @@
+"""`aows run`: the whole pipeline on a tiny configuration; skipping and resuming."""
+
+import json
+
+import pytest
+import yaml
+
+from aows.cli import main
+from aows.errors import AowsError
+from aows.latency.fit import flops_vector
+from aows.latency.model import LatencyModel
+from aows.pipeline import load_config, run_pipeline
+from aows.space import mobilenet_v1
+
+TINY = {
+    "device": "cpu",
+    "space": {"name": "mobilenet_v1", "resolution": 32, "levels": 3, "max_width": 0.5},
+    "data": {"name": "fake", "batch_size": 16},
+    "latency": {"networks": 16, "heldout": 4, "blocks": 1,
+                "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},
+    "train": {"epochs": 2, "calib_batches": 2},
+    "finetune": {"epochs": 1},
+    "measure": {"repeats": 2, "protocol": {"rounds": 2, "runs": 1, "warmup": 1}},
+}
+STAGES = ["latency", "train_ows", "train_aows", "search", "final_uniform", "final_greedy",
+          "final_ows", "final_aows", "measure"]
+
+
+def test_run_completes_then_skips_every_stage(tmp_path, capsys):
+    cfg, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    cfg.write_text(yaml.safe_dump(TINY))
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
+    for m in report["methods"].values():
+        assert m["predicted_latency_ms"] <= report["budget_ms"] * (1 + 1e-9)
+        assert m["measured_latency_ms"] > 0 and 0 <= m["top1"] <= 1
+        assert len(m["config"]) == 14
+    for png in ("latency_fit.png", "pareto.png", "widths.png"):
+        assert (out / png).stat().st_size > 5000
+    assert "| AOWS |" in (out / "report.md").read_text()
+    assert (out / "final" / "aows" / "model.onnx").exists()
+    weights = out / "final" / "ows" / "weights.pt"
+    stamp = weights.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert all(f"[{s}] done before, skipped" in log for s in STAGES), log
+    assert weights.stat().st_mtime_ns == stamp
+    # the same folder with another configuration is refused
+    cfg.write_text(yaml.safe_dump({**TINY, "seed": 1}))
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_stage_killed_midway_resumes_to_the_uninterrupted_result(tmp_path):
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    f = flops_vector(space)
+    LatencyModel.from_unknowns(space, 0.05 + f / f.max(), "synthetic",
+                               {"target": {"backend": "torch-cpu", "threads": 1}}).save(
+        tmp_path / "lat.json")
+    cfg = {**TINY, "latency": {"model": str(tmp_path / "lat.json")}, "onnx": False}
+    quiet = lambda s: None  # noqa: E731
+    assert run_pipeline(cfg, tmp_path / "a", log=quiet) is not None
+    calls = {"n": 0}
+
+    def stop_in_aows_training():  # train_ows takes 2 epochs x 12 steps
+        calls["n"] += 1
+        return calls["n"] == 30
+
+    assert run_pipeline(cfg, tmp_path / "b", log=quiet,
+                        should_stop=stop_in_aows_training) is None
+    assert (tmp_path / "b" / "stages" / "train_ows.json").exists()
+    assert not (tmp_path / "b" / "stages" / "train_aows.json").exists()
+    assert run_pipeline(cfg, tmp_path / "b", log=quiet) is not None
+    for m in ("ows", "aows"):
+        ua = json.loads((tmp_path / "a" / f"supernet_{m}" / "unaries.json").read_text())
+        ub = json.loads((tmp_path / "b" / f"supernet_{m}" / "unaries.json").read_text())
+        assert ua["unaries"] == ub["unaries"], m
+    ra = json.loads((tmp_path / "a" / "report.json").read_text())["methods"]
+    rb = json.loads((tmp_path / "b" / "report.json").read_text())["methods"]
+    for m in ra:
+        assert ra[m]["config"] == rb[m]["config"] and ra[m]["top1"] == rb[m]["top1"], m
+
+
+def test_bad_configuration_is_one_clear_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train: {epochz: 3}\n")
+    with pytest.raises(AowsError, match="unknown setting 'train.epochz'"):
+        load_config(p)
+    p.write_text("- a list\n")
+    with pytest.raises(AowsError, match="expected a mapping"):
+        load_config(p)
+    with pytest.raises(AowsError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_shipped_configurations_load():
+    from pathlib import Path
+
+    from aows.pipeline import quickstart_config
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        cfg = load_config(f)
+        assert cfg["space"]["resolution"] == 224 and cfg["train"]["epochs"] == 20, f
+    assert quickstart_config()["data"]["name"] == "digits"
