@@ -106,3 +106,32 @@ def test_shipped_configurations_load():
         cfg = load_config(f)
         assert cfg["space"]["resolution"] == 224 and cfg["train"]["epochs"] == 20, f
     assert quickstart_config()["data"]["name"] == "digits"
+
+
+def test_run_under_torchrun_with_two_processes(tmp_path):
+    """Training and fine-tuning distributed over 2 gloo processes, the other stages on
+    rank 0; the report is written once and complete."""
+    import os
+    import subprocess
+    import sys
+    torch = pytest.importorskip("torch")
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("this torch build has no gloo backend")
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    f = flops_vector(space)
+    LatencyModel.from_unknowns(space, 0.05 + f / f.max(), "synthetic",
+                               {"target": {"backend": "torch-cpu", "threads": 1}}).save(
+        tmp_path / "lat.json")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "latency": {"model": str(tmp_path / "lat.json")},
+                                   "data": {"name": "fake", "batch_size": 8}, "onnx": False}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", "-m", "aows.cli", "run", str(cfg), "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
+    ckpt = torch.load(tmp_path / "run" / "supernet_ows" / "checkpoint.pt", weights_only=True)
+    assert ckpt["position"]["world"] == 2

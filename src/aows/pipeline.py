@@ -445,8 +445,9 @@ class Pipeline:
         atomic_write_text(self.out / "report.md", md)
         self.log("")
         self.log(md.split("\n\n", 2)[1] if "\n\n" in md else md)
-        self.log(f"\n{self.out}/report.md, report.json, latency_fit.png, pareto.png, "
-                 "widths.png")
+        files = [f for f in ("report.md", "report.json", "latency_fit.png", "pareto.png",
+                             "widths.png") if (self.out / f).exists()]
+        self.log(f"\nin {self.out}/: {', '.join(files)}")
         return report
 
     def _indent(self, msg: str) -> None:
@@ -472,12 +473,16 @@ def report_markdown(r: dict) -> str:
                f" %), noise floor {100 * lat['noise_floor']:.2f} %.\n\n" if bb else "")
     floor_txt = (f"{100 * floor:.1f} % ({r['noise_floor_source']})" if floor is not None
                  else "not known")
+    p = float(np.mean([e["top1"] for e in r["methods"].values()]))
+    se = 100 * np.sqrt(p * (1 - p) / max(r["val_images"], 1))
     return ("# aows report\n\n" + "\n".join(rows) + "\n\n"
             f"Budget {r['budget_ms']:.3f} ms/image (predicted). Measured latencies are the "
             f"final networks timed on the latency model's target and protocol, "
             f"drift-normalised by the anchor network; ✓ = within the noise floor, "
             f"{floor_txt}. Top-1 on {r['val_images']} validation images of "
-            f"`{r['data']}` after fine-tuning. Wall time {r['wall_seconds']:.0f} s.\n\n"
+            f"`{r['data']}` after fine-tuning (binomial standard error about {se:.1f} "
+            f"points: smaller differences are not evidence). Wall time "
+            f"{r['wall_seconds']:.0f} s.\n\n"
             + latline +
             "![latency fit](latency_fit.png)\n![pareto](pareto.png)\n![widths](widths.png)\n")
 
