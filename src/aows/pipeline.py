@@ -29,6 +29,7 @@ import yaml
 
 from aows.errors import AowsError
 from aows.latency.model import LatencyModel, atomic_write_text
+from aows.report import figures, report_markdown
 from aows.space import SearchSpace, get_space
 
 DEFAULTS: dict = {
@@ -452,88 +453,6 @@ class Pipeline:
 
     def _indent(self, msg: str) -> None:
         self.log("  " + msg)
-
-
-def report_markdown(r: dict) -> str:
-    floor = r["noise_floor"]
-    rows = ["| method | predicted latency | budget used | measured latency | error | top-1 | "
-            "top-1 before fine-tuning |", "|---|---|---|---|---|---|---|"]
-    for e in r["methods"].values():
-        verdict = ("" if e["within_noise_floor"] is None else " ✓" if e["within_noise_floor"]
-                   else f" ({100 * (abs(e['latency_error']) - floor):.1f} pts beyond)")
-        rows.append(f"| {e['label']} | {e['predicted_latency_ms']:.3f} ms | "
-                    f"{100 * e['predicted_latency_ms'] / r['budget_ms']:.0f} % | "
-                    f"{e['measured_latency_ms']:.3f} ms | {100 * e['latency_error']:+.1f} %"
-                    f"{verdict} | {100 * e['top1']:.1f} % | "
-                    f"{100 * e['top1_before_finetune']:.1f} % |")
-    lat = r["latency_model"] or {}
-    bb = lat.get("blackbox")
-    latline = (f"Latency model: {lat.get('networks')} timed networks, held-out NRMSE "
-               f"{100 * bb['nrmse']:.2f} % (FLOPs fit {100 * lat['flops_baseline']['nrmse']:.2f}"
-               f" %), noise floor {100 * lat['noise_floor']:.2f} %.\n\n" if bb else "")
-    floor_txt = (f"{100 * floor:.1f} % ({r['noise_floor_source']})" if floor is not None
-                 else "not known")
-    p = float(np.mean([e["top1"] for e in r["methods"].values()]))
-    se = 100 * np.sqrt(p * (1 - p) / max(r["val_images"], 1))
-    return ("# aows report\n\n" + "\n".join(rows) + "\n\n"
-            f"Budget {r['budget_ms']:.3f} ms/image (predicted). Measured latencies are the "
-            f"final networks timed on the latency model's target and protocol, "
-            f"drift-normalised by the anchor network; ✓ = within the noise floor, "
-            f"{floor_txt}. Top-1 on {r['val_images']} validation images of "
-            f"`{r['data']}` after fine-tuning (binomial standard error about {se:.1f} "
-            f"points: smaller differences are not evidence). Wall time "
-            f"{r['wall_seconds']:.0f} s.\n\n"
-            + latline +
-            "![latency fit](latency_fit.png)\n![pareto](pareto.png)\n![widths](widths.png)\n")
-
-
-def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    front = json.loads((out / "pareto.json").read_text())["front"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax.step([p["predicted_latency_ms"] for p in front], [p["score"] for p in front],
-            where="post", color="C0", lw=1.2,
-            label=f"exact front ({found['base_supernet'].upper()} unaries)")
-    for k, e in enumerate(entries.values()):
-        ax.scatter([e["predicted_latency_ms"]], [e["score"]], s=50, marker="sD^o*"[k % 5],
-                   color=f"C{k + 1}", label=e["label"], zorder=3)
-        bx.scatter([e["measured_latency_ms"]], [100 * e["top1"]], s=50,
-                   marker="sD^o*"[k % 5], color=f"C{k + 1}", label=e["label"], zorder=3)
-    for a in (ax, bx):
-        a.axvline(budget, color="k", ls=":", lw=1, label="budget")
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    ax.set_xlabel("predicted latency (ms/image)")
-    ax.set_ylabel("score (sum of unaries)")
-    ax.set_title("search: Pareto front and the chosen configurations", fontsize=10)
-    bx.set_xlabel("measured latency (ms/image)")
-    bx.set_ylabel("top-1 after fine-tuning (%)")
-    bx.set_title("final networks", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=120)
-    plt.close(fig)
-
-    space = model.space
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    layers = np.arange(1, space.n_layers)
-    widest = space.full_widths(space.widest())[1:-1]
-    ax.fill_between(layers, 0, widest, color="0.9", step="mid", label="search space")
-    for k, e in enumerate(entries.values()):
-        ax.step(layers, space.full_widths(e["config"])[1:-1], where="mid", color=f"C{k + 1}",
-                lw=1.6, label=e["label"])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("output channels")
-    ax.set_title(f"configurations found at {budget:.3f} ms", fontsize=10)
-    ax.set_xticks(layers)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(out / "widths.png", dpi=120)
-    plt.close(fig)
 
 
 def run_pipeline(config: str | Path | dict | None, out: str | Path,
