@@ -126,7 +126,9 @@ class Pipeline:
         self.cfg, self.out, self.should_stop = cfg, Path(out), should_stop
         self.log = log if self.rank == 0 else (lambda msg: None)
         saved = self.out / "config.yaml"
-        if saved.exists() and yaml.safe_load(saved.read_text()) != cfg:
+        # settings added to aows since the folder was made take their defaults
+        if saved.exists() and _merge(DEFAULTS, yaml.safe_load(saved.read_text()) or {},
+                                     str(saved)) != cfg:
             raise AowsError(f"{self.out} holds a run with another configuration "
                             f"({saved}); use another --out, or delete the folder")
         if self.rank == 0:
