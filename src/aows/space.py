@@ -8,6 +8,7 @@ same type share latency unknowns (method.md section 1).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -178,6 +179,11 @@ class SearchSpace:
         Returns the list of keys (type_key, c_in, c_out) and, per layer, a matrix of
         unknown ids indexed [input choice][output choice].
         """
+        keys, tables = self._unknowns
+        return list(keys), [t.copy() for t in tables]
+
+    @functools.cached_property
+    def _unknowns(self):  # computed once per space (the fit asks several times)
         keys: list[tuple[str, int, int]] = []
         where: dict[tuple[str, int, int], int] = {}
         tables = []
