@@ -174,3 +174,34 @@ def test_amp_and_channels_last_paths_run_and_validate(tmp_path):
     assert np.isfinite(m["loss_max"]) and np.isfinite(m["loss_sampled"])
     for k in ("val_top1_widest", "val_top1_narrowest", "val_top1_decoded"):
         assert 0.0 <= m[k] <= 1.0
+
+
+def test_aows_branched_from_the_ows_warmup_equals_aows_from_scratch(tmp_path):
+    """AOWS samples uniformly during its warm-up, so its first epochs are OWS's: an AOWS
+    run started from the OWS checkpoint at the end of the warm-up ends bit-identical."""
+    from aows.train.loop import branch_from_warmup, warmup_epochs
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    model = tiny_latency(space)
+    budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
+    aows = TrainConfig(epochs=4, batch_size=16, method="aows", budget=budget,
+                       progress=False)
+    ows = TrainConfig(**{**aows.__dict__, "method": "ows"})
+    assert warmup_epochs(aows) == 1
+    net_a, stats_a = train_supernet(space, tiny_data(), aows, tmp_path / "a", latency=model,
+                                    log=lambda s: None)
+    train_supernet(space, tiny_data(), ows, tmp_path / "ows", latency=model,
+                   log=lambda s: None, keep_epochs=[1])
+    assert branch_from_warmup(tmp_path / "ows", aows, tmp_path / "b") == 1
+    assert branch_from_warmup(tmp_path / "ows", aows, tmp_path / "b") == 0  # started
+    other = TrainConfig(**{**aows.__dict__, "lr": 0.05})
+    assert branch_from_warmup(tmp_path / "ows", other, tmp_path / "c") == 0
+    net_b, stats_b = train_supernet(space, tiny_data(), aows, tmp_path / "b", latency=model,
+                                    log=lambda s: None, resume=True)
+    for (k, x), y in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.equal(x, y), k
+    for ua, ub in zip(stats_a.unaries(), stats_b.unaries()):
+        np.testing.assert_array_equal(ua, ub)
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [strip(x) for x in la] == [strip(x) for x in lb]

@@ -300,7 +300,7 @@ class Pipeline:
                 "noise_floor_metrics": noise}
 
     def stage_train(self, method: str, model: LatencyModel, budget: float) -> dict | None:
-        from aows.train.loop import TrainConfig, train_supernet
+        from aows.train.loop import TrainConfig, branch_from_warmup, train_supernet, warmup_epochs
         t, d = self.cfg["train"], self.cfg["data"]
         cfg = TrainConfig(epochs=t["epochs"], batch_size=d["batch_size"], lr=t["lr"],
                           schedule=t["schedule"], warmup_epochs=t["warmup_epochs"],
@@ -309,9 +309,18 @@ class Pipeline:
                           calib_batches=t["calib_batches"], seed=self.cfg["seed"],
                           device=self.cfg["device"])
         folder = self.out / f"supernet_{method}"
+        keep = ()
+        if method == "ows" and "aows" in t["methods"]:
+            keep = (warmup_epochs(cfg),)  # AOWS can start from there
+        if method == "aows" and self.rank == 0:
+            k = branch_from_warmup(self.out / "supernet_ows", cfg, folder)
+            if k:
+                self.log(f"  the first {k} epochs (AOWS's uniform warm-up) are the OWS "
+                         "run's, same draws and steps: reused from supernet_ows")
+        self.barrier()
         train_supernet(self.space, self.data.train, cfg, folder, model, log=self._indent,
                        resume=True, should_stop=self.should_stop, val_batches=self.data.val,
-                       steps_per_epoch=self.data.steps_per_epoch)
+                       steps_per_epoch=self.data.steps_per_epoch, keep_epochs=keep)
         from aows.train.runtime import load_checkpoint
         pos = load_checkpoint(folder / "checkpoint.pt")["position"]
         if pos["epoch"] < t["epochs"] or pos["iteration"] != 0:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from aows.errors import AowsError
-from aows.latency.model import LatencyModel
+from aows.latency.model import LatencyModel, atomic_write_text
 from aows.nn.slimmable import SlimmableNetwork
 from aows.search import Problem, save_unaries, search
 from aows.space import SearchSpace
@@ -57,7 +58,7 @@ from aows.train.runtime import (
     tensorboard_log,
 )
 from aows.train.sampler import sample_configs
-from aows.train.schedule import temperature
+from aows.train.schedule import PAPER_EPOCHS, PAPER_KNOTS, temperature
 from aows.train.unaries import UnaryStats
 
 # settings that may change between a run and its resumption
@@ -92,13 +93,16 @@ def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
                    log: Callable[[str], None] = print, resume: bool = False,
                    should_stop: Callable[[], bool] | None = None,
                    val_batches: Callable[[int], Iterable] | None = None,
-                   steps_per_epoch: int | None = None
+                   steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = ()
                    ) -> tuple[SlimmableNetwork, UnaryStats]:
     """Train the supernet; ``batches(epoch)`` yields this process's (images, labels) for
     one epoch, the same sequence every time it is called for that epoch. Rank 0 writes
     ``out``/unaries.json, ``out``/metrics.jsonl and ``out``/checkpoint.pt after every
     epoch. With ``val_batches``, the widest, narrowest and (given a budget) decoded
-    configurations are evaluated after every epoch, BatchNorm recalibrated for each."""
+    configurations are evaluated after every epoch, BatchNorm recalibrated for each.
+    ``keep_epochs``: also keep the checkpoint of these epochs (``checkpoint_epoch<k>.pt``),
+    e.g. the end of AOWS's warm-up, from which an AOWS run can branch
+    (``branch_from_warmup``)."""
     if steps_per_epoch is None and cfg.schedule != "constant":
         steps_per_epoch = sum(1 for _ in batches(0))  # the schedule needs the run's length
     run = prepare_run(space, cfg, out, latency, log, resume, val_batches, steps_per_epoch)
@@ -106,6 +110,7 @@ def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
     if should_stop is None:
         should_stop, restore = signal_flag()
     run.stop = should_stop
+    run.keep_epochs = tuple(int(k) for k in keep_epochs)
     try:
         run.epochs(batches)
     finally:
@@ -209,6 +214,7 @@ class _Run:
     world: int
     val_batches: Callable[[int], Iterable] | None
     steps_per_epoch: int | None
+    keep_epochs: tuple[int, ...] = ()
 
     def save(self) -> None:
         if self.rank != 0:
@@ -371,6 +377,8 @@ class _Run:
                 f.write(json.dumps(rec) + "\n")
             tensorboard_log(self.out, rec)
         self.save()
+        if self.rank == 0 and epoch + 1 in self.keep_epochs:
+            shutil.copyfile(self.ckpt, self.out / f"checkpoint_epoch{epoch + 1}.pt")
         val = "".join(f", val {k[9:]} {100 * v:.1f} %" for k, v in rec.items()
                       if k.startswith("val_top1"))
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: loss max {rec['loss_max']:.3f}, min "
@@ -402,6 +410,35 @@ class _Run:
             counts = self.all_sum(counts)
             res[f"val_top1_{name}"] = counts["correct"] / max(counts["n"], 1)
         return res
+
+
+def warmup_epochs(cfg: TrainConfig) -> int:
+    """Whole epochs of AOWS's uniform warm-up (the paper's 5 of 20, scaled)."""
+    return int(np.floor(cfg.epochs * PAPER_KNOTS[0][0] / PAPER_EPOCHS + 1e-9))
+
+
+def branch_from_warmup(ows_run: str | Path, cfg: TrainConfig, out: str | Path) -> int:
+    """Start the AOWS run ``out`` from an OWS run's checkpoint at the end of AOWS's
+    warm-up; returns the epochs reused (0 when it cannot branch).
+
+    During the warm-up AOWS samples uniformly, so with the same settings and seed its
+    first epochs are the OWS run's, draw for draw and step for step (tested bit-exact):
+    recomputing them would only cost time (5 of the paper's 20 epochs)."""
+    k = warmup_epochs(cfg)
+    src = Path(ows_run) / f"checkpoint_epoch{k}.pt"
+    out = Path(out)
+    if k < 1 or cfg.method != "aows" or not src.exists() or (out / "checkpoint.pt").exists():
+        return 0
+    state = load_checkpoint(src)
+    if {**state["config"], "method": "aows"} != {**asdict(cfg), "progress": state[
+            "config"]["progress"], "device": state["config"]["device"]}:
+        return 0  # other settings: not the same computation
+    state["config"] = asdict(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (Path(ows_run) / "metrics.jsonl").read_text().splitlines()[:k]
+    atomic_write_text(out / "metrics.jsonl", "".join(line + "\n" for line in lines))
+    save_checkpoint(out / "checkpoint.pt", state)
+    return k
 
 
 def _quiet(msg: str) -> None:
