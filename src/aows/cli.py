@@ -267,7 +267,7 @@ def cmd_quickstart(args) -> None:
     from aows.pipeline import Pipeline, quickstart_config
     cfg = quickstart_config()
     print("aows quickstart: latency model of this CPU, OWS and AOWS supernets on the "
-          "digits, search, fine-tuning and timing of the final networks; about 6 minutes "
+          "digits, search, fine-tuning and timing of the final networks; about 5 minutes "
           f"here -> {args.out}/")
     Pipeline(cfg, args.out).run()
 
