@@ -157,13 +157,17 @@ def target_of(model: LatencyModel) -> tuple[Target, Protocol]:
 
 def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: dict,
                      repeats: int = 3, seed: int = 0, target: Target | None = None,
-                     protocol: Protocol | None = None, log=print) -> dict:
+                     protocol: Protocol | None = None, log=print, fill: bool = True
+                     ) -> dict:
     """Time each final network (the actual modules) on the latency model's target with
     its protocol, ``repeats`` interleaved times, next to the model's anchor network, and
     compare with the prediction.
 
     Timings are drift-normalised like the model's training data (scaled by the model's
-    anchor reference / this chunk's anchor). Per network: predicted, measured (median
+    anchor reference / this chunk's anchor), and, with ``fill``, the chunk is filled up
+    to the protocol's chunk size with other networks of the space (timed, discarded):
+    a chunk of 4 small networks keeps more of them in cache than the model's chunks of
+    40-50 did, which would flatter the measurement. Per network: predicted, measured (median
     over repeats), raw, relative error, and the networks' own test-retest spread. The
     noise floor is the latency model's (``meta["noise_floor"]``, the NRMSE of re-timed
     held-out networks) when recorded, else that spread.
@@ -174,12 +178,17 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     timer = Timer(space, target, protocol)
     names = list(nets)
     runners = [timer.backend.prepare(nets[n].eval(), timer.shape) for n in names]
+    # the model's timings were taken in chunks of protocol.chunk networks: fill the chunk
+    # with other networks of the space, so caches and interleaving are as they were
+    n_fill = max(0, protocol.chunk - len(runners)) if fill else 0
+    fillers = [timer.prepare(c) for c in space.uniform_sample(
+        np.random.default_rng([seed, 7]), n_fill)]
     ref = model.anchor_ref_ms
     scale = 1e3 / target.batch_size
     raw, norm = [], []
     for r in range(repeats):
-        secs, anchor = timer.timer(runners, np.random.default_rng([seed, r]))
-        ms = secs * scale
+        secs, anchor = timer.timer(runners + fillers, np.random.default_rng([seed, r]))
+        ms = secs[:len(runners)] * scale
         raw.append(ms)
         a = None if anchor is None else anchor * scale
         norm.append(ms * ref / a if (ref is not None and a) else ms)
@@ -193,8 +202,8 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     if floor is None:
         floor, floor_src = spread, "re-timing of these networks (RMS)"
     out = {"target": {**timer.backend.info(), "threads": target.threads},
-           "protocol": protocol.asdict(), "repeats": repeats, "noise_floor": floor,
-           "noise_floor_source": floor_src, "retest_spread": spread,
+           "protocol": protocol.asdict(), "repeats": repeats, "fillers": n_fill,
+           "noise_floor": floor, "noise_floor_source": floor_src, "retest_spread": spread,
            "normalised": ref is not None, "networks": {}}
     for k, n in enumerate(names):
         pred = model.predict(configs[n])
