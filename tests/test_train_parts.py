@@ -94,3 +94,25 @@ def test_window_mode_equals_a_brute_force_moving_average():
     for i, size in enumerate([3, 2]):
         for c in range(size):
             assert u[i][c] == pytest.approx(np.mean(history[(i, c)][-7:]), abs=1e-5)
+
+
+def test_imagefolder_data_shards_between_processes(tmp_path):
+    pytest.importorskip("torchvision", reason="ImageFolder data needs torchvision")
+    from PIL import Image
+
+    from aows.train.data import get_data
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 3)):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{k}.png")
+    seen = []
+    for rank in (0, 1):
+        d = get_data(str(tmp_path), 32, batch=2, rank=rank, world=2, workers=0)
+        assert d.classes == 2 and d.steps_per_epoch == 3
+        xs = list(d.train(0))
+        assert len(xs) == 3 and xs[0][0].shape == (2, 3, 32, 32)
+        seen.append(sum(y.numel() for _, y in d.val(0)))
+    assert sum(seen) == 6  # every validation image once over both processes

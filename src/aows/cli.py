@@ -237,7 +237,7 @@ def cmd_train(args) -> None:
     rank, world = init_distributed(args.device)
     try:
         res = args.resolution or 224
-        data = get_data(args.data, res, args.batch_size, args.seed, rank, world)
+        data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers)
         space = get_space(args.space, resolution=res, classes=data.classes)
         latency = LatencyModel.load(args.latency, space) if args.latency else None
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -476,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: on with CUDA)")
     p.add_argument("--no-val", action="store_true", help="skip the per-epoch validation")
+    p.add_argument("--workers", type=int, default=4, help="data loader processes (folders)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -125,11 +125,11 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
 
 
 def get_data(name: str, resolution: int, batch: int, seed: int = 0, rank: int = 0,
-             world: int = 1) -> Dataset:
+             world: int = 1, workers: int = 4) -> Dataset:
     if name == "fake":
         return fake_data(resolution, batch, seed=seed, rank=rank, world=world)
     if name == "digits":
         return digits_data(resolution, batch, seed, rank, world)
     if Path(name).is_dir():
-        return folder_data(name, resolution, batch, seed, rank=rank, world=world)
+        return folder_data(name, resolution, batch, seed, workers, rank, world)
     raise AowsError(f"--data {name}: give a folder (ImageFolder layout), 'digits' or 'fake'")
