@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +89,6 @@ def load_final(folder: str | Path) -> tuple[nn.Sequential, SearchSpace, list[int
                         "files come from different exports")
     net.load_state_dict(state)
     return net.eval(), space, config
-
-
-def export_from_supernet(supernet: SlimmableNetwork, config: Sequence[int],
-                         calibration: Iterable[torch.Tensor] | None) -> nn.Sequential:
-    """The plain network of ``config`` with weights inherited from the supernet and
-    BatchNorm statistics re-estimated at ``config`` on ``calibration`` batches."""
-    return supernet.export(config, calibration=calibration).eval()
 
 
 def load_supernet(checkpoint: str | Path, space: SearchSpace) -> SlimmableNetwork:
