@@ -139,7 +139,7 @@ class Pipeline:
         self.data = get_data(d["name"], cfg["space"]["resolution"], d["batch_size"],
                              cfg["seed"], self.rank, self.world)
         self.space = _space_of(cfg, self.data.classes)
-        self.timings: dict[str, float] = {}
+        self.until: str | None = None
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -168,11 +168,10 @@ class Pipeline:
             if res is not None and self.rank == 0:
                 res = {**res, "seconds": round(time.time() - t0, 1)}
                 atomic_write_text(self._marker(stage), json.dumps(res, indent=1))
-                self.timings[stage] = res["seconds"]
             self.barrier()
             # None: stopped by a signal (on every process alike); nothing marked, resumes
             done = self.done(stage)
-        if done is not None and stage == getattr(self, "until", None):
+        if done is not None and stage == self.until:
             self.log(f"stopped after [{stage}] as asked (--until); run again without it "
                      "to go on")
             self.until = "reached"
@@ -200,6 +199,10 @@ class Pipeline:
         if until is not None and until not in self.stages():
             raise AowsError(f"--until {until}: the stages are {', '.join(self.stages())}")
         self.until = until
+        if self.world > 1 and not self.cfg["latency"]["model"] and not self.done("latency"):
+            raise AowsError("under torchrun, time the latency model first in one process "
+                            "(`aows run CONFIG --out DIR --until latency` on the target), "
+                            "or give latency.model")
         t0 = time.time()
         lat = self._stage("latency", self.stage_latency)
         if lat is None:
@@ -252,10 +255,6 @@ class Pipeline:
 
     def stage_latency(self) -> dict:
         c = self.cfg["latency"]
-        if self.world > 1 and not c["model"]:
-            raise AowsError("under torchrun, time the latency model first in one process "
-                            "(`aows run CONFIG --out DIR --until latency` on the target), "
-                            "or give latency.model")
         folder = self.out / "latency"
         folder.mkdir(parents=True, exist_ok=True)
         if c["model"]:
