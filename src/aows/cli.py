@@ -339,7 +339,8 @@ def cmd_finetune(args) -> None:
                    resume=args.resume)
     if res["stopped"]:
         return
-    ev = evaluate(net.cpu(), data.val(0))
+    from aows.train.runtime import resolve_device
+    ev = evaluate(net, data.val(0), resolve_device(args.device))
     if rank == 0:
         save_final(out, net, space, config, finetuned_from=str(args.final),
                    top1=ev["top1"], top5=ev["top5"])

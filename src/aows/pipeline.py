@@ -380,8 +380,10 @@ class Pipeline:
                        supernet=f"supernet_{src}")
         self.barrier()  # the others load what rank 0 exported
         from aows.final import load_final
+        from aows.train.runtime import resolve_device
+        device = resolve_device(self.cfg["device"])
         net, _, _ = load_final(inherited)
-        before = evaluate(net, self.data.val(0))
+        before = evaluate(net.to(device), self.data.val(0), device)
         self.log(f"  {METHOD_LABELS[method]}: top-1 {100 * before['top1']:.1f} % with "
                  f"{f['init']} weights, before fine-tuning")
         fcfg = FinetuneConfig(epochs=f["epochs"], batch_size=d["batch_size"], lr=f["lr"],
@@ -394,8 +396,8 @@ class Pipeline:
                        should_stop=self.should_stop)
         if res["stopped"]:
             return None
+        after = evaluate(net, self.data.val(0), device)
         net = net.cpu().eval()
-        after = evaluate(net, self.data.val(0))
         if self.rank != 0:
             return {"top1": after["top1"]}
         save_final(folder, net, self.space, config, method=method, init=f["init"],

@@ -202,7 +202,7 @@ def finetune(net: nn.Module, batches: Callable[[int], Iterable],
                    "train_top1": sums["correct"] / max(sums["seen"], 1),
                    "lr": opt.param_groups[0]["lr"]}
             if val_batches is not None:
-                ev = evaluate(model, val_batches(epoch), device, amp, use_cl)
+                ev = evaluate(net, val_batches(epoch), device, amp, use_cl)
                 rec.update(val_top1=ev["top1"], val_top5=ev["top5"])
                 result.update(top1=ev["top1"], top5=ev["top5"])
             pos.update(epoch=epoch + 1, iteration=0)
