@@ -48,6 +48,7 @@ from aows.space import SearchSpace
 from aows.train.runtime import (
     Amp,
     all_sum,
+    collective_device,
     dist_info,
     load_checkpoint,
     lr_at,
@@ -316,7 +317,7 @@ class _Run:
             acc_s += float((out_k.argmax(1) == y[p]).sum())
             loss_s += float(loss_k) * part.size
         amp.step(self.opt)
-        d_all, sizes, stop = self.gather(d.cpu(), self.stop())
+        d_all, sizes, stop = self.gather(d, self.stop())
         for r, (dr, Br) in enumerate(zip(d_all, sizes)):
             rows = np.concatenate([np.repeat(idx_all[r * G + k][None], part.size, axis=0)
                                    for k, part in enumerate(np.array_split(np.arange(Br), G))])
@@ -334,17 +335,19 @@ class _Run:
         """Every process's loss differences (in rank order), batch sizes, and whether
         any process was asked to stop."""
         if self.world == 1:
-            return [d.numpy()], [d.numel()], stop
+            return [d.cpu().numpy()], [d.numel()], stop
         import torch.distributed as dist
-        meta = torch.tensor([d.numel(), int(stop)], dtype=torch.int64)
+        dev = collective_device()
+        meta = torch.tensor([d.numel(), int(stop)], dtype=torch.int64, device=dev)
         metas = [torch.empty_like(meta) for _ in range(self.world)]
         dist.all_gather(metas, meta)
+        metas = [m.cpu() for m in metas]
         n = max(int(m[0]) for m in metas)
-        padded = torch.zeros(n, dtype=torch.float32)
-        padded[:d.numel()] = d
+        padded = torch.zeros(n, dtype=torch.float32, device=dev)
+        padded[:d.numel()] = d.to(dev)
         ds = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(ds, padded)
-        return ([t.numpy() for t in ds], [int(m[0]) for m in metas],
+        return ([t.cpu().numpy() for t in ds], [int(m[0]) for m in metas],
                 any(int(m[1]) for m in metas))
 
     def all_sum(self, values: dict) -> dict:

@@ -118,13 +118,22 @@ def signal_flag():
 
 
 
+def collective_device() -> torch.device:
+    """Where tensors for collectives must live: NCCL only moves CUDA tensors."""
+    import torch.distributed as dist
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_sum(values: dict, world: int) -> dict:
     """Sum numbers across processes (identity with one process)."""
     if world == 1:
         return dict(values)
     import torch.distributed as dist
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                     device=collective_device())
     dist.all_reduce(t)
     return dict(zip(keys, t.tolist()))
 
