@@ -43,8 +43,11 @@ class Amp:
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
             self.dtype = torch.bfloat16
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.enabled and self.dtype == torch.float16)
+        scale = self.enabled and self.dtype == torch.float16
+        if hasattr(torch.amp, "GradScaler"):
+            self.scaler = torch.amp.GradScaler("cuda", enabled=scale)
+        else:  # torch < 2.3
+            self.scaler = torch.cuda.amp.GradScaler(enabled=scale)
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
