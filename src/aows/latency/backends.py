@@ -7,6 +7,7 @@ how often and in which order runners are called.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import platform
@@ -170,8 +171,10 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], fp16: bool = Fals
     # torch >= 2.9 flags it as legacy, which says nothing about this use.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
+                  else {})  # the flag exists from torch 2.5; before, legacy is the only one
         torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["output"],
-                          opset_version=17, dynamo=False)
+                          opset_version=17, **legacy)
     return buf.getvalue()
 
 
