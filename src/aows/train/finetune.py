@@ -29,6 +29,7 @@ from aows.train.runtime import (
     lr_at,
     progress_bar,
     resolve_device,
+    same_settings,
     save_checkpoint,
     signal_flag,
     tensorboard_log,
@@ -116,9 +117,7 @@ def finetune(net: nn.Module, batches: Callable[[int], Iterable],
     ckpt = out / "finetune.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
-        keep = ("device", "progress")
-        if {k: v for k, v in state["config"].items() if k not in keep} != \
-                {k: v for k, v in asdict(cfg).items() if k not in keep} or \
+        if not same_settings(state["config"], asdict(cfg)) or \
                 state["position"]["world"] != world:
             raise AowsError(f"{ckpt} was written with other settings; resume with the same "
                             "ones or use a new --out")

@@ -54,6 +54,7 @@ from aows.train.runtime import (
     lr_at,
     progress_bar,
     resolve_device,
+    same_settings,
     save_checkpoint,
     signal_flag,
     tensorboard_log,
@@ -61,9 +62,6 @@ from aows.train.runtime import (
 from aows.train.sampler import sample_configs
 from aows.train.schedule import PAPER_EPOCHS, PAPER_KNOTS, temperature
 from aows.train.unaries import UnaryStats
-
-# settings that may change between a run and its resumption
-_RESUMABLE_CHANGES = ("device", "progress")
 
 
 @dataclass
@@ -155,9 +153,8 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
-        mine = {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
-        theirs = {k: v for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES}
-        if mine != theirs or state["position"].get("world", 1) != world:
+        if not same_settings(asdict(cfg), state["config"]) or \
+                state["position"].get("world", 1) != world:
             raise AowsError(f"{ckpt} was written with another configuration or number of "
                             "processes; resume with the same settings or use a new --out")
         net.load_state_dict(state["model"])
@@ -433,8 +430,7 @@ def branch_from_warmup(ows_run: str | Path, cfg: TrainConfig, out: str | Path) -
     if k < 1 or cfg.method != "aows" or not src.exists() or (out / "checkpoint.pt").exists():
         return 0
     state = load_checkpoint(src)
-    if {**state["config"], "method": "aows"} != {**asdict(cfg), "progress": state[
-            "config"]["progress"], "device": state["config"]["device"]}:
+    if not same_settings({**state["config"], "method": "aows"}, asdict(cfg)):
         return 0  # other settings: not the same computation
     state["config"] = asdict(cfg)
     out.mkdir(parents=True, exist_ok=True)

@@ -163,3 +163,13 @@ def lr_at(step: float, total: float, warmup: float, base: float) -> float:
         return base * (step + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) /
                                                      max(total - warmup, 1))))
+
+
+# settings that may change between a run and its resumption (they change no result)
+RESUMABLE_CHANGES = ("device", "progress")
+
+
+def same_settings(a: dict, b: dict) -> bool:
+    """Whether two runs' settings describe the same computation."""
+    drop = lambda d: {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES}  # noqa: E731
+    return drop(a) == drop(b)
