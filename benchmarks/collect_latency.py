@@ -12,6 +12,9 @@ training set in one period and the held-out set in another would charge that dri
 the model.
 
     python benchmarks/collect_latency.py [--out benchmarks/out] [--scale 1.0]
+
+Another space: ``--space resnet18 --resolution 64 --train 600 --sampler cover --uniform 0
+--heldout 200 --out benchmarks/out/resnet18_64`` (the residual-space benchmark).
 """
 
 import argparse
@@ -21,7 +24,7 @@ from aows.latency.backends import Target
 from aows.latency.lut import build_lookup_table
 from aows.latency.measure import collect_interleaved, heldout_plan
 from aows.latency.protocol import Protocol
-from aows.space import mobilenet_v1
+from aows.space import get_space
 
 BLOCKS = 10
 
@@ -30,16 +33,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/out")
     ap.add_argument("--scale", type=float, default=1.0, help="shrink all counts (smoke runs)")
+    ap.add_argument("--space", default="mobilenet_v1")
+    ap.add_argument("--resolution", type=int, default=128)
+    ap.add_argument("--train", type=int, default=2000, help="training networks")
+    ap.add_argument("--sampler", default="biased", choices=["biased", "cover"])
+    ap.add_argument("--uniform", type=int, default=1000, help="uniform training networks")
+    ap.add_argument("--heldout", type=int, default=300)
     args = ap.parse_args()
     out = Path(args.out)
-    space = mobilenet_v1(resolution=128)
+    space = get_space(args.space, resolution=args.resolution)
     target = Target("torch-cpu", batch_size=1, threads=1)
     proto = Protocol()
-    n_train = max(BLOCKS, int(2000 * args.scale))
-    n_held = max(2 * BLOCKS, int(300 * args.scale)) // (2 * BLOCKS) * (2 * BLOCKS)
-    plan = [(out / "train_biased.jsonl", n_train, "biased", {}),
-            (out / "train_uniform.jsonl", n_train // 2, "uniform", {"seed": 777}),
+    n_train = max(BLOCKS, int(args.train * args.scale))
+    n_held = max(2 * BLOCKS, int(args.heldout * args.scale)) // (2 * BLOCKS) * (2 * BLOCKS)
+    plan = [(out / f"train_{args.sampler}.jsonl", n_train, args.sampler, {}),
             *heldout_plan(space, out, n_held)]
+    if args.uniform:
+        plan.insert(1, (out / "train_uniform.jsonl", int(args.uniform * args.scale), "uniform",
+                        {"seed": 777}))
 
     def lut(b):
         if b == BLOCKS // 2 and not (out / "lut.json").exists():

@@ -2,6 +2,8 @@
 
     python benchmarks/collect_latency.py     # the timings (about 30 min, resumable)
     python benchmarks/latency_model.py [--data benchmarks/out] [--figures docs/figures]
+    python benchmarks/latency_model.py --space resnet18 --resolution 64 \
+        --train train_cover.jsonl --data benchmarks/out/resnet18_64   # a residual space
 
 MobileNet-v1 space at 128 px, torch-cpu, batch 1, 1 thread. Trains on the first n of
 2000 biased / 2000 uniform networks, validates on 300 uniform held-out networks, and
@@ -24,7 +26,7 @@ from aows.latency.fit import DEFAULT_K, DEFAULT_SMOOTH, Fitter, fit, fit_flops
 from aows.latency.model import LatencyModel
 from aows.latency.store import read_samples
 from aows.latency.validate import error_metrics, scatter_plot, test_retest
-from aows.space import mobilenet_v1
+from aows.space import get_space
 
 SIZES = (100, 200, 300, 500, 1000, 2000)
 PRIORS = {  # name: (K, smooth)
@@ -39,6 +41,9 @@ def main():
     ap.add_argument("--data", default="benchmarks/out")
     ap.add_argument("--figures", default="docs/figures")
     ap.add_argument("--grid", action="store_true", help="also sweep K x smooth at 500 / 2000")
+    ap.add_argument("--space", default="mobilenet_v1")
+    ap.add_argument("--resolution", type=int, default=128)
+    ap.add_argument("--train", default="train_biased.jsonl", help="training set in --data")
     ap.add_argument("--replot", action="store_true",
                     help="only redraw the learning curve from latency_model.json")
     args = ap.parse_args()
@@ -49,9 +54,14 @@ def main():
         plot_curves(saved["curves_nrmse"], saved["noise_floor"]["nrmse"],
                     saved["lookup_table"]["nrmse"], figs / "latency_learning_curve.png")
         return
-    space = mobilenet_v1(resolution=128)
-    biased = read_samples(data / "train_biased.jsonl", space)
-    uniform = read_samples(data / "train_uniform.jsonl", space)
+    space = get_space(args.space, resolution=args.resolution)
+    tag = f"{args.space}{args.resolution}".replace("mobilenet_v1", "cpu")
+    biased = read_samples(data / args.train, space)
+    kind = args.train.removeprefix("train_").removesuffix(".jsonl")
+    uniform = (read_samples(data / "train_uniform.jsonl", space)
+               if (data / "train_uniform.jsonl").exists() else biased.subset(np.arange(0)))
+    big = min(2000, len(biased))
+    out_sizes = [n for n in SIZES if n < big] + [big]
     held = read_samples(data / "heldout.jsonl", space)
     retest = read_samples(data / "heldout_retest.jsonl", space)
     lut = LatencyModel.load(data / "lut.json", space)
@@ -83,8 +93,8 @@ def main():
     fitter = Fitter(space)
     names = {n.format(K=DEFAULT_K, s=DEFAULT_SMOOTH): v for n, v in PRIORS.items()}
     curves: dict = {}
-    for src_name, src in (("biased", biased), ("uniform", uniform)):
-        for n in SIZES:
+    for src_name, src in ((kind, biased), ("uniform", uniform)):
+        for n in out_sizes:
             if n > len(src):
                 continue
             sub = src.subset(np.arange(n))
@@ -97,16 +107,16 @@ def main():
                 curves.setdefault(f"{name} ({src_name})", {})[n] = error_metrics(m, y)["nrmse"]
     out["curves_nrmse"] = curves
     print("\nheld-out NRMSE by number of timed training networks:")
-    print(f"  {'predictor':44s}" + "".join(f"{n:>8d}" for n in SIZES))
+    print(f"  {'predictor':44s}" + "".join(f"{n:>8d}" for n in out_sizes))
     for name, c in curves.items():
         print(f"  {name:44s}" + "".join(f"{100 * c[n]:7.2f}%" if n in c else f"{'':8s}"
-                                        for n in SIZES))
+                                        for n in out_sizes))
 
-    # default model at 2000 biased networks: full metrics, fit time, scatter
+    # default model at `big` (2000) training networks: full metrics, fit time, scatter
     t = []
     for _ in range(5):
         t0 = time.perf_counter()
-        model = fit(space, biased.subset(np.arange(min(2000, len(biased)))))
+        model = fit(space, biased.subset(np.arange(big)))
         t.append(time.perf_counter() - t0)
     model.save(data / "latency.json")
     y2000 = model.comparable(held)
@@ -118,26 +128,29 @@ def main():
                                "solver": model.meta["fit"]["solver"]}
     flops_m = error_metrics(fit_flops(space, biased).predict_many(held.configs), y2000)
     out["flops_fit_2000"] = flops_m
-    print(f"\ndefault model on 2000 biased networks: NRMSE {100 * met['nrmse']:.2f} %, "
+    print(f"\ndefault model on {big} {kind} networks: NRMSE {100 * met['nrmse']:.2f} %, "
           f"MAPE {100 * met['mape']:.2f} %, max {100 * met['max_abs_pct_err']:.1f} %, "
           f"within 5 % {100 * met['within_5pct']:.0f} %, within 10 % "
           f"{100 * met['within_10pct']:.0f} %; against raw timings NRMSE "
           f"{100 * met_raw['nrmse']:.2f} % (raw noise floor {100 * noise_raw['nrmse']:.2f} %)")
-    print(f"FLOPs fit on the same 2000: NRMSE {100 * flops_m['nrmse']:.2f} %; lookup table "
+    print(f"FLOPs fit on the same {big}: NRMSE {100 * flops_m['nrmse']:.2f} %; lookup table "
           f"{100 * lut_m['nrmse']:.2f} % (bias {100 * lut_m['bias_pct']:+.1f} %)")
-    print(f"fit time, 2000 networks: median {np.median(t):.3f} s (min {np.min(t):.3f} s) "
+    print(f"fit time, {big} networks: median {np.median(t):.3f} s (min {np.min(t):.3f} s) "
           f"[{model.meta['fit']['solver']}]")
-    m500 = fit(space, biased.subset(np.arange(500)))
+    m500 = fit(space, biased.subset(np.arange(min(500, big))))
     met500 = error_metrics(m500.predict_many(held.configs), m500.comparable(held))
     out["default_model_500"] = met500
-    print(f"default model on 500 biased networks:  NRMSE {100 * met500['nrmse']:.2f} %")
-    print(f"targets: NRMSE <= noise floor ({100 * noise['nrmse']:.2f} %) at 2000 and 500: "
+    print(f"default model on {min(500, big)} {kind} networks:  NRMSE "
+          f"{100 * met500['nrmse']:.2f} %")
+    print(f"lookup table / model: {lut_m['nrmse'] / met['nrmse']:.2f}x the error; FLOPs fit / "
+          f"model: {flops_m['nrmse'] / met['nrmse']:.2f}x")
+    print(f"targets: NRMSE <= noise floor ({100 * noise['nrmse']:.2f} %) at {big} and 500: "
           f"{'met' if met['nrmse'] <= noise['nrmse'] else 'NOT met'} / "
           f"{'met' if met500['nrmse'] <= noise['nrmse'] else 'NOT met'}; fit < 0.5 s: "
           f"{'met' if np.median(t) < 0.5 else 'NOT met'}; noise floor <= 4 %: "
           f"{'met' if noise['nrmse'] <= 0.04 else 'NOT met'}")
 
-    for n in (500, 2000):
+    for n in sorted({min(500, big), big}):
         t0 = time.perf_counter()
         auto = fit(space, biased.subset(np.arange(n)), K="auto", smooth="auto")
         dt = time.perf_counter() - t0
@@ -160,15 +173,17 @@ def main():
                     print(f"  grid n={n:5d} K={K:6g} smooth={lam:6g}: {100 * e:.2f} %")
         out["grid"] = grid
 
-    plot_curves(curves, noise["nrmse"], lut_m["nrmse"], figs / "latency_learning_curve.png")
-    scatter_plot(model.predict_many(held.configs), y2000, figs / "latency_fit_cpu128.png",
-                 title=f"MobileNet-v1 space, 128 px, torch-cpu 1 thread: {len(held)} held-out",
+    curve_png = "latency_learning_curve.png" if tag == "cpu128" else f"latency_curve_{tag}.png"
+    plot_curves(curves, noise["nrmse"], lut_m["nrmse"], figs / curve_png)
+    scatter_plot(model.predict_many(held.configs), y2000, figs / f"latency_fit_{tag}.png",
+                 title=f"{space.name} space, {args.resolution} px, torch-cpu 1 thread: "
+                       f"{len(held)} held-out",
                  noise_nrmse=noise["nrmse"],
                  extra={"lookup table": (lut.predict_many(held.configs), y2000),
                         "FLOPs fit": (fit_flops(space, biased).predict_many(held.configs),
                                       y2000)})
     (data / "latency_model.json").write_text(json.dumps(out, indent=2))
-    print(f"\nfigures: {figs}/latency_learning_curve.png, {figs}/latency_fit_cpu128.png; "
+    print(f"\nfigures: {figs}/{curve_png}, {figs}/latency_fit_{tag}.png; "
           f"numbers: {data}/latency_model.json")
 
 

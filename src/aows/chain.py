@@ -245,24 +245,17 @@ class Decoded:
     solver: str = ""
 
 
-class BudgetProblem:
-    """Maximise score(c) subject to cost(c) <= budget, on two chains of the same shape.
+class LagrangianProblem:
+    """The budget-independent half of a budgeted decode: the Lagrangian hull walk.
 
-    ``score`` and ``cost`` are Chains (unary + pairwise); cost entries must be finite.
+    Shared by the chain (``BudgetProblem``) and the width graphs
+    (``aows.graph.GraphBudgetProblem``). A subclass gives ``_find_fastest()``,
+    ``best_unconstrained()``, ``_decode_one(gamma)`` (the max-sum decode of
+    score - gamma * cost, recorded in ``self._hull``) and ``_decode(gammas)``
+    (paths, scores, costs of one decode per gamma).
     """
 
-    def __init__(self, score: Chain, cost: Chain):
-        if score.m != cost.m or np.any(score.sizes != cost.sizes):
-            raise ValueError("score and cost chains must have the same nodes and choices")
-        if not all(np.all(np.isfinite(t)) for t in cost.unary + cost.pairwise):
-            raise ValueError("latency (cost) tables must be finite")
-        self.score, self.cost = score, cost
-        self.s_start, self.s_edges = score.folded()
-        # costs folded the same way, padding 0 (masked through the score)
-        self.c_start = cost.U[0].copy()
-        self.c_edges = cost.P + cost.U[1:, None, :]
-        self.m = score.m
-        self._e = np.arange(self.m - 1)
+    def __init__(self):
         self._fastest: Decoded | None = None
         self._top: Decoded | None = None
         # Upper-hull vertices found so far (they do not depend on the budget), by cost,
@@ -270,64 +263,11 @@ class BudgetProblem:
         self._hull: dict[float, Decoded] = {}
         self._adjacent: set[tuple[float, float]] = set()
 
-    # ------------------------------------------------------------- helpers
-    def evaluate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.atleast_2d(idx)
-        return self.score.scores(idx), self.cost.scores(idx)
-
-    def _evaluate_one(self, idx: np.ndarray) -> tuple[float, float]:
-        """Score and cost of one path, summed along the chain (as the label DP does)."""
-        a, b = idx[:-1], idx[1:]
-        s = np.cumsum(np.r_[self.s_start[idx[0]], self.s_edges[self._e, a, b]])[-1]
-        c = np.cumsum(np.r_[self.c_start[idx[0]], self.c_edges[self._e, a, b]])[-1]
-        return float(s), float(c)
-
-    def _decode_one(self, gamma: float) -> Decoded:
-        path, _ = _viterbi_one(self.s_start - gamma * self.c_start,
-                               self.s_edges - gamma * self.c_edges)
-        s, c = self._evaluate_one(path)
-        d = Decoded(path, s, c)
-        self._hull.setdefault(c, d)
-        return d
-
-    def _decode(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Viterbi of score - gamma * cost for every gamma: paths, scores, costs."""
-        g = np.asarray(gammas, dtype=np.float64)
-        start = self.s_start[None] - g[:, None] * self.c_start[None]
-        edges = self.s_edges[None] - g[:, None, None, None] * self.c_edges[None]
-        paths, _ = _viterbi_folded(start, edges)
-        s, c = self.evaluate(paths)
-        return paths, s, c
-
     def fastest(self) -> Decoded:
         """Lowest-cost allowed path (score > -inf); among those, the best score."""
         if self._fastest is None:
             self._fastest = self._find_fastest()
         return self._fastest
-
-    def _find_fastest(self) -> Decoded:
-        allowed_s = np.isfinite(self.s_start)
-        allowed_e = np.isfinite(self.s_edges)
-        start = np.where(allowed_s, -self.c_start, NEG)
-        edges = np.where(allowed_e, -self.c_edges, NEG)
-        idx, _ = _viterbi_folded(start[None], edges[None])
-        # second pass with a tiny score bonus to break cost ties toward the better score
-        eps = 1e-9 / max(1.0, _finite_range(self.score))
-        start2 = np.where(allowed_s, -self.c_start + eps * self.s_start, NEG)
-        edges2 = np.where(allowed_e, -self.c_edges + eps * self.s_edges, NEG)
-        idx2, _ = _viterbi_folded(start2[None], edges2[None])
-        s, c = self.evaluate(np.vstack([idx, idx2]))
-        k = 1 if c[1] <= c[0] and s[1] >= s[0] else 0
-        return Decoded(np.vstack([idx, idx2])[k], float(s[k]), float(c[k]), solver="fastest")
-
-    def best_unconstrained(self) -> Decoded:
-        """Highest-score path; among those, the lowest cost."""
-        if self._top is None:
-            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
-            k = 1 if s[1] >= s[0] else 0
-            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
-                                solver="unconstrained")
-        return self._top
 
     def _check_budget(self, budget: float) -> Decoded:
         fast = self.fastest()
@@ -396,6 +336,80 @@ class BudgetProblem:
                 lo = mid
         dual = float(best[1] + hi * (budget - best[2]))
         return Decoded(best[0], float(best[1]), float(best[2]), hi, dual, "bisection")
+
+
+class BudgetProblem(LagrangianProblem):
+    """Maximise score(c) subject to cost(c) <= budget, on two chains of the same shape.
+
+    ``score`` and ``cost`` are Chains (unary + pairwise); cost entries must be finite.
+    """
+
+    def __init__(self, score: Chain, cost: Chain):
+        if score.m != cost.m or np.any(score.sizes != cost.sizes):
+            raise ValueError("score and cost chains must have the same nodes and choices")
+        if not all(np.all(np.isfinite(t)) for t in cost.unary + cost.pairwise):
+            raise ValueError("latency (cost) tables must be finite")
+        self.score, self.cost = score, cost
+        self.s_start, self.s_edges = score.folded()
+        # costs folded the same way, padding 0 (masked through the score)
+        self.c_start = cost.U[0].copy()
+        self.c_edges = cost.P + cost.U[1:, None, :]
+        self.m = score.m
+        self._e = np.arange(self.m - 1)
+        super().__init__()
+
+    # ------------------------------------------------------------- helpers
+    def evaluate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.atleast_2d(idx)
+        return self.score.scores(idx), self.cost.scores(idx)
+
+    def _evaluate_one(self, idx: np.ndarray) -> tuple[float, float]:
+        """Score and cost of one path, summed along the chain (as the label DP does)."""
+        a, b = idx[:-1], idx[1:]
+        s = np.cumsum(np.r_[self.s_start[idx[0]], self.s_edges[self._e, a, b]])[-1]
+        c = np.cumsum(np.r_[self.c_start[idx[0]], self.c_edges[self._e, a, b]])[-1]
+        return float(s), float(c)
+
+    def _decode_one(self, gamma: float) -> Decoded:
+        path, _ = _viterbi_one(self.s_start - gamma * self.c_start,
+                               self.s_edges - gamma * self.c_edges)
+        s, c = self._evaluate_one(path)
+        d = Decoded(path, s, c)
+        self._hull.setdefault(c, d)
+        return d
+
+    def _decode(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Viterbi of score - gamma * cost for every gamma: paths, scores, costs."""
+        g = np.asarray(gammas, dtype=np.float64)
+        start = self.s_start[None] - g[:, None] * self.c_start[None]
+        edges = self.s_edges[None] - g[:, None, None, None] * self.c_edges[None]
+        paths, _ = _viterbi_folded(start, edges)
+        s, c = self.evaluate(paths)
+        return paths, s, c
+
+    def _find_fastest(self) -> Decoded:
+        allowed_s = np.isfinite(self.s_start)
+        allowed_e = np.isfinite(self.s_edges)
+        start = np.where(allowed_s, -self.c_start, NEG)
+        edges = np.where(allowed_e, -self.c_edges, NEG)
+        idx, _ = _viterbi_folded(start[None], edges[None])
+        # second pass with a tiny score bonus to break cost ties toward the better score
+        eps = 1e-9 / max(1.0, _finite_range(self.score))
+        start2 = np.where(allowed_s, -self.c_start + eps * self.s_start, NEG)
+        edges2 = np.where(allowed_e, -self.c_edges + eps * self.s_edges, NEG)
+        idx2, _ = _viterbi_folded(start2[None], edges2[None])
+        s, c = self.evaluate(np.vstack([idx, idx2]))
+        k = 1 if c[1] <= c[0] and s[1] >= s[0] else 0
+        return Decoded(np.vstack([idx, idx2])[k], float(s[k]), float(c[k]), solver="fastest")
+
+    def best_unconstrained(self) -> Decoded:
+        """Highest-score path; among those, the lowest cost."""
+        if self._top is None:
+            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
+            k = 1 if s[1] >= s[0] else 0
+            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
+                                solver="unconstrained")
+        return self._top
 
     # --------------------------------------------------------------- exact
     def exact(self, budget: float) -> Decoded:

@@ -10,13 +10,29 @@ from pathlib import Path
 
 from aows.errors import AowsError
 
-
 # ------------------------------------------------------------------ helpers
-def _space_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--space", default="mobilenet_v1" if not required else None,
-                   required=required, help="search space name (mobilenet_v1)")
+SPACE_HELP = ("search space: mobilenet_v1, resnet18, resnet50, mobilenet_v2, or a space "
+              "file FILE.yaml (`aows space show` lists its width variables)")
+
+
+def _space_args(p: argparse.ArgumentParser, required: bool = True, positional: bool = False
+                ) -> None:
+    if positional:
+        p.add_argument("space", help=SPACE_HELP)
+    else:
+        p.add_argument("--space", default="mobilenet_v1" if not required else None,
+                       required=required, help=SPACE_HELP)
     p.add_argument("--resolution", type=int, default=None, help="input resolution (px)")
     p.add_argument("--classes", type=int, default=None, help="number of classes")
+    _width_args(p)
+
+
+def _width_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("width choices (Table D.1 rule; defaults 0.2, 1.5, 14, 8)")
+    g.add_argument("--min-width", type=float, default=None, help="smallest multiplier")
+    g.add_argument("--max-width", type=float, default=None, help="largest multiplier")
+    g.add_argument("--levels", type=int, default=None, help="multipliers from min to max")
+    g.add_argument("--divisor", type=int, default=None, help="widths rounded to multiples")
 
 
 def _target_args(p: argparse.ArgumentParser) -> None:
@@ -42,7 +58,28 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
 
 def _space(args):
     from aows.space import get_space
-    return get_space(args.space, resolution=args.resolution, classes=args.classes)
+    return get_space(args.space, resolution=args.resolution, classes=args.classes,
+                     min_width=args.min_width, max_width=args.max_width, levels=args.levels,
+                     divisor=args.divisor)
+
+
+# -------------------------------------------------------------------- space
+def cmd_space_show(args) -> None:
+    from aows.space import describe_variables
+    space = _space(args)
+    rows = describe_variables(space)
+    if args.json:
+        _print_json(rows)
+        return
+    print(f"space '{space.name}' {space.params}: {space.n_searchable} searchable width "
+          f"variables, {space.n_layers} layers, {space.n_configurations():.3g} "
+          f"configurations, {len(space.unknowns()[0])} latency unknowns")
+    for r in rows:
+        kind = "fixed" if r["fixed"] else f"{len(r['choices'])} choices"
+        touched = ", ".join(f"{m['layer']}({m['role']})" for m in r["layers"])
+        ch = r["choices"]
+        shown = ch if len(ch) <= 8 else [*ch[:3], "...", *ch[-3:]]
+        print(f"  {r['name']:<22} {kind:<11} {','.join(map(str, shown)):<32} {touched}")
 
 
 def _target(args):
@@ -214,6 +251,29 @@ def cmd_latency_benchmark(args) -> None:
         print(line)
 
 
+def cmd_latency_predict(args) -> None:
+    from aows.latency.model import LatencyModel
+    from aows.space import parse_config
+    model = LatencyModel.load(args.model)
+    texts = list(args.config)
+    if args.file:
+        try:
+            lines = Path(args.file).read_text().splitlines()
+        except OSError as err:
+            raise AowsError(f"--file {args.file}: cannot read it ({err.strerror})") from None
+        texts += [t for t in (line.split("#")[0].strip() for line in lines) if t]
+    if not texts:
+        raise AowsError("give configurations (\"8,16,...\") or --file with one per line")
+    configs = [model.space.validate(parse_config(t)) for t in texts]
+    pred = model.predict_many(configs)
+    rows = [{"config": list(c), "predicted_latency_ms": float(p)} for c, p in zip(configs, pred)]
+    if args.json:
+        _print_json(rows)
+        return
+    for r in rows:
+        print(f"{','.join(map(str, r['config']))}: {r['predicted_latency_ms']:.4f} ms/image")
+
+
 def cmd_latency_lut(args) -> None:
     from aows.latency.lut import build_lookup_table
     model = build_lookup_table(_space(args), _target(args), _protocol(args),
@@ -238,7 +298,9 @@ def cmd_train(args) -> None:
     try:
         res = args.resolution or 224
         data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers)
-        space = get_space(args.space, resolution=res, classes=data.classes)
+        space = get_space(args.space, resolution=res, classes=data.classes,
+                          min_width=args.min_width, max_width=args.max_width,
+                          levels=args.levels, divisor=args.divisor)
         latency = LatencyModel.load(args.latency, space) if args.latency else None
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
@@ -370,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(AOWS, CVPR 2020).")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    sp = sub.add_parser("space", help="inspect a search space")
+    ssub = sp.add_subparsers(dest="space_command", required=True)
+    p = ssub.add_parser("show", help="width variables in order, their choices and layers")
+    _space_args(p, positional=True)
+    p.add_argument("--json", action="store_true",
+                   help='a list of {"name", "choices", "fixed", "base_width", "layers"}')
+    p.set_defaults(func=cmd_space_show)
+
     lat = sub.add_parser("latency", help="black-box latency model of a target")
     lsub = lat.add_subparsers(dest="latency_command", required=True)
 
@@ -433,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_latency_benchmark)
 
+    p = lsub.add_parser("predict", help="predicted latency of configurations (no timing)")
+    p.add_argument("config", nargs="*", help='widths, e.g. "8,16,48,..."')
+    p.add_argument("--model", required=True, help="latency model JSON")
+    p.add_argument("--file", default=None, help="one configuration per line (comma-separated)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_latency_predict)
+
     p = lsub.add_parser("lut", help="baseline: time every layer alone (lookup table)")
     _space_args(p)
     _target_args(p)
@@ -454,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("train", help="train the slimmable supernet (OWS or AOWS)")
-    p.add_argument("--space", default="mobilenet_v1")
+    p.add_argument("--space", default="mobilenet_v1", help=SPACE_HELP)
     p.add_argument("--resolution", type=int, default=None, help="input resolution (px)")
+    _width_args(p)
     p.add_argument("--data", required=True, help="ImageFolder root (train/, val/), digits or fake")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--method", default="ows", choices=["ows", "aows"])

@@ -77,13 +77,12 @@ def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: 
 
     space = model.space
     fig, ax = plt.subplots(figsize=(9, 3.8))
-    layers = np.arange(1, space.n_layers)
-    widest = space.full_widths(space.widest())[1:-1]
-    ax.fill_between(layers, 0, widest, color="0.9", step="mid", label="search space")
+    layers = np.arange(1, space.n_searchable + 1)
+    ax.fill_between(layers, 0, space.widest(), color="0.9", step="mid", label="search space")
     for k, e in enumerate(entries.values()):
-        ax.step(layers, space.full_widths(e["config"])[1:-1], where="mid", color=f"C{k + 1}",
+        ax.step(layers, space.validate(e["config"]), where="mid", color=f"C{k + 1}",
                 lw=1.6, label=e["label"])
-    ax.set_xlabel("layer")
+    ax.set_xlabel("layer" if space.is_chain else "width variable (`aows space show`)")
     ax.set_ylabel("output channels")
     ax.set_title(f"configurations found at {budget:.3f} ms", fontsize=10)
     ax.set_xticks(layers)

@@ -1,12 +1,14 @@
 """Width search: the best configuration under a latency budget (method.md section 2).
 
-Score(c) = sum_i u_i(c_i) (unaries from supernet training, higher is better);
-latency(c) = sum_i L_i(c_i, c_i+1) from the latency model. Both live on one chain whose
-nodes are all layer boundaries (the image channels and the classes are one-choice
-nodes), so every solver here is a call on ``aows.chain``.
+Score(c) = sum_v u_v(c_v) (unaries from supernet training, higher is better);
+latency(c) = sum_i L_i(c_src(i), c_dst(i)) from the latency model. Both live on one
+width graph whose variables are the space's width variables (the image channels and
+the classes are one-choice variables). For a chain every solver is a call on
+``aows.chain``; for a residual space on ``aows.graph`` (exact by variable elimination).
 
-unaries.json: {"unaries": [[u_1(c) for c in C_1], ..., [u_n-1(c) for c in C_n-1]], ...}
-one list per searchable layer, one float per width choice in the space's order.
+unaries.json: {"unaries": [[u_1(c) for c in C_1], ..., [u_m(c) for c in C_m]], ...}
+one list per searchable width variable (a layer boundary of a chain), one float per
+width choice in the space's order.
 """
 
 from __future__ import annotations
@@ -63,17 +65,24 @@ def load_unaries_space(path: str | os.PathLike) -> SearchSpace:
 
 
 def check_unaries(unaries, space: SearchSpace, where: str = "unaries") -> list[np.ndarray]:
-    if len(unaries) != space.n_searchable:
-        raise UnariesError(f"{where} has {len(unaries)} layers but the latency model's space "
-                           f"'{space.name}' has {space.n_searchable} searchable layers")
+    unit = "layers" if space.is_chain else "width variables"
+    if not isinstance(unaries, list) or len(unaries) != space.n_searchable:
+        n = len(unaries) if isinstance(unaries, list) else "no list of"
+        raise UnariesError(f"{where} has {n} {unit} but the latency model's space "
+                           f"'{space.name}' has {space.n_searchable} searchable {unit}")
     out = []
-    for i, (u, ch) in enumerate(zip(unaries, space.searchable_choices), start=1):
-        arr = np.asarray(u, dtype=np.float64)
+    for j, (u, ch) in enumerate(zip(unaries, space.searchable_choices)):
+        what = space._what(j)
+        try:
+            arr = np.asarray(u, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UnariesError(f"{where}: {what} has non-numeric scores; give one number "
+                               "per width choice") from None
         if arr.shape != (len(ch),):
-            raise UnariesError(f"{where}: layer {i} has {arr.size} scores but the space has "
+            raise UnariesError(f"{where}: {what} has {arr.size} scores but the space has "
                                f"{len(ch)} width choices {list(ch)}; one score per choice")
         if np.any(np.isnan(arr)) or np.any(np.isposinf(arr)):
-            raise UnariesError(f"{where}: layer {i} has NaN or +inf scores")
+            raise UnariesError(f"{where}: {what} has NaN or +inf scores")
         out.append(arr)
     return out
 
@@ -85,20 +94,39 @@ def save_unaries(path, unaries: Sequence[np.ndarray], space: SearchSpace, **extr
     atomic_write_text(path, json.dumps(obj))
 
 
+def score_terms(space: SearchSpace, unaries: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Unaries of every width variable: the given ones on the searchable variables,
+    zeros on the fixed ones."""
+    out = [np.zeros(len(c)) for c in space.choices]
+    for v, u in zip(space.searchable, unaries):
+        out[v] = np.asarray(u, dtype=np.float64)
+    return out
+
+
+def budget_problem(model: LatencyModel, unaries: Sequence[np.ndarray]):
+    """Score and latency on the space's width graph: a chain's own solvers for a chain
+    (``aows.chain.BudgetProblem``), variable elimination otherwise
+    (``aows.graph.GraphBudgetProblem``, which refuses graphs it cannot solve exactly)."""
+    space = model.space
+    nodes = score_terms(space, unaries)
+    if space.is_chain:
+        score = Chain(nodes, [np.zeros(t.shape) for t in model.tables])
+        return BudgetProblem(score, model.cost_chain())
+    from aows.graph import GraphBudgetProblem, WidthGraph
+    return GraphBudgetProblem(WidthGraph(nodes, []), model.cost_graph())
+
+
 @dataclass
 class Problem:
-    """A latency model and unaries on one chain; solvers take it and a budget."""
+    """A latency model and unaries on one width graph; solvers take it and a budget."""
 
     model: LatencyModel
     unaries: list[np.ndarray]
     budget_problem: BudgetProblem = field(init=False)
 
     def __post_init__(self):
-        space = self.model.space
-        self.unaries = check_unaries(self.unaries, space)
-        nodes = [np.zeros(1), *self.unaries, np.zeros(1)]
-        score = Chain(nodes, [np.zeros(t.shape) for t in self.model.tables])
-        self.budget_problem = BudgetProblem(score, self.model.cost_chain())
+        self.unaries = check_unaries(self.unaries, self.model.space)
+        self.budget_problem = budget_problem(self.model, self.unaries)
 
     @property
     def space(self) -> SearchSpace:
@@ -154,16 +182,16 @@ def solve_lagrangian(problem: Problem, budget: float) -> dict:
 @register_solver("greedy")
 def solve_greedy(problem: Problem, budget: float) -> dict:
     """AutoSlim's iterative trimming: from the widest configuration, narrow by one step
-    the layer that loses least score per ms saved, until under budget."""
+    the width variable (a layer boundary of a chain; a group of tied widths of a residual
+    network, trimmed together) that loses least score per ms saved, until under budget."""
     bp = problem.budget_problem
-    sizes = bp.score.sizes
-    idx = sizes - 1
-    idx[0] = idx[-1] = 0
+    space = problem.space
+    idx = space.indices(space.widest())
     s, c = bp.evaluate(idx)
     s, c = float(s[0]), float(c[0])
     steps = 0
     while c > budget:
-        movable = [k for k in range(1, len(idx) - 1) if idx[k] > 0]
+        movable = [k for k in space.searchable if idx[k] > 0]
         if not movable:
             raise BudgetError(f"greedy trimming reached the narrowest configuration "
                               f"({c:.4g} ms) above the budget {budget:.4g} ms")

@@ -1,9 +1,22 @@
-"""Search spaces: a chain of layers, each mapping c_i channels to c_{i+1}.
+"""Search spaces: width variables and the layers between them (the width graph).
 
-A space has n layers and n + 1 width *nodes*: node 0 is the image (fixed), node n the
-classes (fixed), nodes 1..n-1 are searchable with a finite set of choices each.
-Every layer has a type key (op, kernel, stride, input resolution, bias); layers of the
-same type share latency unknowns (method.md section 1).
+A space has width *variables*, each with a finite set of choices, and layers. Layer i
+reads the width variable ``src`` and writes ``dst``; a layer whose input and output are
+tied (a depthwise conv, a residual addition, a pooling) has ``src == dst`` and its cost
+is a unary term of that variable. Variables with one choice (the image channels, the
+classes) are fixed; the others are searchable, and a configuration is one width per
+searchable variable in variable order.
+
+A *chain* (MobileNet-v1, Table D.1 of the seed) is the special case in which layer i
+maps variable i to variable i + 1: n layers, n + 1 variables, the first and last fixed.
+Residual networks tie widths: an addition makes every tensor it adds one variable, so
+a ResNet stage width appears at many layer boundaries and the decision graph is no
+longer a chain (the paper's Section 3 solves the chain; ``aows.graph`` the rest).
+
+Every layer has a type key (op, kernel, stride, input resolution, bias, activation);
+layers of the same type share latency unknowns (the paper's Section 3.1). Layers also
+say which layers' outputs they read (``inputs``, summed by an ``add``), so a plain or
+slimmable network is rebuilt from the space alone.
 """
 
 from __future__ import annotations
@@ -23,127 +36,235 @@ class SpaceError(AowsError, ValueError):
     """A configuration or file does not fit the search space."""
 
 
+# Ops whose output width is their input width (src == dst): a unary latency term.
+TIED_OPS = ("dwconv", "add", "maxpool")
+OPS = ("conv", "dwsep", "linear", *TIED_OPS)
+ACTS = ("relu", "relu6", "none")
+
+
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer of the chain. ``op`` names a builder in ``aows.nn``."""
+    """One layer. ``op`` names an op of ``aows.nn.ops`` (its plain and slimmable builders
+    and FLOPs): "conv" (conv + BN + act), "dwsep" (depthwise-separable block), "dwconv"
+    (depthwise conv + BN + act), "linear" (global pool + classifier), "add" (sum of its
+    inputs + act), "maxpool".
+
+    ``src``/``dst``: the width variables of its input and output (None: i and i + 1, the
+    chain). ``inputs``: names of the layers whose outputs it reads ("image" for the
+    network input; empty: the previous layer, or the image for the first layer).
+    """
 
     name: str
-    op: str  # "conv" (stem), "dwsep" (depthwise-separable block), "linear" (pool + classifier)
+    op: str
     kernel: int
     stride: int
     in_res: int
     bias: bool = False
+    src: int | None = None
+    dst: int | None = None
+    inputs: tuple[str, ...] = ()
+    act: str = "relu"
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))
 
     @property
     def type_key(self) -> str:
-        return f"{self.op}-k{self.kernel}-s{self.stride}-r{self.in_res}-b{int(self.bias)}"
+        key = f"{self.op}-k{self.kernel}-s{self.stride}-r{self.in_res}-b{int(self.bias)}"
+        if self.op == "add":
+            key += f"-n{len(self.inputs)}"
+        return key if self.act == "relu" else f"{key}-{self.act}"
 
     @property
     def out_res(self) -> int:
         if self.op == "linear":
             return 1
+        if self.op == "add":
+            return self.in_res
         return (self.in_res + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
+
+    def describe(self) -> dict:
+        """JSON-able fields; the graph fields only where set (chain files stay as they were)."""
+        d = asdict(self)
+        for k, default in (("src", None), ("dst", None), ("inputs", ()), ("act", "relu")):
+            if d[k] == default or (k == "inputs" and not d[k]):
+                del d[k]
+        if "inputs" in d:
+            d["inputs"] = list(d["inputs"])
+        return d
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Layers plus the width choices of every node (``choices[0]`` and ``choices[-1]`` fixed)."""
+    """Width variables (``choices``: one tuple per variable) and the layers between them.
+
+    In a chain (no layer sets ``src``/``dst``), variable i is the input of layer i, the
+    first and last variables are fixed and every inner one is searchable. In a graph
+    space the variables with one choice are fixed and the others searchable.
+    ``base_widths``: the 1.0x width of every searchable variable (uniform multiplier).
+    """
 
     name: str
     layers: tuple[LayerSpec, ...]
     choices: tuple[tuple[int, ...], ...]
     params: dict = field(default_factory=dict, compare=False, hash=False)
-    base_widths: tuple[int, ...] | None = None  # the 1.0x widths (uniform-multiplier baseline)
+    base_widths: tuple[int, ...] | None = None
+    var_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        if len(self.choices) != len(self.layers) + 1:
-            raise SpaceError("a space needs exactly one more width node than layers")
-        if len(self.choices[0]) != 1 or len(self.choices[-1]) != 1:
-            raise SpaceError("the first and last width nodes must be fixed (one choice)")
+        n = len(self.choices)
         for c in self.choices:
-            if list(c) != sorted(set(c)) or min(c) < 1:
+            if not c or list(c) != sorted(set(c)) or min(c) < 1:
                 raise SpaceError(f"width choices must be positive and strictly increasing: {c}")
+        if self.is_chain:
+            if n != len(self.layers) + 1:
+                raise SpaceError("a chain needs exactly one more width variable than layers")
+            if len(self.choices[0]) != 1 or len(self.choices[-1]) != 1:
+                raise SpaceError("the first and last width variables must be fixed (one choice)")
+        else:
+            _check_graph(self)
+        if self.var_names is not None and len(self.var_names) != n:
+            raise SpaceError(f"{len(self.var_names)} variable names for {n} variables")
+        if self.base_widths is not None and len(self.base_widths) != self.n_searchable:
+            raise SpaceError(f"{len(self.base_widths)} base widths for {self.n_searchable} "
+                             "searchable variables")
 
     # ----------------------------------------------------------------- shape
+    @functools.cached_property
+    def is_chain(self) -> bool:
+        return all(layer.src is None and layer.dst is None and not layer.inputs
+                   for layer in self.layers)
+
     @property
     def n_layers(self) -> int:
         return len(self.layers)
 
     @property
+    def n_vars(self) -> int:
+        return len(self.choices)
+
+    def src(self, i: int) -> int:
+        """Width variable read by layer i."""
+        s = self.layers[i].src
+        return i if s is None else s
+
+    def dst(self, i: int) -> int:
+        """Width variable written by layer i."""
+        d = self.layers[i].dst
+        return i + 1 if d is None else d
+
+    @functools.cached_property
+    def searchable(self) -> tuple[int, ...]:
+        """Indices of the searchable variables, in order."""
+        if self.is_chain:
+            return tuple(range(1, self.n_vars - 1))
+        return tuple(v for v, c in enumerate(self.choices) if len(c) > 1)
+
+    @property
     def n_searchable(self) -> int:
-        return len(self.layers) - 1
+        return len(self.searchable)
 
     @property
     def searchable_choices(self) -> tuple[tuple[int, ...], ...]:
-        return self.choices[1:-1]
+        return tuple(self.choices[v] for v in self.searchable)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """A name per variable: given, or that of the first layer writing it."""
+        if self.var_names is not None:
+            return self.var_names
+        out = ["image"] + [""] * (self.n_vars - 1)
+        for i, layer in enumerate(self.layers):
+            d = self.dst(i)
+            if not out[d]:
+                out[d] = layer.name
+        if self.is_chain:
+            out[-1] = "classes"
+        return tuple(o or f"v{v}" for v, o in enumerate(out))
 
     @property
     def sizes(self) -> list[int]:
-        """Number of choices of every node, fixed ends included."""
+        """Number of choices of every variable, fixed ones included."""
         return [len(c) for c in self.choices]
 
     def n_configurations(self) -> int:
         return int(np.prod([len(c) for c in self.searchable_choices], dtype=float))
 
+    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        """Shape of the network input: (batch, image channels, resolution, resolution)."""
+        res = self.layers[0].in_res
+        return (batch, self.choices[self.src(0)][0], res, res)
+
     # ------------------------------------------------------- configurations
+    def _what(self, j: int) -> str:
+        """How errors name searchable variable j (0-based): "layer 3" in a chain."""
+        if self.is_chain:
+            return f"layer {j + 1}"
+        return f"variable {j + 1} ('{self.names[self.searchable[j]]}')"
+
     def validate(self, config: Sequence[int]) -> tuple[int, ...]:
         """Return the configuration as a tuple of ints, or raise one clear error."""
         config = tuple(int(c) for c in config)
         if len(config) != self.n_searchable:
+            unit = "layers" if self.is_chain else "width variables"
             raise SpaceError(
                 f"configuration has {len(config)} widths but space '{self.name}' has "
-                f"{self.n_searchable} searchable layers; give one width per layer"
+                f"{self.n_searchable} searchable {unit}; give one width per "
+                f"{unit[:-1]} (`aows space show` lists them)"
             )
-        for i, (c, allowed) in enumerate(zip(config, self.searchable_choices), start=1):
+        for j, (c, allowed) in enumerate(zip(config, self.searchable_choices)):
             if c not in allowed:
                 raise SpaceError(
-                    f"width {c} of layer {i} is not in space '{self.name}'; "
-                    f"allowed widths for layer {i}: {list(allowed)}"
+                    f"width {c} of {self._what(j)} is not in space '{self.name}'; "
+                    f"allowed widths for {self._what(j)}: {list(allowed)}"
                 )
         return config
 
     def full_widths(self, config: Sequence[int]) -> tuple[int, ...]:
-        """Widths of all nodes (image channels and classes included)."""
-        return (self.choices[0][0], *self.validate(config), self.choices[-1][0])
+        """Width of every variable (fixed ones included)."""
+        config = self.validate(config)
+        out = [c[0] for c in self.choices]
+        for v, w in zip(self.searchable, config):
+            out[v] = w
+        return tuple(out)
 
     def indices(self, config: Sequence[int]) -> np.ndarray:
-        """Choice index of every node (length n + 1, fixed ends are 0)."""
-        config = self.validate(config)
-        return np.array([0, *(ch.index(c) for c, ch in zip(config, self.searchable_choices)), 0])
+        """Choice index of every variable (fixed ones are 0)."""
+        return self.indices_many([self.validate(config)])[0]
 
     def indices_many(self, configs: Sequence[Sequence[int]]) -> np.ndarray:
-        """(K, n + 1) choice indices; vectorised through per-node lookup tables."""
+        """(K, n_vars) choice indices; vectorised through per-variable lookup tables."""
         arr = np.asarray(configs, dtype=np.int64)
         if arr.ndim != 2 or arr.shape[1] != self.n_searchable:
             raise SpaceError(
                 f"expected configurations of {self.n_searchable} widths for space '{self.name}'"
             )
-        out = np.zeros((arr.shape[0], self.n_layers + 1), dtype=np.int64)
-        for j, allowed in enumerate(self.searchable_choices):
+        out = np.zeros((arr.shape[0], self.n_vars), dtype=np.int64)
+        for j, (v, allowed) in enumerate(zip(self.searchable, self.searchable_choices)):
             lut = {w: k for k, w in enumerate(allowed)}
             col = arr[:, j]
             try:
-                out[:, j + 1] = [lut[int(w)] for w in col]
+                out[:, v] = [lut[int(w)] for w in col]
             except KeyError:
                 bad = next(int(w) for w in col if int(w) not in lut)
                 raise SpaceError(
-                    f"width {bad} of layer {j + 1} is not in space '{self.name}'; "
-                    f"allowed widths for layer {j + 1}: {list(allowed)}"
+                    f"width {bad} of {self._what(j)} is not in space '{self.name}'; "
+                    f"allowed widths for {self._what(j)}: {list(allowed)}"
                 ) from None
         return out
 
     def config_from_indices(self, idx: Sequence[int]) -> tuple[int, ...]:
-        """Inverse of ``indices`` (accepts length n + 1 or n - 1)."""
+        """Inverse of ``indices`` (accepts one index per variable or per searchable one)."""
         idx = list(idx)
-        if len(idx) == self.n_layers + 1:
-            idx = idx[1:-1]
+        if len(idx) == self.n_vars and len(idx) != self.n_searchable:
+            idx = [idx[v] for v in self.searchable]
         return tuple(ch[int(k)] for k, ch in zip(idx, self.searchable_choices))
 
     def widest(self) -> tuple[int, ...]:
         return tuple(ch[-1] for ch in self.searchable_choices)
 
     def median_config(self) -> tuple[int, ...]:
-        """The median choice of every layer: the anchor network of the timing protocol."""
+        """The median choice of every variable: the anchor network of the timing protocol."""
         return tuple(ch[len(ch) // 2] for ch in self.searchable_choices)
 
     def narrowest(self) -> tuple[int, ...]:
@@ -176,8 +297,9 @@ class SearchSpace:
     def unknowns(self) -> tuple[list[tuple[str, int, int]], list[np.ndarray]]:
         """Latency unknowns shared across identical layer types.
 
-        Returns the list of keys (type_key, c_in, c_out) and, per layer, a matrix of
-        unknown ids indexed [input choice][output choice].
+        Returns the list of keys (type_key, c_in, c_out) and, per layer, the unknown ids:
+        a matrix indexed [input choice][output choice], or for a layer whose input and
+        output are one variable (src == dst) a vector indexed by that variable's choice.
         """
         keys, tables = self._unknowns
         return list(keys), [t.copy() for t in tables]
@@ -186,45 +308,71 @@ class SearchSpace:
     def _unknowns(self):  # computed once per space (the fit asks several times)
         keys: list[tuple[str, int, int]] = []
         where: dict[tuple[str, int, int], int] = {}
+
+        def uid(key):
+            if key not in where:
+                where[key] = len(keys)
+                keys.append(key)
+            return where[key]
+
         tables = []
         for i, layer in enumerate(self.layers):
-            ids = np.empty((len(self.choices[i]), len(self.choices[i + 1])), dtype=np.int64)
-            for a, cin in enumerate(self.choices[i]):
-                for b, cout in enumerate(self.choices[i + 1]):
-                    key = (layer.type_key, cin, cout)
-                    if key not in where:
-                        where[key] = len(keys)
-                        keys.append(key)
-                    ids[a, b] = where[key]
+            cs, cd = self.choices[self.src(i)], self.choices[self.dst(i)]
+            if self.src(i) == self.dst(i):
+                ids = np.array([uid((layer.type_key, c, c)) for c in cs], dtype=np.int64)
+            else:
+                ids = np.empty((len(cs), len(cd)), dtype=np.int64)
+                for a, cin in enumerate(cs):
+                    for b, cout in enumerate(cd):
+                        ids[a, b] = uid((layer.type_key, cin, cout))
             tables.append(ids)
         return keys, tables
 
+    def layer_table(self, i: int, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Entries of layer i's table (``values``, shaped like its unknown ids) at the
+        choice indices ``idx`` (K, n_vars) of K configurations."""
+        if self.src(i) == self.dst(i):
+            return values[idx[:, self.src(i)]]
+        return values[idx[:, self.src(i)], idx[:, self.dst(i)]]
+
+    def cost_terms(self, tables: Sequence[np.ndarray]
+                   ) -> tuple[list[np.ndarray], list[tuple[tuple[int, int], np.ndarray]]]:
+        """Per-layer tables as terms of the width graph: a unary vector per variable (the
+        layers with src == dst) and pairwise ((src, dst), matrix) terms."""
+        unary = [np.zeros(len(c)) for c in self.choices]
+        pairwise = []
+        for i, t in enumerate(tables):
+            t = np.asarray(t, dtype=np.float64)
+            if self.src(i) == self.dst(i):
+                unary[self.src(i)] = unary[self.src(i)] + t
+            else:
+                pairwise.append(((self.src(i), self.dst(i)), t))
+        return unary, pairwise
+
     def layer_flops(self, i: int, cin: int, cout: int) -> float:
-        """Multiply-accumulates of layer i at widths (cin, cout), per image."""
-        layer = self.layers[i]
-        r_out = layer.out_res
-        if layer.op == "conv":
-            return float(layer.kernel**2 * cin * cout * r_out**2)
-        if layer.op == "dwsep":
-            return float(layer.kernel**2 * cin * r_out**2 + cin * cout * r_out**2)
-        if layer.op == "linear":
-            return float(cin * cout + cin * layer.in_res**2)
-        raise SpaceError(f"unknown op '{layer.op}'")
+        """Multiply-accumulates of layer i at widths (cin, cout), per image (see
+        ``aows.nn.ops``: residual additions and max pooling count 0)."""
+        from aows.nn.ops import get_op  # the op owns its FLOPs, beside its builders
+        return float(get_op(self.layers[i].op).flops(self.layers[i], cin, cout))
 
     def flops(self, config: Sequence[int]) -> float:
         w = self.full_widths(config)
-        return sum(self.layer_flops(i, w[i], w[i + 1]) for i in range(self.n_layers))
+        return sum(self.layer_flops(i, w[self.src(i)], w[self.dst(i)])
+                   for i in range(self.n_layers))
 
     # ------------------------------------------------------------ identity
     def describe(self) -> dict:
         """JSON-able description: enough to rebuild and to check compatibility."""
-        return {
+        out = {
             "name": self.name,
             "params": dict(self.params),
-            "layers": [asdict(layer) for layer in self.layers],
+            "layers": [layer.describe() for layer in self.layers],
             "choices": [list(c) for c in self.choices],
             "base_widths": list(self.base_widths) if self.base_widths else None,
         }
+        if self.var_names is not None:
+            out["var_names"] = list(self.var_names)
+        return out
 
     def fingerprint(self) -> str:
         ident = {k: v for k, v in self.describe().items() if k in ("layers", "choices")}
@@ -240,6 +388,7 @@ class SearchSpace:
                 choices=tuple(tuple(int(w) for w in c) for c in desc["choices"]),
                 params=dict(desc.get("params", {})),
                 base_widths=tuple(desc["base_widths"]) if desc.get("base_widths") else None,
+                var_names=tuple(desc["var_names"]) if desc.get("var_names") else None,
             )
         except (KeyError, TypeError) as err:
             raise SpaceError(f"malformed search-space description: {err}") from None
@@ -247,11 +396,71 @@ class SearchSpace:
     def check_same(self, other: SearchSpace, what: str = "file") -> None:
         """Raise if ``other`` is not this space (same layers and choices)."""
         if self.fingerprint() != other.fingerprint():
+            hint = ""
+            if other.params.get("classes") != self.params.get("classes"):
+                hint = (f" (classes {other.params.get('classes')} there, "
+                        f"{self.params.get('classes')} here: --classes)")
             raise SpaceError(
                 f"the {what} was made for space '{other.name}' {other.params or ''} but "
-                f"'{self.name}' {self.params or ''} was requested; use the matching "
-                f"--space/--resolution or regenerate the {what}"
+                f"'{self.name}' {self.params or ''} was requested{hint}; use the matching "
+                f"--space/--resolution/--classes or regenerate the {what}"
             )
+
+
+def _check_graph(space: SearchSpace) -> None:
+    """Dataflow and widths of a graph space: every layer names its variables, reads
+    layers defined before it, and its input width and resolution match what it reads."""
+    n = space.n_vars
+    out_of: dict[str, tuple[int, int]] = {}  # layer name -> (width variable, resolution)
+    for i, layer in enumerate(space.layers):
+        where = f"layer '{layer.name}'"
+        if layer.op not in OPS:
+            raise SpaceError(f"{where}: unknown op '{layer.op}'; known ops: {list(OPS)}")
+        if layer.act not in ACTS:
+            raise SpaceError(f"{where}: unknown activation '{layer.act}'; use one of {ACTS}")
+        if layer.src is None or layer.dst is None:
+            raise SpaceError(f"{where}: a graph space gives every layer its src and dst "
+                             "width variables")
+        for v in (layer.src, layer.dst):
+            if not 0 <= v < n:
+                raise SpaceError(f"{where}: width variable {v} does not exist "
+                                 f"(the space has {n})")
+        if layer.name in out_of or layer.name == "image":
+            raise SpaceError(f"{where}: two layers have this name; names must be unique")
+        if layer.op in TIED_OPS and layer.src != layer.dst:
+            raise SpaceError(f"{where}: a {layer.op} keeps its width, so its input and "
+                             "output must be the same width variable")
+        if layer.op == "linear" and i != space.n_layers - 1:
+            raise SpaceError(f"{where}: the linear classifier must be the last layer")
+        inputs = layer.inputs or ((space.layers[i - 1].name,) if i else ("image",))
+        if layer.op != "add" and len(inputs) != 1:
+            raise SpaceError(f"{where}: a {layer.op} reads one tensor, got {list(inputs)}; "
+                             "sum tensors with an 'add' layer")
+        if layer.op == "add" and len(inputs) < 2:
+            raise SpaceError(f"{where}: an add needs at least two inputs")
+        for name in inputs:
+            if name == "image":
+                got = (layer.src, space.layers[0].in_res)
+                if len(space.choices[layer.src]) != 1:
+                    raise SpaceError(f"{where}: reads the image, whose channels are fixed, "
+                                     "so its input variable needs exactly one choice")
+            elif name in out_of:
+                got = out_of[name]
+            else:
+                raise SpaceError(f"{where}: reads '{name}', which is not a layer defined "
+                                 "before it (layers are listed in execution order)")
+            if got[0] != layer.src:
+                raise SpaceError(f"{where}: reads '{name}', whose width is variable "
+                                 f"'{space.names[got[0]]}', but its input is variable "
+                                 f"'{space.names[layer.src]}'; tie them (one variable)")
+            if got[1] != layer.in_res:
+                raise SpaceError(f"{where}: reads '{name}' at {got[1]} px but expects "
+                                 f"{layer.in_res} px")
+        out_of[layer.name] = (layer.dst, layer.out_res)
+    last = space.layers[-1]
+    if len(space.choices[last.dst]) != 1:
+        raise SpaceError(f"the last layer '{last.name}' writes the network's output: its "
+                         "width variable (the classes) needs exactly one choice")
 
 
 # --------------------------------------------------------------------- registry
@@ -264,9 +473,15 @@ def register_space(fn: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]
 
 
 def get_space(name: str, **params) -> SearchSpace:
-    if name not in SPACES:
-        raise SpaceError(f"unknown search space '{name}'; available: {sorted(SPACES)}")
+    """A built-in space by name, or a space file (``*.yaml``/``*.yml``) by path; ``params``
+    that are None keep the space's defaults."""
     params = {k: v for k, v in params.items() if v is not None}
+    if name.endswith((".yaml", ".yml")):
+        from aows.spaces import load_space_file
+        return load_space_file(name, **params)
+    if name not in SPACES:
+        raise SpaceError(f"unknown search space '{name}'; available: {sorted(SPACES)}, or a "
+                         "space file (.yaml)")
     return SPACES[name](**params)
 
 
@@ -310,6 +525,24 @@ def mobilenet_v1(min_width: float = 0.2, max_width: float = 1.5, levels: int = 1
     return SearchSpace("mobilenet_v1", tuple(layers), tuple(choices), params, tuple(bases))
 
 
+def describe_variables(space: SearchSpace) -> list[dict]:
+    """Every width variable in order: name, choices, fixed or searchable, its 1.0x width,
+    and the layers that touch it (role "in", "out", or "tied" when it is both)."""
+    base = dict(zip(space.searchable, space.base_widths or ()))
+    rows = [{"name": n, "choices": list(c), "fixed": v not in space.searchable,
+             "base_width": base.get(v), "layers": []}
+            for v, (n, c) in enumerate(zip(space.names, space.choices))]
+    for i, layer in enumerate(space.layers):
+        s, d = space.src(i), space.dst(i)
+        entry = {"layer": layer.name, "op": layer.op}
+        if s == d:
+            rows[s]["layers"].append({**entry, "role": "tied"})
+        else:
+            rows[s]["layers"].append({**entry, "role": "in"})
+            rows[d]["layers"].append({**entry, "role": "out"})
+    return rows
+
+
 def parse_config(text: str) -> tuple[int, ...]:
     """Parse "8,16,48" or "8 16 48" into widths."""
     parts = text.replace(",", " ").split()
@@ -318,3 +551,6 @@ def parse_config(text: str) -> tuple[int, ...]:
     except ValueError:
         raise SpaceError(f"could not read configuration '{text}': give comma-separated "
                          "integer widths, e.g. 8,16,48,...") from None
+
+
+from aows import spaces as _spaces  # noqa: E402,F401  (registers the residual spaces)

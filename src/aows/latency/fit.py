@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from aows.errors import AowsError
 from aows.latency.model import LatencyModel
 from aows.latency.store import Samples
-from aows.space import LayerSpec, SearchSpace
+from aows.space import TIED_OPS, LayerSpec, SearchSpace
 
 DEFAULT_K = 100.0
 DEFAULT_SMOOTH = 1.0
@@ -39,7 +39,7 @@ SMOOTH_GRID = (0.0, 0.1, 1.0, 10.0, 100.0)
 def design_matrix(space: SearchSpace, configs: Sequence[Sequence[int]]) -> sp.csr_matrix:
     keys, ids = space.unknowns()
     idx = space.indices_many(configs)
-    cols = np.stack([ids[e][idx[:, e], idx[:, e + 1]] for e in range(space.n_layers)], axis=1)
+    cols = np.stack([space.layer_table(e, ids[e], idx) for e in range(space.n_layers)], axis=1)
     rows = np.repeat(np.arange(idx.shape[0]), space.n_layers)
     data = np.ones(rows.size)
     return sp.csr_matrix((data, (rows, cols.ravel())), shape=(idx.shape[0], len(keys)))
@@ -57,9 +57,12 @@ def monotonicity_matrix(space: SearchSpace) -> sp.csr_matrix:
     groups: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     for v, (tkey, cin, cout) in enumerate(keys):
         s = specs[tkey]
-        groups[("out", tkey, cin)].append((cout, v))
-        groups[("in", tkey, cout)].append((cin, v))
-        groups[("res", s.op, s.kernel, s.stride, s.bias, cin, cout)].append((s.in_res, v))
+        if s.op in TIED_OPS:  # one width: neighbours along it
+            groups[("tied", tkey)].append((cin, v))
+        else:
+            groups[("out", tkey, cin)].append((cout, v))
+            groups[("in", tkey, cout)].append((cin, v))
+        groups[("res", s.op, s.kernel, s.stride, s.bias, s.act, cin, cout)].append((s.in_res, v))
     rows, cols, vals = [], [], []
     r = 0
     for members in groups.values():
@@ -75,8 +78,12 @@ def monotonicity_matrix(space: SearchSpace) -> sp.csr_matrix:
 def smoothness_matrix(space: SearchSpace) -> sp.csr_matrix:
     """Second divided differences (scaled to ms) along c_out and c_in of every table."""
     keys, _ = space.unknowns()
+    specs = _specs(space)
     groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
     for v, (tkey, cin, cout) in enumerate(keys):
+        if specs[tkey].op in TIED_OPS:
+            groups[("tied", tkey)].append((cin, v))
+            continue
         groups[("out", tkey, cin)].append((cout, v))
         groups[("in", tkey, cout)].append((cin, v))
     rows, cols, vals = [], [], []
@@ -93,13 +100,11 @@ def smoothness_matrix(space: SearchSpace) -> sp.csr_matrix:
 
 
 def flops_vector(space: SearchSpace) -> np.ndarray:
-    keys, ids = space.unknowns()
-    f = np.zeros(len(keys))
-    for e in range(space.n_layers):
-        for a, cin in enumerate(space.choices[e]):
-            for b, cout in enumerate(space.choices[e + 1]):
-                f[ids[e][a, b]] = space.layer_flops(e, cin, cout)
-    return f
+    keys, _ = space.unknowns()
+    first = {}
+    for i, layer in enumerate(space.layers):
+        first.setdefault(layer.type_key, i)
+    return np.array([space.layer_flops(first[tkey], cin, cout) for tkey, cin, cout in keys])
 
 
 def _flops_init(A: sp.csr_matrix, y: np.ndarray, f: np.ndarray, n_layers: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from torch import nn
 from tqdm import tqdm
 
 from aows.latency.backends import Target
@@ -18,6 +19,17 @@ from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
 from aows.nn import build_layer, layer_input_shape
 from aows.space import SearchSpace
+
+
+class _Repeat(nn.Module):
+    """Feeds one input n times to a layer that reads n tensors (a residual add)."""
+
+    def __init__(self, mod: nn.Module, n: int):
+        super().__init__()
+        self.mod, self.n = mod, n
+
+    def forward(self, x):
+        return self.mod(*([x] * self.n))
 
 
 def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
@@ -37,8 +49,11 @@ def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
         for v in chunk:
             tkey, cin, cout = keys[v]
             i = first[tkey]
-            runners.append(backend.prepare(build_layer(space.layers[i], cin, cout),
-                                           layer_input_shape(space, i, cin, target.batch_size)))
+            mod = build_layer(space.layers[i], cin, cout)
+            if len(space.layers[i].inputs) > 1:  # an add: timed on copies of one tensor
+                mod = _Repeat(mod, len(space.layers[i].inputs))
+            runners.append(backend.prepare(mod, layer_input_shape(space, i, cin,
+                                                                  target.batch_size)))
         secs, _ = timer.timer(runners, np.random.default_rng([protocol.seed, start]))
         x[list(chunk)] = secs * 1e3 / target.batch_size
         bar.update(len(chunk))

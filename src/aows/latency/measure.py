@@ -18,8 +18,7 @@ from aows.space import SearchSpace
 
 
 def input_shape(space: SearchSpace, batch: int) -> tuple[int, ...]:
-    res = space.layers[0].in_res
-    return (batch, space.choices[0][0], res, res)
+    return space.input_shape(batch)
 
 
 class Timer:

@@ -1,8 +1,12 @@
-"""The latency model file: per-layer pairwise tables of predicted ms/image.
+"""The latency model file: per-layer tables of predicted ms/image.
 
-JSON layout (readable by other tools): ``"tables"`` holds one matrix per layer in chain
-order, indexed [input-width choice][output-width choice] in the space's order; the
-first layer's matrix has one row (its input is the image), the classifier's one column.
+JSON layout (readable by other tools): ``"tables"`` holds one table per layer in the
+space's layer order: a matrix indexed [input-width choice][output-width choice] of the
+layer's input and output width variables, in the space's order of choices, or, for a
+layer whose input and output are one variable (a depthwise conv, a residual addition,
+a pooling), a list indexed by that variable's choice. In a chain the first layer's
+matrix has one row (its input is the image), the classifier's one column. Format
+version 2 adds those lists and graph spaces; version 1 files (chains) read unchanged.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 class LatencyModel:
-    """Additive latency model: latency(c) = sum_i table_i[c_i, c_i+1] (ms/image)."""
+    """Additive latency model: latency(c) = sum_i table_i[c_src(i), c_dst(i)] (ms/image)."""
 
     def __init__(self, space: SearchSpace, tables: Sequence[np.ndarray], kind: str = "blackbox",
                  meta: dict | None = None):
@@ -50,11 +54,16 @@ class LatencyModel:
         if len(tables) != space.n_layers:
             raise ModelFileError(f"{len(tables)} tables for a space of {space.n_layers} layers")
         for i, t in enumerate(tables):
-            want = (len(space.choices[i]), len(space.choices[i + 1]))
+            src, dst = space.src(i), space.dst(i)
+            want = ((len(space.choices[src]),) if src == dst else
+                    (len(space.choices[src]), len(space.choices[dst])))
             if t.shape != want:
                 raise ModelFileError(f"table of layer {i} has shape {t.shape}, expected {want}")
             if not np.all(np.isfinite(t)):
                 raise ModelFileError(f"table of layer {i} has non-finite entries")
+            if np.any(t < 0):
+                raise ModelFileError(f"table of layer {i} ('{space.layers[i].name}') has "
+                                     "negative latencies; refit the model")
         self.space, self.tables, self.kind, self.meta = space, tables, kind, dict(meta or {})
 
     @classmethod
@@ -70,16 +79,24 @@ class LatencyModel:
         idx = self.space.indices_many(configs)
         total = np.zeros(idx.shape[0])
         for i, t in enumerate(self.tables):
-            total += t[idx[:, i], idx[:, i + 1]]
+            total += self.space.layer_table(i, t, idx)
         return total
 
     def per_layer(self, config: Sequence[int]) -> np.ndarray:
-        idx = self.space.indices(config)
-        return np.array([t[idx[i], idx[i + 1]] for i, t in enumerate(self.tables)])
+        idx = self.space.indices(config)[None]
+        return np.array([self.space.layer_table(i, t, idx)[0]
+                         for i, t in enumerate(self.tables)])
 
     def cost_chain(self) -> Chain:
-        """The latency as a chain over all width nodes (for the search)."""
+        """The latency as a chain over all width variables (for the search of a chain)."""
         return Chain(None, self.tables)
+
+    def cost_graph(self):
+        """The latency as a width graph (``aows.graph.WidthGraph``): unary terms from the
+        layers whose input and output are one variable, pairwise terms from the others."""
+        from aows.graph import WidthGraph
+        unary, pairwise = self.space.cost_terms(self.tables)
+        return WidthGraph(unary, pairwise)
 
     @property
     def anchor_ref_ms(self) -> float | None:
@@ -99,7 +116,8 @@ class LatencyModel:
 
     # ---------------------------------------------------------------- I/O
     def to_json(self) -> dict:
-        return {"aows": "latency-model", "version": 1, "kind": self.kind, "unit": "ms/image",
+        return {"aows": "latency-model", "version": 1 if self.space.is_chain else 2,
+                "kind": self.kind, "unit": "ms/image",
                 "space": self.space.describe(), **self.meta,
                 "tables": [np.round(t, 7).tolist() for t in self.tables]}
 
@@ -124,7 +142,10 @@ class LatencyModel:
             meta = {k: v for k, v in obj.items()
                     if k not in ("aows", "version", "kind", "unit", "space", "tables")}
             model = cls(own, obj["tables"], obj.get("kind", "blackbox"), meta)
-        except (KeyError, SpaceError) as err:
+        except KeyError as err:
+            raise ModelFileError(f"latency model {path} has no {err} field; make it with "
+                                 "`aows latency fit`") from None
+        except (SpaceError, ValueError) as err:
             raise ModelFileError(f"latency model {path}: {err}") from None
         if space is not None:
             model.check_space(space)

@@ -2,7 +2,8 @@
 
 Biased sampling (seed section A): N(v) counts how often unknown v has been timed;
 with M = min_v N(v), the next configuration maximises the number of layers whose
-(c_i, c_i+1) unknown has N = M, found exactly by Viterbi on the chain.
+(c_i, c_i+1) unknown has N = M, found exactly by Viterbi on the chain, or by max-sum on
+the width graph of a residual space (every layer a term between its two variables).
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ class BiasedSampler:
             self.update(cfg)
 
     def update(self, config: Sequence[int]) -> None:
-        idx = self.space.indices(config)
+        idx = self.space.indices(config)[None]
         for e, ids in enumerate(self.ids):
-            self.counts[ids[idx[e], idx[e + 1]]] += 1
+            self.counts[self.space.layer_table(e, ids, idx)[0]] += 1
 
     def propose(self) -> tuple[int, ...]:
         m = self.counts.min()
         hit = [(self.counts[ids] == m).astype(np.float64) for ids in self.ids]
-        idx, _ = Chain(None, hit).viterbi()
+        if self.space.is_chain:
+            idx, _ = Chain(None, hit).viterbi()
+        else:
+            from aows.graph import WidthGraph
+            idx, _ = WidthGraph(*self.space.cost_terms(hit)).maxsum()
         return self.space.config_from_indices(idx)
 
     def next(self) -> tuple[int, ...]:

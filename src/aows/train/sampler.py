@@ -2,7 +2,7 @@
 
 AOWS samples p_T(c) ~ exp((sum_i u_i(c_i) - gamma * latency(c)) / T) with the current
 unaries and the gamma of the budget (the Lagrangian decode of those unaries), on the
-same chain as the search (method.md section 3).
+same chain or width graph as the search (the paper's Section 3.3).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import numpy as np
 
 from aows.chain import Chain
 from aows.latency.model import LatencyModel
-from aows.search import Problem
+from aows.search import Problem, score_terms
 from aows.space import SearchSpace
 
 
-def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float
-               ) -> tuple[Chain, float]:
-    """The chain of u - gamma * latency, with gamma from the Lagrangian decode.
+def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float):
+    """The chain (or width graph) of u - gamma * latency, gamma from the Lagrangian decode.
 
     The decode returns the breakpoint gamma, where the feasible hull vertex ties with
     the infeasible one; a gamma just above it (as bisection's feasible end) makes the
@@ -27,8 +26,13 @@ def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float
     """
     problem = Problem(model, list(unaries))
     gamma = float(problem.budget_problem.lagrangian(budget).gamma or 0.0) * (1 + 1e-6)
-    nodes = [np.zeros(1), *problem.unaries, np.zeros(1)]
-    return Chain(nodes, [-gamma * t for t in model.tables]), gamma
+    space = model.space
+    nodes = score_terms(space, problem.unaries)
+    if space.is_chain:
+        return Chain(nodes, [-gamma * t for t in model.tables]), gamma
+    from aows.graph import WidthGraph
+    unary, pairwise = space.cost_terms([-gamma * t for t in model.tables])
+    return WidthGraph([a + b for a, b in zip(nodes, unary)], pairwise), gamma
 
 
 def sample_configs(rng: np.random.Generator, n: int, space: SearchSpace,
@@ -43,4 +47,4 @@ def sample_configs(rng: np.random.Generator, n: int, space: SearchSpace,
     if model is None or unaries is None or budget is None:
         raise ValueError("AOWS sampling needs a latency model, unaries and a budget")
     chain, _ = aows_chain(model, unaries, budget)
-    return chain.sample(rng, n, temperature, method)[:, 1:-1]
+    return chain.sample(rng, n, temperature, method)[:, list(space.searchable)]

@@ -1,0 +1,843 @@
+"""Width graphs: the chain solvers of ``aows.chain`` on pairwise MRFs of small treewidth.
+
+AOWS scores a width configuration c with a pairwise MRF (paper, Sec. 3: unary scores
+per width from the slimmable supernet, pairwise latency terms per layer) and decodes it
+by dynamic programming; for a plain network the MRF is a chain. Residual networks tie
+widths: the output width S of a stage is shared by every block of that stage, so the
+decision graph is a hub with triangles (S - a - b - S for a bottleneck block with inner
+widths a, b) rather than a chain. Its treewidth stays small (2 for ResNet-50), so the same
+exact computations still run in polynomial time by variable elimination:
+
+- max-sum (the paper's Viterbi decode) with argmax back-tracking;
+- log-space sum-product (marginals and exact joint samples of p_T(c) ~ exp(score / T),
+  the distribution AOWS samples from, Sec. 4);
+- the latency-constrained decode (Sec. 3): the Lagrangian relaxation, walked exactly on
+  the upper convex hull (code shared with the chain), and the exact budgeted optimum
+  with no duality gap, by multi-objective bucket elimination (Pareto sets of
+  (cost, score) labels per separator assignment, pruned by budget and Lagrangian bounds).
+
+Elimination order: greedy min-fill (ties: min degree, then index). A variable's bucket
+holds its own terms and its children's messages over its scope {v} U separator(v);
+separators larger than ``MAX_WIDTH`` are refused with a ``GraphError`` (never solved
+approximately). Variables with one choice are folded into their neighbours' unaries.
+Everything is numpy on dense bucket tables, no torch and no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from aows.chain import NEG, BudgetError, Decoded, LagrangianProblem, _gumbel_argmax
+from aows.errors import AowsError
+
+MAX_WIDTH = 3
+
+
+class GraphError(AowsError, ValueError):
+    """A width graph that cannot be solved exactly here (e.g. its treewidth is too large)."""
+
+
+# ================================================================= structure
+def _min_fill_order(n: int, edges: Iterable[tuple[int, int]],
+                    fresh_first: bool = False) -> tuple[list[int], list[set]]:
+    """Greedy min-fill elimination order (ties: fewest neighbours, then lowest index) and
+    every variable's separator: its neighbours, fill-in included, when it is eliminated.
+
+    ``fresh_first`` adds a tie-break before the index: the variable into which fewer
+    eliminated variables have flowed. Max-sum does not care, but the Pareto label sets
+    grow with the part of the graph already summarised in a bucket: a stage width that
+    carries its blocks' labels should be eliminated when its separator is smallest,
+    after the fresh inner widths next to it (ResNet: scope (S1, S2), not (S1, a, S2))."""
+    adj = [set() for _ in range(n)]
+    for i, j in edges:
+        adj[i].add(j)
+        adj[j].add(i)
+    alive = set(range(n))
+    order: list[int] = []
+    seps: list[set] = [set() for _ in range(n)]
+    mass = [0] * n
+    while alive:
+        best = None
+        for v in alive:
+            nb = sorted(adj[v])
+            fill = sum(1 for a, b in itertools.combinations(nb, 2) if b not in adj[a])
+            key = (fill, len(nb), mass[v] if fresh_first else 0, v)
+            if best is None or key < best:
+                best = key
+        v = best[-1]
+        for a, b in itertools.combinations(adj[v], 2):
+            adj[a].add(b)
+            adj[b].add(a)
+        for a in adj[v]:
+            adj[a].discard(v)
+        seps[v] = set(adj[v])
+        for a in seps[v]:
+            mass[a] += 1 + mass[v]
+        adj[v] = set()
+        order.append(v)
+        alive.remove(v)
+    return order, seps
+
+
+def _reduce_max(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return np.max(x, axis=axes) if axes else x
+
+
+def _reduce_lse(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    if not axes:
+        return x
+    m = np.max(x, axis=axes, keepdims=True)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.log(np.sum(np.exp(x - safe), axis=axes, keepdims=True)) + safe
+    s = np.where(np.isneginf(m), NEG, s)
+    return np.squeeze(s, axis=axes)
+
+
+class _Plan:
+    """The bucket tree of one elimination order, shared by every pass.
+
+    Buckets 0..n-1 are the variables; bucket ``n`` is a virtual root with an empty scope
+    whose children are the roots of the connected components, so a disconnected graph
+    is one tree (the other components' totals reach a component as its outside message).
+    Scopes are ordered by elimination position, v first: a child's separator is then a
+    subsequence of its parent's scope, and a message broadcasts into the parent's table
+    by a plain reshape, with no transpose.
+    """
+
+    def __init__(self, sizes: np.ndarray, edges: set[tuple[int, int]],
+                 fresh_first: bool = False):
+        n = len(sizes)
+        self.n, self.sizes = n, sizes
+        order, seps = _min_fill_order(n, edges, fresh_first)
+        self.order = order
+        self.pos = np.empty(n, dtype=np.int64)
+        self.pos[order] = np.arange(n)
+        self.sep = [tuple(sorted(seps[v], key=lambda u: self.pos[u])) for v in range(n)]
+        self.width = max((len(s) for s in self.sep), default=0)
+        if self.width > MAX_WIDTH:
+            v = max(range(n), key=lambda u: (len(self.sep[u]), -self.pos[u]))
+            raise GraphError(
+                f"the width graph has induced width {self.width} (variable {v} is eliminated "
+                f"together with variables {list(self.sep[v])}), above MAX_WIDTH = {MAX_WIDTH}: "
+                "it is not solved exactly here, and no approximation is made; tie fewer "
+                "widths together or split the graph into smaller searches")
+        root = n
+        self.root = root
+        self.scope = [(v, *self.sep[v]) for v in range(n)] + [()]
+        self.shape = [tuple(int(sizes[u]) for u in sc) for sc in self.scope]
+        self.parent = [self.sep[v][0] if self.sep[v] else root for v in range(n)] + [-1]
+        self.children: list[list[int]] = [[] for _ in range(n + 1)]
+        for v in order:
+            self.children[self.parent[v]].append(v)
+        # how a child's message (axes = its separator) broadcasts into its parent's scope,
+        # and which of the parent's axes the outside message to the child sums out
+        self.bshape: list[tuple[int, ...]] = [()] * (n + 1)
+        self.raxes: list[tuple[int, ...]] = [()] * (n + 1)
+        for c in range(n):
+            ps = self.scope[self.parent[c]]
+            sc = set(self.sep[c])
+            self.bshape[c] = tuple(int(sizes[u]) if u in sc else 1 for u in ps)
+            self.raxes[c] = tuple(k for k, u in enumerate(ps) if u not in sc)
+        # shape that puts a bucket's outside message (axes = separator) under its scope
+        self.oshape = [(1, *self.shape[v][1:]) for v in range(n)] + [()]
+        self.up = order + [root]
+        self.down = [root] + order[::-1]
+        self._proj: dict[tuple, np.ndarray] = {}  # projections, for _LabelRun
+
+    # --------------------------------------------------------------- tables
+    def local_terms(self, unary: Sequence[np.ndarray],
+                    pairs: Mapping[tuple[int, int], np.ndarray]) -> list[tuple]:
+        """Per variable's bucket: (its unary, {u: table (S_v, S_u)} of the pairwise terms
+        it holds, those whose earlier-eliminated end it is). A term touching a one-choice
+        variable is a unary of its other end (folded), so it adds nothing to the
+        structure."""
+        sizes = self.sizes
+        uni = [np.array(u, dtype=np.float64) for u in unary]
+        held: list[dict[int, np.ndarray]] = [{} for _ in range(self.n)]
+        for (i, j), t in pairs.items():
+            if sizes[j] == 1:
+                uni[i] = uni[i] + t[:, 0]
+            elif sizes[i] == 1:
+                uni[j] = uni[j] + t[0, :]
+            else:
+                b, o, t = (i, j, t) if self.pos[i] < self.pos[j] else (j, i, t.T)
+                held[b][o] = held[b][o] + t if o in held[b] else t
+        return [(uni[v], held[v]) for v in range(self.n)]
+
+    def local_tables(self, terms: list[tuple]) -> list[np.ndarray]:
+        """Dense table over each bucket's scope of its local terms; the root's is 0."""
+        tabs = []
+        for v, (u, held) in enumerate(terms):
+            scope, sizes = self.scope[v], self.sizes
+            t = np.zeros(self.shape[v]) + u.reshape((-1,) + (1,) * (len(scope) - 1))
+            for o, p in held.items():
+                shp = [1] * len(scope)
+                shp[0], shp[scope.index(o)] = sizes[v], sizes[o]
+                t = t + p.reshape(shp)
+            tabs.append(t)
+        return tabs + [np.zeros(())]
+
+    # --------------------------------------------------------------- passes
+    def upward(self, local: list[np.ndarray], reduce) -> tuple[list, list]:
+        """Bucket tables (local terms plus children's messages) and messages (the table
+        with the bucket's variable reduced out); the root's table is the total."""
+        tables: list = [None] * (self.n + 1)
+        msgs: list = [None] * (self.n + 1)
+        for b in self.up:
+            t = local[b]
+            for c in self.children[b]:
+                t = t + msgs[c].reshape(self.bshape[c])
+            tables[b] = t
+            msgs[b] = reduce(t, (0,)) if b != self.root else t
+        return tables, msgs
+
+    def downward(self, local: list[np.ndarray], msgs: list, reduce) -> list:
+        """Outside messages: for every bucket, the reduction of every term outside its
+        subtree, as a table over its separator. The sum over the other children is
+        taken from prefix and suffix sums (no subtraction, which -inf would break)."""
+        out: list = [None] * (self.n + 1)
+        out[self.root] = np.zeros(())
+        for b in self.down:
+            kids = self.children[b]
+            if not kids:
+                continue
+            base = local[b] + out[b].reshape(self.oshape[b])
+            exps = [msgs[c].reshape(self.bshape[c]) for c in kids]
+            pre = [base]
+            for e in exps[:-1]:
+                pre.append(pre[-1] + e)
+            suf = None
+            for j in range(len(kids) - 1, -1, -1):
+                excl = pre[j] if suf is None else pre[j] + suf
+                out[kids[j]] = reduce(excl, self.raxes[kids[j]])
+                suf = exps[j] if suf is None else suf + exps[j]
+        return out
+
+    def maxsum(self, local: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """Best assignment and its value; ties go to the lowest index of each variable
+        given its separator."""
+        msgs: list = [None] * (self.n + 1)
+        arg: list = [None] * self.n
+        for v in self.order:
+            t = local[v]
+            for c in self.children[v]:
+                t = t + msgs[c].reshape(self.bshape[c])
+            arg[v] = t.argmax(axis=0)
+            msgs[v] = t.max(axis=0)
+        total = float(sum(msgs[r] for r in self.children[self.root]))
+        x = np.zeros(self.n, dtype=np.int64)
+        for v in self.order[::-1]:
+            x[v] = arg[v][tuple(x[s] for s in self.sep[v])]
+        return x, total
+
+
+# ================================================================ the graph
+class WidthGraph:
+    """Pairwise MRF over width choices: variables 0..n-1 with ``sizes[v]`` choices.
+
+    ``unary[v]`` has shape (S_v,); each pairwise term ((i, j), table) has i != j and shape
+    (S_i, S_j). Several terms on the same pair, in either orientation, are summed.
+    Entries may be -inf (forbidden configurations); NaN and +inf are refused. The score
+    of an assignment c is sum_v unary[v][c_v] + sum_(i,j) pairwise[i,j][c_i, c_j].
+    """
+
+    def __init__(self, unary: Sequence[np.ndarray],
+                 pairwise: Mapping[tuple[int, int], np.ndarray]
+                 | Iterable[tuple[tuple[int, int], np.ndarray]] = ()):
+        unary = [np.asarray(u, dtype=np.float64).reshape(-1) for u in unary]
+        if not unary:
+            raise ValueError("a width graph needs at least one variable")
+        for v, u in enumerate(unary):
+            if u.size == 0:
+                raise ValueError(f"variable {v} has no choices")
+            if np.any(np.isnan(u)) or np.any(np.isposinf(u)):
+                raise ValueError(f"unary table of variable {v} has NaN or +inf entries")
+        self.n = len(unary)
+        self.sizes = np.array([u.size for u in unary], dtype=np.int64)
+        items = pairwise.items() if isinstance(pairwise, Mapping) else pairwise
+        pairs: dict[tuple[int, int], np.ndarray] = {}
+        for key, table in items:
+            i, j = (int(k) for k in key)
+            if i == j or not (0 <= i < self.n and 0 <= j < self.n):
+                raise ValueError(f"pairwise term ({i}, {j}) needs two different variables "
+                                 f"among 0..{self.n - 1}")
+            t = np.asarray(table, dtype=np.float64)
+            if t.shape != (self.sizes[i], self.sizes[j]):
+                raise ValueError(f"pairwise term ({i}, {j}) has shape {t.shape}, expected "
+                                 f"{(int(self.sizes[i]), int(self.sizes[j]))}")
+            if np.any(np.isnan(t)) or np.any(np.isposinf(t)):
+                raise ValueError(f"pairwise term ({i}, {j}) has NaN or +inf entries")
+            if i > j:
+                i, j, t = j, i, t.T
+            pairs[(i, j)] = pairs[(i, j)] + t if (i, j) in pairs else t.copy()
+        self._unary = unary
+        self._pairs = dict(sorted(pairs.items()))
+        self._order: tuple[list[int], list[set]] | None = None
+        self._plan: _Plan | None = None
+
+    # ---------------------------------------------------------------- views
+    @property
+    def unary(self) -> list[np.ndarray]:
+        return [u.copy() for u in self._unary]
+
+    @property
+    def pairwise(self) -> dict[tuple[int, int], np.ndarray]:
+        """The summed pairwise tables, one per pair (i < j), shape (S_i, S_j)."""
+        return {k: t.copy() for k, t in self._pairs.items()}
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        return list(self._pairs)
+
+    def _structure(self) -> set[tuple[int, int]]:
+        """Edges that constrain elimination: one-choice variables are folded away."""
+        return {(i, j) for i, j in self._pairs if self.sizes[i] > 1 and self.sizes[j] > 1}
+
+    def order(self) -> list[int]:
+        """Elimination order: greedy min-fill (ties: min degree, then index) on the
+        interaction graph, edges to one-choice variables left out (they are folded)."""
+        if self._order is None:
+            self._order = _min_fill_order(self.n, self._structure())
+        return list(self._order[0])
+
+    def width(self) -> int:
+        """Induced width of ``order()``: the largest separator size (1 for a chain or a
+        tree, 2 for triangles sharing a hub)."""
+        self.order()
+        return max((len(s) for s in self._order[1]), default=0)
+
+    def plan(self) -> _Plan:
+        if self._plan is None:
+            self._plan = _Plan(self.sizes, self._structure())
+        return self._plan
+
+    def _local(self, scale: float = 1.0) -> list[np.ndarray]:
+        plan = self.plan()
+        tabs = plan.local_tables(plan.local_terms(self._unary, self._pairs))
+        return tabs if scale == 1.0 else [t * scale for t in tabs]
+
+    # --------------------------------------------------------------- scores
+    def scores(self, idx: np.ndarray) -> np.ndarray:
+        """Scores of many assignments, idx of shape (K, n) choice indices."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.ndim != 2 or idx.shape[1] != self.n:
+            raise ValueError(f"expected assignments of shape (K, {self.n}), got {idx.shape}")
+        if np.any(idx >= self.sizes[None]) or np.any(idx < 0):
+            raise IndexError("choice index out of range")
+        total = np.zeros(idx.shape[0])
+        for v, u in enumerate(self._unary):
+            total = total + u[idx[:, v]]
+        for (i, j), t in self._pairs.items():
+            total = total + t[idx[:, i], idx[:, j]]
+        return total
+
+    def score(self, idx: Sequence[int]) -> float:
+        return float(self.scores(np.asarray(idx)[None])[0])
+
+    # ------------------------------------------------------------- decoding
+    def maxsum(self) -> tuple[np.ndarray, float]:
+        """Best assignment and its score (the paper's Viterbi decode, Sec. 3, by variable
+        elimination with argmax back-tracking)."""
+        return self.plan().maxsum(self._local())
+
+    def marginals(self, temperature: float = 1.0) -> list[np.ndarray]:
+        """Per-variable marginals of p_T(c) ~ exp(score(c) / T): sum-product up the bucket
+        tree, outside messages down, all in log space (stable for tiny T and -inf)."""
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        plan = self.plan()
+        local = self._local(1.0 / temperature)
+        tables, msgs = plan.upward(local, _reduce_lse)
+        if not np.isfinite(tables[plan.root]):
+            raise ValueError("every assignment has score -inf: no distribution to take "
+                             "marginals of")
+        out = plan.downward(local, msgs, _reduce_lse)
+        marg = []
+        for v in range(self.n):
+            belief = tables[v] + out[v].reshape(plan.oshape[v])
+            lm = _reduce_lse(belief, tuple(range(1, belief.ndim)))
+            marg.append(np.exp(lm - _reduce_lse(lm, (0,))))
+        return marg
+
+    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0,
+               method: str = "joint") -> np.ndarray:
+        """n assignments (n, nvars) from p_T(c) ~ exp(score / T) (AOWS sampling, Sec. 4).
+
+        method="joint": exact joint samples: sum-product elimination, then every variable
+        drawn in reverse elimination order from p(c_v | its separator), which is its
+        bucket table (the subtree below it summed out) at the drawn separator values.
+        method="marginal": every variable drawn independently from its marginal (not a
+        sample of the joint distribution).
+        """
+        if method == "marginal":
+            marg = self.marginals(temperature)
+            out = np.empty((n, self.n), dtype=np.int64)
+            for v, p in enumerate(marg):
+                out[:, v] = rng.choice(p.size, size=n, p=p / p.sum())
+            return out
+        if method != "joint":
+            raise ValueError(f"unknown sampling method '{method}' (joint | marginal)")
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        plan = self.plan()
+        tables, _ = plan.upward(self._local(1.0 / temperature), _reduce_lse)
+        if not np.isfinite(tables[plan.root]):
+            raise ValueError("every assignment has score -inf: nothing to sample")
+        out = np.empty((n, self.n), dtype=np.int64)
+        for v in plan.order[::-1]:
+            t = tables[v]
+            # rows: the n samples' separator values; the table's first axis stays free
+            logits = t[(slice(None), *(out[:, s] for s in plan.sep[v]))]
+            logits = np.broadcast_to(logits.T if plan.sep[v] else logits, (n, t.shape[0]))
+            out[:, v] = _gumbel_argmax(rng, logits)
+        return out
+
+    # ---------------------------------------------------------- brute force
+    def brute_force(self) -> tuple[np.ndarray, np.ndarray]:
+        """All assignments (K, n) and their scores; for tests on small graphs."""
+        allc = np.array(list(itertools.product(*(range(s) for s in self.sizes))),
+                        dtype=np.int64)
+        return allc, self.scores(allc)
+
+
+def _finite_range(g: WidthGraph) -> float:
+    vals = [u[np.isfinite(u)] for u in g.unary] + \
+        [t[np.isfinite(t)].ravel() for t in g.pairwise.values()] + [np.zeros(1)]
+    return float(np.abs(np.concatenate(vals)).max() * (g.n + len(g.edges)))
+
+
+# ================================================================== budgets
+class GraphBudgetProblem(LagrangianProblem):
+    """Maximise score(c) subject to cost(c) <= budget on two width graphs of the same
+    variables (paper, Sec. 3: unaries from the supernet, latency as a pairwise model).
+
+    ``cost`` entries must be finite. Both graphs are eliminated along one order, that of
+    the union of their edges. The Lagrangian hull walk is the chain's (shared code);
+    ``exact`` and ``pareto_front`` are multi-objective bucket elimination.
+    """
+
+    def __init__(self, score: WidthGraph, cost: WidthGraph):
+        if score.n != cost.n or np.any(score.sizes != cost.sizes):
+            raise ValueError("score and cost graphs must have the same variables and choices")
+        if not all(np.all(np.isfinite(t)) for t in cost.unary + list(cost.pairwise.values())):
+            raise ValueError("latency (cost) tables must be finite")
+        self.score, self.cost = score, cost
+        self.n, self.sizes = score.n, score.sizes
+        structure = score._structure() | cost._structure()
+        self.plan = _Plan(self.sizes, structure, fresh_first=True)
+        self.s_terms = self.plan.local_terms(score._unary, score._pairs)
+        self.c_terms = self.plan.local_terms(cost._unary, cost._pairs)
+        self.s_local = self.plan.local_tables(self.s_terms)
+        self.c_local = self.plan.local_tables(self.c_terms)
+        self._moves = None
+        self._factors: list[list[tuple]] | None = None
+        super().__init__()
+
+    # ------------------------------------------------------------- helpers
+    def evaluate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.atleast_2d(idx)
+        return self.score.scores(idx), self.cost.scores(idx)
+
+    def _local_factors(self) -> list[list[tuple]]:
+        """Per bucket, its local terms as label factors (one label per allowed assignment)
+        with their dense score and cost tables shaped to broadcast over the bucket's
+        scope. v's unary is folded into its smallest pairwise term (one merge less)."""
+        if self._factors is None:
+            plan = self.plan
+            self._factors = []
+            for b in range(self.n):
+                (su, sp), (cu, cp) = self.s_terms[b], self.c_terms[b]
+                nd = len(plan.scope[b])
+                others = sorted(set(sp) | set(cp), key=lambda w: (plan.sizes[w], plan.pos[w]))
+                terms = []
+                for k, u in enumerate(others):
+                    zero = np.zeros((plan.sizes[b], plan.sizes[u]))
+                    s2, c2 = sp.get(u, zero), cp.get(u, zero)
+                    if k == 0:
+                        s2, c2 = s2 + su[:, None], c2 + cu[:, None]
+                    terms.append(((b, u), s2, c2))
+                if not terms:
+                    terms.append(((b,), su, cu))
+                facs = []
+                for scope, s2, c2 in terms:
+                    scope = tuple(sorted(scope, key=lambda w: plan.pos[w]))
+                    shape = tuple(int(plan.sizes[w]) for w in scope)
+                    s1, c1 = s2.ravel(), c2.ravel()
+                    z = np.flatnonzero(np.isfinite(s1))
+                    ptr = np.searchsorted(z, np.arange(s1.size + 1))
+                    bshape = [1] * nd
+                    for w in scope:
+                        bshape[plan.scope[b].index(w)] = int(plan.sizes[w])
+                    s2, c2 = s2.reshape(bshape), c2.reshape(bshape)
+                    bc = np.where(np.isfinite(s2), -c2, NEG)
+                    facs.append((scope, shape, z, ptr, c1[z], s1[z], s2, c2, bc))
+                self._factors.append(facs)
+        return self._factors
+
+    def _lagrangian_local(self, gamma: float) -> list[np.ndarray]:
+        return [s - gamma * c for s, c in zip(self.s_local, self.c_local)]
+
+    def _decode_one(self, gamma: float) -> Decoded:
+        x, _ = self.plan.maxsum(self._lagrangian_local(gamma))
+        s, c = self.evaluate(x)
+        d = Decoded(x, float(s[0]), float(c[0]))
+        self._hull.setdefault(d.cost, d)
+        return d
+
+    def _decode(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Max-sum of score - gamma * cost for every gamma: assignments, scores, costs."""
+        paths = np.array([self.plan.maxsum(self._lagrangian_local(float(g)))[0]
+                          for g in np.atleast_1d(gammas)])
+        s, c = self.evaluate(paths)
+        return paths, s, c
+
+    def _find_fastest(self) -> Decoded:
+        allowed = [np.isfinite(s) for s in self.s_local]
+        eps = 1e-9 / max(1.0, _finite_range(self.score))
+        cands = []
+        for bonus in (0.0, eps):  # second pass: cost ties broken toward the better score
+            local = [np.where(a, -c + (bonus * s if bonus else 0.0), NEG)
+                     for a, c, s in zip(allowed, self.c_local, self.s_local)]
+            cands.append(self.plan.maxsum(local)[0])
+        s, c = self.evaluate(np.array(cands))
+        if not np.isfinite(s).any():
+            raise BudgetError("every configuration has score -inf: none can be chosen")
+        k = 1 if c[1] <= c[0] and s[1] >= s[0] else 0
+        return Decoded(cands[k], float(s[k]), float(c[k]), solver="fastest")
+
+    def best_unconstrained(self) -> Decoded:
+        """Highest-score configuration; among those, the lowest cost."""
+        if self._top is None:
+            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
+            k = 1 if s[1] >= s[0] else 0
+            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
+                                solver="unconstrained")
+        return self._top
+
+    # --------------------------------------------------------------- exact
+    def exact(self, budget: float) -> Decoded:
+        """The best-scoring configuration with cost <= budget (no duality gap).
+
+        The Lagrangian hull walk gives gamma, the dual bound and a feasible incumbent,
+        which greedy single-width moves from the hull vertices on either side of the
+        budget try to improve; if the dual bound equals the incumbent's score it is
+        optimal. Otherwise multi-objective bucket elimination (``_LabelRun``) keeps, per
+        separator assignment, the Pareto set of partial (cost, score) labels that can
+        still fit the budget and beat the incumbent (the better the incumbent, the fewer).
+        """
+        lag = self.lagrangian(budget)
+        if lag.dual_bound is not None and lag.dual_bound <= lag.score:
+            return Decoded(lag.idx, lag.score, lag.cost, lag.gamma, lag.dual_bound, "exact")
+        gamma = float(lag.gamma or 0.0)
+        inc = (lag.idx, lag.score, lag.cost)
+        above = [d for c, d in self._hull.items() if c > budget]
+        starts = [lag.idx] + ([min(above, key=lambda d: d.cost).idx] if above else [])
+        for x in starts:
+            cand = self._greedy(x, budget)
+            if cand is not None and cand[1] > inc[1]:
+                inc = cand
+        if lag.dual_bound is not None and lag.dual_bound <= inc[1]:
+            return Decoded(inc[0], inc[1], inc[2], gamma, lag.dual_bound, "exact")
+        best = _best_under(self, _LabelRun(self, budget, gamma, inc[1]), budget)
+        if best is not None and best[1] >= inc[1]:
+            inc = best
+        return Decoded(inc[0], inc[1], inc[2], gamma, lag.dual_bound, "exact")
+
+    def _greedy(self, x: np.ndarray, budget: float, max_moves: int = 100):
+        """A feasible configuration near x (an incumbent for pruning, not an answer): while
+        over the budget, the single-width change losing the least score per unit of cost
+        saved; then, while one fits, the single-width change gaining the most score."""
+        if self._moves is None:
+            var = np.repeat(np.arange(self.n), self.sizes)
+            self._moves = (var, np.concatenate([np.arange(k) for k in self.sizes]))
+        var, val = self._moves
+        rows = np.arange(var.size)
+        (s,), (c,) = self.evaluate(x)
+        for _ in range(max_moves):
+            cand = np.tile(x, (var.size, 1))
+            cand[rows, var] = val
+            cs, cc = self.evaluate(cand)
+            if c > budget:
+                saved, loss = c - cc, s - cs
+                ok = (saved > 0) & np.isfinite(cs)
+                if not ok.any():
+                    return None
+                k = int(np.argmin(np.where(ok, loss / np.where(ok, saved, 1.0), np.inf)))
+            else:
+                gain = np.where((cc <= budget) & (cs > s), cs - s, NEG)
+                k = int(np.argmax(gain))
+                if not np.isfinite(gain[k]):
+                    break
+            x, s, c = cand[k], cs[k], cc[k]
+        return (x, float(s), float(c)) if c <= budget else None
+
+    def pareto_front(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The exact score/cost Pareto front: assignments (P, n), costs (P,), scores (P,),
+        sorted by cost with strictly increasing scores; for any budget the exact answer
+        is the last point under it."""
+        run = _LabelRun(self, None, None, None)
+        if run.root is None:
+            return (np.zeros((0, self.n), dtype=np.int64), np.zeros(0), np.zeros(0))
+        paths = run.backtrack(np.arange(run.root.cost.size))
+        s, c = self.evaluate(paths)
+        return paths, c, s
+
+
+# ============================================== multi-objective elimination
+_LOCAL, _MSG, _MERGE = 0, 1, 2
+
+
+class _Factor:
+    """Pareto labels over the assignments of a scope (variables by elimination position).
+
+    Labels are sorted by group z (flat assignment of the scope, C order) with group
+    pointers ``ptr``; within a group, by cost with strictly increasing scores. ``kind``
+    says how to read a label's assignment back: a local term (its z), a child's message
+    (``src`` = (child's final factor, its separator size, child), ``idx`` = label there),
+    or a merge of two factors (``src`` = (f, g), ``idx`` = (label in f, label in g)).
+    ``bc`` / ``bl`` are dense bound tables over the bucket's scope (broadcastable): minus
+    the cheapest cost, and the best score - gamma * cost, of any of its labels.
+    """
+
+    __slots__ = ("scope", "shape", "z", "ptr", "cost", "score", "kind", "src", "idx",
+                 "bc", "bl")
+
+    def __init__(self, scope, shape, z, cost, score, kind, src=None, idx=None, ptr=None):
+        self.scope, self.shape = scope, shape
+        self.z, self.cost, self.score = z, cost, score
+        self.ptr = np.searchsorted(z, np.arange(math.prod(shape) + 1)) if ptr is None else ptr
+        self.kind, self.src, self.idx = kind, src, idx
+        self.bc = self.bl = None
+
+    @property
+    def groups(self) -> int:
+        return self.ptr.size - 1
+
+
+def _pareto_keep(group: np.ndarray, cost: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices of the labels that no label of their group dominates (lower or equal cost
+    and higher or equal score; of exact duplicates one stays), sorted by (group, cost).
+
+    Sorted by (group, cost, -score), a label survives iff its score beats every earlier
+    score of its group. One global running maximum does it for all groups at once: the
+    score is replaced by its dense rank r < N plus group * N, so that every key of a
+    later group exceeds every key of an earlier one."""
+    if group.size <= 1:
+        return np.arange(group.size)
+    order = np.lexsort((-score, cost, group))
+    _, rank = np.unique(score[order], return_inverse=True)
+    key = group[order] * group.size + rank
+    keep = np.empty(order.size, dtype=bool)
+    keep[0] = True
+    keep[1:] = key[1:] > np.maximum.accumulate(key)[:-1]
+    return order[keep]
+
+
+def _ragged_pairs(counts: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items i with counts[i] partners at starts[i], starts[i] + 1, ...: every pair
+    (i, partner), as two flat arrays (a ragged Minkowski product without a Python loop)."""
+    total = int(counts.sum())
+    rep = np.repeat(np.arange(counts.size), counts)
+    first = np.cumsum(counts) - counts
+    partner = np.arange(total) - np.repeat(first - starts, counts)
+    return rep, partner
+
+
+class _LabelRun:
+    """One run of multi-objective bucket elimination (``GraphBudgetProblem``'s exact
+    decode and Pareto front), with or without a budget.
+
+    Every bucket starts from a pool of factors: its local terms (v's unary, each pairwise
+    term it holds) and its children's messages. The two factors whose merge is expected
+    to make the fewest candidate labels are merged first (a ragged Minkowski sum per
+    assignment of the union scope, then a dominance filter per assignment), so that
+    messages over {v} alone meet at 14 groups, not at every assignment of the scope.
+    Eliminating v keeps, per separator assignment, the non-dominated labels over v's
+    values. The virtual root merges the components' messages: its labels are the front.
+
+    With a budget, a label is dropped when its cost plus the cheapest completion of all
+    else exceeds the budget, or when its score - gamma * cost plus the best Lagrangian
+    completion of all else plus gamma * budget is below the incumbent; all else is the
+    bucket's outside message (downward passes of min-cost and of max score - gamma*cost)
+    plus the upward bounds of the factors still in the pool.
+    """
+
+    def __init__(self, prob: GraphBudgetProblem, budget, gamma, incumbent):
+        plan = self.plan = prob.plan
+        self.prob = prob
+        self.budget, self.gamma, self.incumbent = budget, gamma, incumbent
+        self.bounded = budget is not None
+        self.lagb = (self.bounded and gamma is not None and incumbent is not None
+                     and bool(np.isfinite(incumbent)))
+        if self.bounded:
+            self.tol_c = 1e-9 * max(1.0, abs(budget))
+            negc = [np.where(np.isfinite(s), -c, NEG)
+                    for s, c in zip(prob.s_local, prob.c_local)]
+            _, self.cup = plan.upward(negc, _reduce_max)
+            self.cout = plan.downward(negc, self.cup, _reduce_max)
+        if self.lagb:
+            self.tol_s = 1e-9 * max(1.0, abs(incumbent))
+            lloc = prob._lagrangian_local(gamma)
+            _, self.lup = plan.upward(lloc, _reduce_max)
+            self.lout = plan.downward(lloc, self.lup, _reduce_max)
+        self.root: _Factor | None = self._run()
+
+    # --------------------------------------------------------------- bounds
+    def _rest(self, b: int, scope: tuple, others: list[_Factor]):
+        """Bounds on all but one factor of bucket b, as flat tables over ``scope``:
+        -(cheapest cost) and best score - gamma * cost of the outside and of ``others``,
+        maximised over the bucket variables not in ``scope``."""
+        plan = self.plan
+        full = plan.shape[b]
+        keep = {plan.scope[b].index(u) for u in scope}
+        axes = tuple(k for k in range(len(full)) if k not in keep)
+
+        def red(out, tabs):
+            acc = out.reshape(plan.oshape[b]) if b != plan.root else out
+            for t in tabs:
+                acc = acc + t
+            acc = np.broadcast_to(acc, full)
+            return np.ascontiguousarray(np.max(acc, axis=axes) if axes else acc).ravel()
+
+        rc = red(self.cout[b], [f.bc for f in others])
+        rl = red(self.lout[b], [f.bl for f in others]) if self.lagb else None
+        return rc, rl
+
+    def _ok(self, z, cost, score, rc, rl) -> np.ndarray:
+        ok = cost - rc[z] <= self.budget + self.tol_c
+        if self.lagb:
+            g = self.gamma
+            ok &= score - g * cost + rl[z] + g * self.budget >= self.incumbent - self.tol_s
+        return ok
+
+    # ------------------------------------------------------------- factors
+    def _locals(self, b: int) -> list[_Factor]:
+        out = []
+        for scope, shape, z, ptr, cost, score, s2, c2, bc in self.prob._local_factors()[b]:
+            f = _Factor(scope, shape, z, cost, score, _LOCAL, ptr=ptr)
+            if self.bounded:
+                f.bc = bc
+                f.bl = s2 - self.gamma * c2 if self.lagb else None
+            out.append(f)
+        return out
+
+    def _merge(self, b: int, f: _Factor, g: _Factor, others: list[_Factor]) -> _Factor:
+        pos = self.plan.pos
+        scope = tuple(sorted(set(f.scope) | set(g.scope), key=lambda u: pos[u]))
+        shape = tuple(int(self.plan.sizes[u]) for u in scope)
+        pf, pg = self._proj(scope, shape, f.scope), self._proj(scope, shape, g.scope)
+        rep1, i_f = _ragged_pairs(np.diff(f.ptr)[pf], f.ptr[pf])
+        gg = pg[rep1]
+        rep2, i_g = _ragged_pairs(np.diff(g.ptr)[gg], g.ptr[gg])
+        z, i_f = rep1[rep2], i_f[rep2]
+        cost, score = f.cost[i_f] + g.cost[i_g], f.score[i_f] + g.score[i_g]
+        if self.bounded:
+            ok = self._ok(z, cost, score, *self._rest(b, scope, others))
+            z, i_f, i_g, cost, score = z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
+        keep = _pareto_keep(z, cost, score)
+        h = _Factor(scope, shape, z[keep], cost[keep], score[keep], _MERGE, (f, g),
+                    (i_f[keep], i_g[keep]))
+        if self.bounded:
+            h.bc = f.bc + g.bc
+            h.bl = f.bl + g.bl if self.lagb else None
+        return h
+
+    def _proj(self, scope: tuple, shape: tuple, sub: tuple) -> np.ndarray:
+        """Flat index into ``sub``'s assignments of every flat assignment of ``scope``."""
+        cache = self.plan._proj
+        key = (scope, sub)
+        if key not in cache:
+            G = math.prod(shape)
+            if not sub:
+                cache[key] = np.zeros(G, dtype=np.int64)
+            else:
+                coords = np.unravel_index(np.arange(G), shape)
+                cache[key] = np.ravel_multi_index(
+                    [coords[scope.index(u)] for u in sub],
+                    tuple(int(self.plan.sizes[u]) for u in sub))
+        return cache[key]
+
+    # ----------------------------------------------------------------- run
+    def _run(self) -> _Factor | None:
+        plan = self.plan
+        msgs: dict[int, _Factor] = {}
+        for b in plan.up:
+            pool = [] if b == plan.root else self._locals(b)
+            for c in plan.children[b]:
+                m = msgs.pop(c)
+                if self.bounded:
+                    m.bc = self.cup[c].reshape(plan.bshape[c])
+                    m.bl = self.lup[c].reshape(plan.bshape[c]) if self.lagb else None
+                pool.append(m)
+            while len(pool) > 1:
+                i, j = self._pick(pool)
+                others = [f for k, f in enumerate(pool) if k != i and k != j]
+                h = self._merge(b, pool[i], pool[j], others)
+                pool = others + [h]
+            F = pool[0]
+            if F.cost.size == 0:
+                return None
+            if b == plan.root:
+                return F
+            # eliminate v, the first axis of its scope: the separator index is z mod rest
+            rest = math.prod(F.shape[1:])
+            grp = F.z % rest
+            sel = _pareto_keep(grp, F.cost, F.score)
+            msgs[b] = _Factor(F.scope[1:], F.shape[1:], grp[sel], F.cost[sel], F.score[sel],
+                              _MSG, (F, rest, b), sel)
+        raise AssertionError("the virtual root is the last bucket")
+
+    def _pick(self, pool: list[_Factor]) -> tuple[int, int]:
+        """The pair expected to make the fewest candidates: labels per group of each,
+        times the number of assignments of the union scope."""
+        sizes = self.plan.sizes
+        best = None
+        for i, j in itertools.combinations(range(len(pool)), 2):
+            f, g = pool[i], pool[j]
+            union = set(f.scope) | set(g.scope)
+            G = math.prod(int(sizes[u]) for u in union)
+            est = f.cost.size * g.cost.size * G / (f.groups * g.groups)
+            if best is None or est < best[0]:
+                best = (est, i, j)
+        return best[1], best[2]
+
+    # ------------------------------------------------------------ read back
+    def backtrack(self, J: np.ndarray) -> np.ndarray:
+        """Assignments (len(J), n) of the root's labels J, vectorised over the labels."""
+        out = np.zeros((len(J), self.plan.n), dtype=np.int64)
+        stack = [(self.root, np.asarray(J, dtype=np.int64))]
+        while stack:
+            f, idx = stack.pop()
+            if f.kind == _MERGE:
+                stack.append((f.src[0], f.idx[0][idx]))
+                stack.append((f.src[1], f.idx[1][idx]))
+            elif f.kind == _MSG:
+                F, rest, v = f.src
+                j = f.idx[idx]
+                out[:, v] = F.z[j] // rest
+                stack.append((F, j))
+        return out
+
+
+def _best_under(prob: GraphBudgetProblem, run: _LabelRun, budget: float):
+    """The best root label under the budget, re-checked with the canonical summation
+    (``evaluate``): never a configuration over the budget."""
+    if run.root is None:
+        return None
+    cost, score = run.root.cost, run.root.score
+    cand = np.flatnonzero(cost <= budget + 1e-9 * max(1.0, abs(budget)))
+    if cand.size == 0:
+        return None
+    cand = cand[np.argsort(-score[cand], kind="stable")][:8]
+    paths = run.backtrack(cand)
+    s, c = prob.evaluate(paths)
+    ok = np.flatnonzero(c <= budget)
+    if ok.size == 0:
+        return None
+    k = ok[np.argmax(s[ok])]
+    return paths[k], float(s[k]), float(c[k])

@@ -1,0 +1,182 @@
+"""One definition per op: its plain builder, its slimmable builder and its FLOPs.
+
+A layer of a search space names an op (``LayerSpec.op``). The plain builder makes the
+module of one configuration (``cin``/``cout`` channels); the slimmable builder makes the
+supernet's module at the widest widths, which runs on the first c channels of its
+weights. The slicing rule is the same for every op, so it lives in one place
+(``leading_slice``): a plain tensor is the leading block of the supernet's tensor of the
+same name (first c_out filters, first c_in input channels, first c BatchNorm entries).
+FLOPs are the multiply-accumulates of convolutions and linear maps (the classifier's
+global average pooling counted as c_in x r^2 additions, as the chain always did);
+residual additions and max pooling count 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aows.space import LayerSpec, SpaceError
+
+
+# ------------------------------------------------------------ slimmable parts
+class SlimConv2d(nn.Conv2d):
+    """Conv2d whose input and output channels are the first c_in / c_out of its maximum.
+    ``depthwise``: groups = channels (c_out = c_in)."""
+
+    def __init__(self, max_in, max_out, kernel, stride, bias=False, depthwise=False):
+        super().__init__(max_in, max_out, kernel, stride, kernel // 2,
+                         groups=max_in if depthwise else 1, bias=bias)
+        self.depthwise = depthwise
+        self.out_channels_now = max_out
+
+    def forward(self, x):
+        cin = x.shape[1]
+        cout = cin if self.depthwise else self.out_channels_now
+        w = self.weight[:cout] if self.depthwise else self.weight[:cout, :cin]
+        b = self.bias[:cout] if self.bias is not None else None
+        return F.conv2d(x, w, b, self.stride, self.padding, 1, cin if self.depthwise else 1)
+
+
+class SlimBatchNorm2d(nn.BatchNorm2d):
+    """Shared BatchNorm over the first c channels (statistics and affine sliced)."""
+
+    def forward(self, x):
+        c = x.shape[1]
+        if self.training and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        momentum = self.momentum
+        if momentum is None:  # cumulative average (used by recalibration)
+            momentum = 1.0 / float(self.num_batches_tracked)
+        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c],
+                            self.bias[:c], self.training, momentum, self.eps)
+
+
+class SlimLinear(nn.Linear):
+    def forward(self, x):
+        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+
+
+class SlimLayer(nn.Module):
+    """One supernet layer; ``set_width`` sets its output channels for the next pass."""
+
+    def __init__(self, *mods: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(*mods)
+
+    def forward(self, *xs):
+        return self.body(*xs)
+
+    def set_width(self, cout: int) -> None:
+        for m in self.modules():
+            if isinstance(m, SlimConv2d) and not m.depthwise:
+                m.out_channels_now = cout
+
+
+class Add(nn.Module):
+    """Sum of the inputs (a residual connection), then the activation."""
+
+    def __init__(self, act: str):
+        super().__init__()
+        self.act = _act(act)
+
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out if self.act is None else self.act(out)
+
+
+def leading_slice(big: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The slicing rule of every op: the leading block of ``big`` of the given shape."""
+    return big[tuple(slice(0, s) for s in shape)]
+
+
+# ------------------------------------------------------------------ op registry
+def _act(name: str) -> nn.Module | None:
+    return {"relu": nn.ReLU(inplace=True), "relu6": nn.ReLU6(inplace=True),
+            "none": None}[name]
+
+
+def _with_act(act: str, *mods: nn.Module) -> list[nn.Module]:
+    a = _act(act)
+    return [*mods, a] if a is not None else list(mods)
+
+
+def _out(spec: LayerSpec) -> int:
+    return spec.out_res ** 2
+
+
+@dataclass(frozen=True)
+class Op:
+    """plain(spec, cin, cout) -> module; slim(spec, max_in, max_out) -> module whose
+    output width is set by ``set_width``; flops(spec, cin, cout) -> MACs per image."""
+
+    plain: Callable[[LayerSpec, int, int], nn.Module]
+    slim: Callable[[LayerSpec, int, int], nn.Module]
+    flops: Callable[[LayerSpec, int, int], float]
+
+
+OPS: dict[str, Op] = {}
+
+
+def register_op(name: str, op: Op) -> Op:
+    OPS[name] = op
+    return op
+
+
+def get_op(name: str) -> Op:
+    if name not in OPS:
+        raise SpaceError(f"no op '{name}'; known ops: {sorted(OPS)}")
+    return OPS[name]
+
+
+def _pad(spec):
+    return spec.kernel // 2
+
+
+register_op("conv", Op(
+    plain=lambda s, i, o: nn.Sequential(*_with_act(
+        s.act, nn.Conv2d(i, o, s.kernel, s.stride, _pad(s), bias=s.bias), nn.BatchNorm2d(o))),
+    slim=lambda s, i, o: SlimLayer(*_with_act(
+        s.act, SlimConv2d(i, o, s.kernel, s.stride, s.bias), SlimBatchNorm2d(o))),
+    flops=lambda s, i, o: s.kernel ** 2 * i * o * _out(s)))
+
+register_op("dwsep", Op(
+    plain=lambda s, i, o: nn.Sequential(
+        nn.Conv2d(i, i, s.kernel, s.stride, _pad(s), groups=i, bias=s.bias),
+        nn.BatchNorm2d(i), nn.ReLU(inplace=True),
+        *_with_act(s.act, nn.Conv2d(i, o, 1, 1, 0, bias=s.bias), nn.BatchNorm2d(o))),
+    slim=lambda s, i, o: SlimLayer(
+        SlimConv2d(i, i, s.kernel, s.stride, s.bias, depthwise=True), SlimBatchNorm2d(i),
+        nn.ReLU(inplace=True),
+        *_with_act(s.act, SlimConv2d(i, o, 1, 1, s.bias), SlimBatchNorm2d(o))),
+    flops=lambda s, i, o: (s.kernel ** 2 * i + i * o) * _out(s)))
+
+register_op("dwconv", Op(
+    plain=lambda s, i, o: nn.Sequential(*_with_act(
+        s.act, nn.Conv2d(i, i, s.kernel, s.stride, _pad(s), groups=i, bias=s.bias),
+        nn.BatchNorm2d(i))),
+    slim=lambda s, i, o: SlimLayer(*_with_act(
+        s.act, SlimConv2d(i, i, s.kernel, s.stride, s.bias, depthwise=True),
+        SlimBatchNorm2d(i))),
+    flops=lambda s, i, o: s.kernel ** 2 * i * _out(s)))
+
+register_op("linear", Op(
+    plain=lambda s, i, o: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                        nn.Linear(i, o, bias=s.bias)),
+    slim=lambda s, i, o: SlimLayer(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                   SlimLinear(i, o, s.bias)),
+    flops=lambda s, i, o: i * o + i * s.in_res ** 2))
+
+register_op("add", Op(plain=lambda s, i, o: Add(s.act), slim=lambda s, i, o: Add(s.act),
+                      flops=lambda s, i, o: 0))
+
+register_op("maxpool", Op(
+    plain=lambda s, i, o: nn.MaxPool2d(s.kernel, s.stride, _pad(s)),
+    slim=lambda s, i, o: nn.MaxPool2d(s.kernel, s.stride, _pad(s)),
+    flops=lambda s, i, o: 0))
