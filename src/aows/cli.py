@@ -8,9 +8,65 @@ import os
 import sys
 from pathlib import Path
 
-from aows.errors import AowsError
+from aows.errors import AowsError, Interrupted
+
 
 # ------------------------------------------------------------------ helpers
+def _positive(kind):
+    """argparse type: a number > 0 (argparse prints the error and exits with 2)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _nonneg(kind, auto: bool = False):
+    """argparse type: a number >= 0 (or 'auto' where allowed), kept as text for 'auto'."""
+    def parse(text):
+        if auto and text == "auto":
+            return text
+        try:
+            v = kind(text)
+        except ValueError:
+            hint = " or 'auto'" if auto else ""
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number{hint}") from None
+        if not v >= 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return text if auto else v
+    parse.__name__ = f"non-negative {kind.__name__}"
+    return parse
+
+
+POS_INT, POS_FLOAT, NONNEG_INT, NONNEG_FLOAT = (_positive(int), _positive(float),
+                                                _nonneg(int), _nonneg(float))
+
+
+class _Signals:
+    """SIGTERM / Ctrl-C set a flag that long work polls between steps (it then saves and
+    returns); ``check`` turns a raised flag into ``Interrupted`` (a non-zero exit)."""
+
+    def __enter__(self):
+        from aows.train.runtime import signal_flag
+        self.flag, self._restore = signal_flag()
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+    def check(self, how_to_resume: str) -> None:
+        if self.flag():
+            import signal
+            name = signal.Signals(self.flag.signum).name
+            raise Interrupted(f"stopped by {name}; everything written so far is kept: "
+                              f"{how_to_resume}", self.flag.signum)
+
 SPACE_HELP = ("search space: mobilenet_v1, resnet18, resnet50, mobilenet_v2, or a space "
               "file FILE.yaml (`aows space show` lists its width variables)")
 
@@ -22,24 +78,24 @@ def _space_args(p: argparse.ArgumentParser, required: bool = True, positional: b
     else:
         p.add_argument("--space", default="mobilenet_v1" if not required else None,
                        required=required, help=SPACE_HELP)
-    p.add_argument("--resolution", type=int, default=None, help="input resolution (px)")
-    p.add_argument("--classes", type=int, default=None, help="number of classes")
+    p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
+    p.add_argument("--classes", type=POS_INT, default=None, help="number of classes")
     _width_args(p)
 
 
 def _width_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("width choices (Table D.1 rule; defaults 0.2, 1.5, 14, 8)")
-    g.add_argument("--min-width", type=float, default=None, help="smallest multiplier")
-    g.add_argument("--max-width", type=float, default=None, help="largest multiplier")
-    g.add_argument("--levels", type=int, default=None, help="multipliers from min to max")
-    g.add_argument("--divisor", type=int, default=None, help="widths rounded to multiples")
+    g.add_argument("--min-width", type=POS_FLOAT, default=None, help="smallest multiplier")
+    g.add_argument("--max-width", type=POS_FLOAT, default=None, help="largest multiplier")
+    g.add_argument("--levels", type=POS_INT, default=None, help="multipliers from min to max")
+    g.add_argument("--divisor", type=POS_INT, default=None, help="widths rounded to multiples")
 
 
 def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch-cpu",
                    help="torch-cpu | torch-cuda | onnxruntime | onnxruntime-cuda | onnxruntime-trt")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--batch-size", type=POS_INT, default=1)
+    p.add_argument("--threads", type=POS_INT, default=None,
                    help="CPU threads (torch-cpu, onnxruntime); recorded with the samples")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
     p.add_argument("--channels-last", action="store_true")
@@ -47,11 +103,11 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("timing protocol")
-    g.add_argument("--warmup", type=int, default=3)
-    g.add_argument("--rounds", type=int, default=6, help="interleaved rounds per chunk")
-    g.add_argument("--runs", type=int, default=5, help="consecutive runs per round")
+    g.add_argument("--warmup", type=NONNEG_INT, default=3)
+    g.add_argument("--rounds", type=POS_INT, default=6, help="interleaved rounds per chunk")
+    g.add_argument("--runs", type=POS_INT, default=5, help="consecutive runs per round")
     g.add_argument("--reduce", default="min", help="min | p10 | p25 | median | mean")
-    g.add_argument("--chunk", type=int, default=50, help="networks timed together")
+    g.add_argument("--chunk", type=POS_INT, default=50, help="networks timed together")
     g.add_argument("--no-anchor", action="store_true",
                    help="do not time the anchor network to detect disturbed chunks")
 
@@ -293,8 +349,11 @@ def cmd_train(args) -> None:
     from aows.space import get_space
     from aows.train.data import get_data
     from aows.train.loop import TrainConfig, train_supernet
-    from aows.train.runtime import init_distributed
+    from aows.train.runtime import check_run_folder, init_distributed
     rank, world = init_distributed(args.device)
+    if rank == 0:
+        check_run_folder(args.out, args.resume, "checkpoint.pt",
+                         ("unaries.json", "metrics.jsonl"), "training")
     try:
         res = args.resolution or 224
         data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers)
@@ -308,9 +367,11 @@ def cmd_train(args) -> None:
                           sampling=args.sampling, seed=args.seed, device=args.device,
                           amp=args.amp, channels_last=args.channels_last,
                           progress=not args.no_progress)
-        train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume,
-                       val_batches=None if args.no_val else data.val,
-                       steps_per_epoch=data.steps_per_epoch)
+        with _Signals() as sig:
+            train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume,
+                           should_stop=sig.flag, val_batches=None if args.no_val else data.val,
+                           steps_per_epoch=data.steps_per_epoch)
+        sig.check("run the same command with --resume to continue")
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -322,7 +383,9 @@ def cmd_train(args) -> None:
 
 def cmd_run(args) -> None:
     from aows.pipeline import run_pipeline
-    run_pipeline(args.config, args.out, until=args.until)
+    with _Signals() as sig:
+        run_pipeline(args.config, args.out, until=args.until, should_stop=sig.flag)
+    sig.check("run the same command again to continue")
 
 
 def cmd_quickstart(args) -> None:
@@ -331,7 +394,9 @@ def cmd_quickstart(args) -> None:
     print("aows quickstart: latency model of this CPU, OWS and AOWS supernets on the "
           "digits, search, fine-tuning and timing of the final networks; about 5 minutes "
           f"here -> {args.out}/")
-    Pipeline(cfg, args.out).run()
+    with _Signals() as sig:
+        Pipeline(cfg, args.out, should_stop=sig.flag).run()
+    sig.check("run the same command again to continue")
 
 
 # ------------------------------------------------------------- final network
@@ -397,10 +462,11 @@ def cmd_finetune(args) -> None:
                          warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                          mixup=args.mixup, weight_decay=args.weight_decay, seed=args.seed,
                          device=args.device, progress=not args.no_progress)
-    res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
-                   resume=args.resume)
+    with _Signals() as sig:
+        res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
+                       resume=args.resume, should_stop=sig.flag)
     if res["stopped"]:
-        return
+        sig.check("run the same command with --resume to continue")
     from aows.train.runtime import resolve_device
     ev = evaluate(net, data.val(0), resolve_device(args.device))
     if rank == 0:
@@ -447,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(p)
     _target_args(p)
     _protocol_args(p)
-    p.add_argument("--count", type=int, required=True, help="networks the file must hold")
+    p.add_argument("--count", type=POS_INT, required=True, help="networks the file must hold")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--biased", action="store_true",
                       help="biased sampling: least-seen layer widths first (seed section A)")
@@ -462,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = lsub.add_parser("retest", help="re-time a file's networks: the noise floor")
     p.add_argument("samples")
-    p.add_argument("--count", type=int, default=None, help="first N networks (default all)")
+    p.add_argument("--count", type=POS_INT, default=None, help="first N networks (default all)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_latency_retest)
@@ -470,11 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = lsub.add_parser("fit", help="fit the per-layer latency tables")
     p.add_argument("samples", nargs="+")
     _space_args(p)
-    p.add_argument("-K", default="100", help="monotonicity prior weight, or 'auto' (CV)")
-    p.add_argument("--smooth", default=None,
+    p.add_argument("-K", default="100", type=_nonneg(float, auto=True),
+                   help="monotonicity prior weight, or 'auto' (CV)")
+    p.add_argument("--smooth", default=None, type=_nonneg(float, auto=True),
                    help="smoothness prior weight, or 'auto' (CV); default from benchmarks")
     p.add_argument("--method", default="blackbox", choices=["blackbox", "flops"])
-    p.add_argument("--ridge", type=float, default=None,
+    p.add_argument("--ridge", type=NONNEG_FLOAT, default=None,
                    help="pull toward the FLOPs-shaped tables (default 1e-4; 1e-2 when far "
                    "fewer networks than unknowns were timed)")
     p.add_argument("--raw", action="store_true",
@@ -521,31 +588,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="best widths under a latency budget")
     p.add_argument("--latency", required=True, help="latency model JSON")
     p.add_argument("--unaries", required=True, help="unaries JSON (per-layer scores)")
-    p.add_argument("--budget", type=float, default=None, help="latency budget (ms/image)")
+    p.add_argument("--budget", type=POS_FLOAT, default=None, help="latency budget (ms/image)")
     p.add_argument("--solver", default="exact",
                    choices=["exact", "lagrangian", "greedy", "uniform"])
     p.add_argument("--pareto", action="store_true", help="the whole score/latency front")
-    p.add_argument("--budgets", type=int, default=100, help="budgets in the --pareto sweep")
+    p.add_argument("--budgets", type=POS_INT, default=100, help="budgets in the --pareto sweep")
     p.add_argument("--plot", default=None, help="PNG of the Pareto front (with --pareto)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("train", help="train the slimmable supernet (OWS or AOWS)")
     p.add_argument("--space", default="mobilenet_v1", help=SPACE_HELP)
-    p.add_argument("--resolution", type=int, default=None, help="input resolution (px)")
+    p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
     _width_args(p)
     p.add_argument("--data", required=True, help="ImageFolder root (train/, val/), digits or fake")
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--epochs", type=POS_INT, required=True)
     p.add_argument("--method", default="ows", choices=["ows", "aows"])
     p.add_argument("--latency", default=None, help="latency model JSON (needed by aows)")
-    p.add_argument("--budget", type=float, default=None, help="ms/image (needed by aows)")
-    p.add_argument("--sampled", type=int, default=2,
+    p.add_argument("--budget", type=POS_FLOAT, default=None, help="ms/image (needed by aows)")
+    p.add_argument("--sampled", type=POS_INT, default=2,
                    help="sampled configurations per step, each on its own batch slice")
     p.add_argument("--sampling", default="joint", choices=["joint", "marginal"])
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1, help="for batch 256 (scaled)")
+    p.add_argument("--batch-size", type=POS_INT, default=64)
+    p.add_argument("--lr", type=POS_FLOAT, default=0.1, help="for batch 256 (scaled)")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
-    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--warmup-epochs", type=NONNEG_FLOAT, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
@@ -555,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: on with CUDA)")
     p.add_argument("--no-val", action="store_true", help="skip the per-epoch validation")
-    p.add_argument("--workers", type=int, default=4, help="data loader processes (folders)")
+    p.add_argument("--workers", type=POS_INT, default=4, help="data loader processes (folders)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -565,8 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='widths "8,16,..." or the JSON of `aows search --json`')
     p.add_argument("--data", default=None,
                    help="data for BatchNorm recalibration (folder, digits or fake)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--calib-batches", type=int, default=8)
+    p.add_argument("--batch-size", type=POS_INT, default=64)
+    p.add_argument("--calib-batches", type=POS_INT, default=8)
     p.add_argument("--onnx", action="store_true", help="also write model.onnx, checked "
                    "against PyTorch in ONNX Runtime")
     p.add_argument("--out", required=True, help="final-network folder")
@@ -575,14 +642,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5")
     p.add_argument("final", help="final-network folder (`aows export`)")
     p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--epochs", type=POS_INT, required=True)
     p.add_argument("--scratch", action="store_true", help="from random weights")
-    p.add_argument("--batch-size", type=int, default=64, help="per process")
-    p.add_argument("--lr", type=float, default=0.1, help="for batch 256 (scaled)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a); 0 = off")
-    p.add_argument("--weight-decay", type=float, default=4e-5)
+    p.add_argument("--batch-size", type=POS_INT, default=64, help="per process")
+    p.add_argument("--lr", type=POS_FLOAT, default=0.1, help="for batch 256 (scaled)")
+    p.add_argument("--warmup-epochs", type=NONNEG_FLOAT, default=1.0)
+    p.add_argument("--label-smoothing", type=NONNEG_FLOAT, default=0.1)
+    p.add_argument("--mixup", type=NONNEG_FLOAT, default=0.0, help="Beta(a, a); 0 = off")
+    p.add_argument("--weight-decay", type=NONNEG_FLOAT, default=4e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="default FINAL/finetuned")
@@ -593,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="time final networks; measured vs predicted")
     p.add_argument("final", nargs="+", help="final-network folders")
     p.add_argument("--latency", required=True, help="the latency model they were chosen with")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=POS_INT, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
 
@@ -620,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
         args.ridge = DEFAULT_RIDGE
     try:
         args.func(args)
+    except Interrupted as err:
+        print(f"aows: {err}", file=sys.stderr)
+        return err.exit_code
     except AowsError as err:
         print(f"aows: error: {err}", file=sys.stderr)
         return 2

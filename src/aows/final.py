@@ -27,11 +27,12 @@ from torch import nn
 from aows.errors import AowsError
 from aows.latency.backends import Target, onnx_bytes
 from aows.latency.measure import Timer, input_shape
-from aows.latency.model import LatencyModel, atomic_write_text
+from aows.latency.model import LatencyModel, atomic_write_bytes, atomic_write_text
 from aows.latency.protocol import Protocol
 from aows.nn import build_network
 from aows.nn.slimmable import SlimmableNetwork
 from aows.space import SearchSpace, SpaceError
+from aows.train.runtime import load_tensors
 
 
 def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
@@ -41,9 +42,7 @@ def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
     folder.mkdir(parents=True, exist_ok=True)
     config = space.validate(config)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = folder / "weights.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(folder / "weights.pt")
+    atomic_write_bytes(folder / "weights.pt", write=lambda f: torch.save(state, f))
     atomic_write_text(folder / "config.json", json.dumps(
         {"aows": "final-network", "version": 1, "space": space.describe(),
          "config": list(config), **meta}, indent=1))
@@ -77,7 +76,11 @@ def load_final(folder: str | Path) -> tuple[nn.Sequential, SearchSpace, list[int
     if not path.exists():
         raise AowsError(f"{path} does not exist: the folder holds a configuration but no "
                         "weights (export it again with `aows export`)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, "weights file")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise AowsError(f"{path} holds no state_dict (a mapping of names to tensors); give "
+                        "the weights.pt that `aows export` wrote")
     own = net.state_dict()
     bad = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
     extra = [k for k in state if k not in own]
@@ -98,11 +101,11 @@ def load_supernet(checkpoint: str | Path, space: SearchSpace) -> SlimmableNetwor
         path = path / "checkpoint.pt"
     if not path.exists():
         raise AowsError(f"{path} does not exist: give an `aows train` run folder")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, "checkpoint")
     net = SlimmableNetwork(space)
     try:
         net.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as err:
+    except (KeyError, RuntimeError, TypeError) as err:
         raise AowsError(f"{path} is not a supernet checkpoint of this space "
                         f"({str(err).splitlines()[0]}); check --space/--resolution/--data "
                         "against the training run") from None
@@ -117,9 +120,7 @@ def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int
     shape = input_shape(space, batch)
     data = onnx_bytes(net.eval(), shape)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write_bytes(path, data)
     if not check:
         return None
     try:
@@ -180,7 +181,7 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     scale = 1e3 / target.batch_size
     raw, norm = [], []
     for r in range(repeats):
-        secs, anchor = timer.timer(runners + fillers, np.random.default_rng([seed, r]))
+        secs, anchor = timer.run(runners + fillers, np.random.default_rng([seed, r]))
         ms = secs[:len(runners)] * scale
         raw.append(ms)
         a = None if anchor is None else anchor * scale

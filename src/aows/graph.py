@@ -183,7 +183,9 @@ class _Plan:
         return tabs + [np.zeros(())]
 
     # --------------------------------------------------------------- passes
-    def upward(self, local: list[np.ndarray], reduce) -> tuple[list, list]:
+    # Tables have the bucket's scope as leading axes; ``batch`` trailing axes (several
+    # Lagrange multipliers at once) ride along untouched.
+    def upward(self, local: list[np.ndarray], reduce, batch: tuple = ()) -> tuple[list, list]:
         """Bucket tables (local terms plus children's messages) and messages (the table
         with the bucket's variable reduced out); the root's table is the total."""
         tables: list = [None] * (self.n + 1)
@@ -191,23 +193,24 @@ class _Plan:
         for b in self.up:
             t = local[b]
             for c in self.children[b]:
-                t = t + msgs[c].reshape(self.bshape[c])
+                t = t + msgs[c].reshape(self.bshape[c] + batch)
             tables[b] = t
             msgs[b] = reduce(t, (0,)) if b != self.root else t
         return tables, msgs
 
-    def downward(self, local: list[np.ndarray], msgs: list, reduce) -> list:
+    def downward(self, local: list[np.ndarray], msgs: list, reduce,
+                 batch: tuple = ()) -> list:
         """Outside messages: for every bucket, the reduction of every term outside its
         subtree, as a table over its separator. The sum over the other children is
         taken from prefix and suffix sums (no subtraction, which -inf would break)."""
         out: list = [None] * (self.n + 1)
-        out[self.root] = np.zeros(())
+        out[self.root] = np.zeros(batch)
         for b in self.down:
             kids = self.children[b]
             if not kids:
                 continue
-            base = local[b] + out[b].reshape(self.oshape[b])
-            exps = [msgs[c].reshape(self.bshape[c]) for c in kids]
+            base = local[b] + out[b].reshape(self.oshape[b] + batch)
+            exps = [msgs[c].reshape(self.bshape[c] + batch) for c in kids]
             pre = [base]
             for e in exps[:-1]:
                 pre.append(pre[-1] + e)
@@ -217,6 +220,24 @@ class _Plan:
                 out[kids[j]] = reduce(excl, self.raxes[kids[j]])
                 suf = exps[j] if suf is None else suf + exps[j]
         return out
+
+    def maxsum_batch(self, local: list[np.ndarray]) -> np.ndarray:
+        """Max-sum for G problems at once (a trailing axis of size G on every table):
+        the best assignments (G, n)."""
+        G = local[self.root].shape[-1]
+        msgs: list = [None] * (self.n + 1)
+        arg: list = [None] * self.n
+        for v in self.order:
+            t = local[v]
+            for c in self.children[v]:
+                t = t + msgs[c].reshape(self.bshape[c] + (G,))
+            arg[v] = t.argmax(axis=0)
+            msgs[v] = t.max(axis=0)
+        x = np.zeros((G, self.n), dtype=np.int64)
+        rows = np.arange(G)
+        for v in self.order[::-1]:
+            x[:, v] = arg[v][(*(x[:, s] for s in self.sep[v]), rows)]
+        return x
 
     def maxsum(self, local: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """Best assignment and its value; ties go to the lowest index of each variable
@@ -434,7 +455,7 @@ class GraphBudgetProblem(LagrangianProblem):
         self.c_terms = self.plan.local_terms(cost._unary, cost._pairs)
         self.s_local = self.plan.local_tables(self.s_terms)
         self.c_local = self.plan.local_tables(self.c_terms)
-        self._moves = None
+        self._nbrs: list[tuple] | None = None
         self._factors: list[list[tuple]] | None = None
         super().__init__()
 
@@ -490,9 +511,11 @@ class GraphBudgetProblem(LagrangianProblem):
         return d
 
     def _decode(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Max-sum of score - gamma * cost for every gamma: assignments, scores, costs."""
-        paths = np.array([self.plan.maxsum(self._lagrangian_local(float(g)))[0]
-                          for g in np.atleast_1d(gammas)])
+        """Max-sum of score - gamma * cost for every gamma (one batched pass):
+        assignments, scores, costs."""
+        g = np.atleast_1d(np.asarray(gammas, dtype=np.float64))
+        paths = self.plan.maxsum_batch([s[..., None] - c[..., None] * g
+                                        for s, c in zip(self.s_local, self.c_local)])
         s, c = self.evaluate(paths)
         return paths, s, c
 
@@ -537,10 +560,10 @@ class GraphBudgetProblem(LagrangianProblem):
         inc = (lag.idx, lag.score, lag.cost)
         above = [d for c, d in self._hull.items() if c > budget]
         starts = [lag.idx] + ([min(above, key=lambda d: d.cost).idx] if above else [])
-        for x in starts:
-            cand = self._greedy(x, budget)
-            if cand is not None and cand[1] > inc[1]:
-                inc = cand
+        X, s, c, fits = self._greedy(np.array(starts), np.full(len(starts), budget))
+        for k in np.flatnonzero(fits):
+            if s[k] > inc[1]:
+                inc = (X[k], float(s[k]), float(c[k]))
         if lag.dual_bound is not None and lag.dual_bound <= inc[1]:
             return Decoded(inc[0], inc[1], inc[2], gamma, lag.dual_bound, "exact")
         best = _best_under(self, _LabelRun(self, budget, gamma, inc[1]), budget)
@@ -548,45 +571,135 @@ class GraphBudgetProblem(LagrangianProblem):
             inc = best
         return Decoded(inc[0], inc[1], inc[2], gamma, lag.dual_bound, "exact")
 
-    def _greedy(self, x: np.ndarray, budget: float, max_moves: int = 100):
-        """A feasible configuration near x (an incumbent for pruning, not an answer): while
-        over the budget, the single-width change losing the least score per unit of cost
-        saved; then, while one fits, the single-width change gaining the most score."""
-        if self._moves is None:
-            var = np.repeat(np.arange(self.n), self.sizes)
-            self._moves = (var, np.concatenate([np.arange(k) for k in self.sizes]))
-        var, val = self._moves
-        rows = np.arange(var.size)
-        (s,), (c,) = self.evaluate(x)
+    def _greedy(self, X: np.ndarray, budgets: np.ndarray, max_moves: int = 100):
+        """Configurations near the rows of X (incumbents and known front points, never
+        answers), all rows at once: while over its budget, the single-width change losing
+        the least score per unit of cost saved; then, while one fits, the single-width
+        change gaining the most score. Every possible move's change comes from delta
+        tables (each variable's terms at each of its values, the others fixed), so a
+        round costs a few small gathers per term. Returns the configurations, their
+        scores and costs (re-evaluated) and whether each fits its budget."""
+        nbrs, S = self._neighbours(), int(self.sizes.max())
+        X = np.array(X, dtype=np.int64)
+        budgets = np.asarray(budgets, dtype=np.float64)
+        s, c = self.evaluate(X)
+        active = np.flatnonzero(np.isfinite(s))
         for _ in range(max_moves):
-            cand = np.tile(x, (var.size, 1))
-            cand[rows, var] = val
-            cs, cc = self.evaluate(cand)
-            if c > budget:
-                saved, loss = c - cc, s - cs
-                ok = (saved > 0) & np.isfinite(cs)
-                if not ok.any():
-                    return None
-                k = int(np.argmin(np.where(ok, loss / np.where(ok, saved, 1.0), np.inf)))
-            else:
-                gain = np.where((cc <= budget) & (cs > s), cs - s, NEG)
-                k = int(np.argmax(gain))
-                if not np.isfinite(gain[k]):
-                    break
-            x, s, c = cand[k], cs[k], cc[k]
-        return (x, float(s), float(c)) if c <= budget else None
+            if not active.size:
+                break
+            Xa, r = X[active], np.arange(active.size)
+            ds = np.empty((active.size, self.n, S))
+            dc = np.empty((active.size, self.n, S))
+            for v, (us, uc, terms) in enumerate(nbrs):
+                ls, lc = np.broadcast_to(us, (r.size, S)), np.broadcast_to(uc, (r.size, S))
+                for u, ts, tc in terms:
+                    ls = ls + ts[:, Xa[:, u]].T
+                    lc = lc + tc[:, Xa[:, u]].T
+                ds[:, v] = ls - ls[r, Xa[:, v]][:, None]
+                dc[:, v] = lc - lc[r, Xa[:, v]][:, None]
+            ds, dc = ds.reshape(active.size, -1), dc.reshape(active.size, -1)
+            over = c[active] > budgets[active]
+            fine = np.isfinite(ds)
+            okr = (dc < 0) & fine
+            ratio = np.where(okr, -ds / np.where(okr, -dc, 1.0), np.inf)
+            gain = np.where((c[active, None] + dc <= budgets[active, None]) & (ds > 0) & fine,
+                            ds, NEG)
+            k = np.where(over, ratio.argmin(axis=1), gain.argmax(axis=1))
+            moves = np.where(over, np.isfinite(ratio[r, k]), np.isfinite(gain[r, k]))
+            k, rows = k[moves], active[moves]
+            X[rows, k // S] = k % S
+            s[rows] += ds[r[moves], k]
+            c[rows] += dc[r[moves], k]
+            active = rows
+        s, c = self.evaluate(X)
+        return X, s, c, c <= budgets
 
-    def pareto_front(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _neighbours(self) -> list[tuple]:
+        """Per variable: its unary score and cost, and (u, score table, cost table) of
+        every pairwise term on it, oriented v first; v's axis padded to the largest
+        choice count (padding: score -inf), for ``_greedy``'s delta tables."""
+        if self._nbrs is None:
+            S = int(self.sizes.max())
+
+            def pad(t, fill):
+                out = np.full((S,) + t.shape[1:], fill)
+                out[: t.shape[0]] = t
+                return out
+
+            nbrs = [(pad(self.score._unary[v], NEG), pad(self.cost._unary[v], 0.0), [])
+                    for v in range(self.n)]
+            sp, cp = self.score._pairs, self.cost._pairs
+            for i, j in sorted(set(sp) | set(cp)):
+                zero = np.zeros((self.sizes[i], self.sizes[j]))
+                ts, tc = sp.get((i, j), zero), cp.get((i, j), zero)
+                nbrs[i][2].append((j, pad(ts, NEG), pad(tc, 0.0)))
+                nbrs[j][2].append((i, pad(ts.T, NEG), pad(tc.T, 0.0)))
+            self._nbrs = nbrs
+        return self._nbrs
+
+    def pareto_front(self, ranges: int = 48, probes: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The exact score/cost Pareto front: assignments (P, n), costs (P,), scores (P,),
         sorted by cost with strictly increasing scores; for any budget the exact answer
-        is the last point under it."""
-        run = _LabelRun(self, None, None, None)
+        is the last point under it.
+
+        Known front points first: the upper convex hull's vertices (max-sum alone,
+        ``hull_vertices``), and between every two of them the greedy single-width
+        search (``_greedy``) at ``probes`` budgets, from both ends. The multi-objective
+        elimination then drops every label whose completions they all dominate (bounds
+        per cost range, ``_FrontBounds``); the closer the known points are to the front,
+        the fewer labels are left.
+        """
+        hull = self.hull_vertices()
+        Hc = np.array([d.cost for d in hull])
+        Hs = np.array([d.score for d in hull])
+        if len(hull) > 1 and probes > 0:
+            HX = np.array([d.idx for d in hull])
+            t = np.linspace(0.0, 1.0, probes + 1)[1:]
+            a = np.repeat(np.arange(len(hull) - 1), t.size)
+            budgets = Hc[a] + np.tile(t, len(hull) - 1) * (Hc[a + 1] - Hc[a]) * (1 - 1e-9)
+            _, s, c, _ = self._greedy(np.vstack([HX[a], HX[a + 1]]), np.r_[budgets, budgets])
+            Hc, Hs = np.r_[Hc, c[np.isfinite(s)]], np.r_[Hs, s[np.isfinite(s)]]
+        k = _pareto_keep(np.zeros(Hc.size, dtype=np.int64), Hc, Hs)
+        run = _LabelRun(self, front=_FrontBounds(Hc[k], Hs[k], ranges))
         if run.root is None:
             return (np.zeros((0, self.n), dtype=np.int64), np.zeros(0), np.zeros(0))
         paths = run.backtrack(np.arange(run.root.cost.size))
         s, c = self.evaluate(paths)
         return paths, c, s
 
+    def hull_vertices(self) -> list[Decoded]:
+        """Every vertex of the upper convex hull of (cost, score) from the fastest to the
+        best configuration, by cost: a chord between two known vertices is split by the
+        max-sum decode at its slope when that finds a point above it; all chords of one
+        round in one batched pass. Known vertices and adjacent pairs are reused and
+        recorded (the Lagrangian hull walk then needs no decode)."""
+        fast, top = self.fastest(), self.best_unconstrained()
+        pts = {d.cost: d for d in self._hull.values() if fast.cost <= d.cost <= top.cost}
+        pts[fast.cost], pts[top.cost] = fast, top
+        known = sorted(pts.values(), key=lambda d: d.cost)
+        # keep strictly increasing scores (the fastest may tie the next in score)
+        known = [d for k, d in enumerate(known) if k == 0 or d.score > known[k - 1].score]
+        pend = list(zip(known[:-1], known[1:]))
+        while pend:
+            pend = [(a, b) for a, b in pend if (a.cost, b.cost) not in self._adjacent]
+            if not pend:
+                break
+            g = np.array([(b.score - a.score) / (b.cost - a.cost) for a, b in pend])
+            paths, s, c = self._decode(g)
+            nxt = []
+            for (a, b), x, sk, ck, gk in zip(pend, paths, s, c, g):
+                ref = a.score - gk * a.cost
+                if sk - gk * ck > ref + 1e-12 * max(1.0, abs(ref)) and a.cost < ck < b.cost:
+                    d = Decoded(x, float(sk), float(ck))
+                    self._hull.setdefault(d.cost, d)
+                    pts[d.cost] = d
+                    nxt += [(a, d), (d, b)]
+                else:
+                    self._adjacent.add((a.cost, b.cost))
+            pend = nxt
+        out = sorted(pts.values(), key=lambda d: d.cost)
+        return [d for k, d in enumerate(out) if k == 0 or d.score > out[k - 1].score]
 
 # ============================================== multi-objective elimination
 _LOCAL, _MSG, _MERGE = 0, 1, 2
@@ -600,19 +713,19 @@ class _Factor:
     says how to read a label's assignment back: a local term (its z), a child's message
     (``src`` = (child's final factor, its separator size, child), ``idx`` = label there),
     or a merge of two factors (``src`` = (f, g), ``idx`` = (label in f, label in g)).
-    ``bc`` / ``bl`` are dense bound tables over the bucket's scope (broadcastable): minus
-    the cheapest cost, and the best score - gamma * cost, of any of its labels.
+    ``bnd`` holds dense bound tables over the bucket's scope (broadcastable), one per
+    bound channel of the run: "c" minus the cheapest cost of any of its labels, "s" the
+    best score, "l" the best score - gamma * cost (a trailing axis, one per gamma).
     """
 
-    __slots__ = ("scope", "shape", "z", "ptr", "cost", "score", "kind", "src", "idx",
-                 "bc", "bl")
+    __slots__ = ("scope", "shape", "z", "ptr", "cost", "score", "kind", "src", "idx", "bnd")
 
     def __init__(self, scope, shape, z, cost, score, kind, src=None, idx=None, ptr=None):
         self.scope, self.shape = scope, shape
         self.z, self.cost, self.score = z, cost, score
         self.ptr = np.searchsorted(z, np.arange(math.prod(shape) + 1)) if ptr is None else ptr
         self.kind, self.src, self.idx = kind, src, idx
-        self.bc = self.bl = None
+        self.bnd: dict[str, np.ndarray] = {}
 
     @property
     def groups(self) -> int:
@@ -648,71 +761,161 @@ def _ragged_pairs(counts: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, n
     return rep, partner
 
 
+class _FrontBounds:
+    """What the Pareto-front run prunes against: known front points K (the upper hull
+    vertices, exact), costs Kc and scores Ks both strictly increasing, and the steps of
+    their staircase (step k: costs [Kc[k], Kc[k+1]), best known score Ks[k]) cut into
+    ranges of consecutive steps, each with a Lagrange multiplier (its chord's slope).
+
+    A label whose completions all have cost >= c_lb, score <= A0 and, for each range's
+    gamma, score <= A + gamma * cost, can only make front points at costs c where one of
+    these bounds reaches stair(c). Over the steps of range j below the cost where the
+    staircase passes A0, that is A_j + max_k (gamma_j * Kc[k+1] - Ks[k]) >= 0 (the line
+    is highest at a step's right end): a range maximum, from a sparse table.
+    """
+
+    def __init__(self, Kc: np.ndarray, Ks: np.ndarray, ranges: int):
+        self.Kc, self.Ks = Kc, Ks
+        self.tol_c = 1e-9 * max(1.0, float(np.abs(Kc).max()))
+        self.tol_s = 1e-9 * max(1.0, float(np.abs(Ks).max()))
+        steps = Kc.size - 1
+        cuts = np.unique(np.round(np.linspace(0, steps, min(ranges, steps) + 1)).astype(int))
+        self.start, self.end = cuts[:-1], cuts[1:] - 1  # inclusive step ranges
+        self.gammas = (Ks[cuts[1:]] - Ks[cuts[:-1]]) / (Kc[cuts[1:]] - Kc[cuts[:-1]])
+        if steps == 0:
+            return
+        self.range_of = np.repeat(np.arange(self.gammas.size), self.end - self.start + 1)
+        table = [self.gammas[self.range_of] * Kc[1:] - Ks[:-1]]
+        while 2 ** len(table) <= steps:
+            h = 2 ** (len(table) - 1)
+            prev = table[-1]
+            table.append(np.concatenate([np.maximum(prev[:-h], prev[h:]), prev[-h:]]))
+        self.table = np.array(table)
+
+    def screen(self, cost_lb: np.ndarray, A0: np.ndarray):
+        """The cheap part of the test, per label: ``sure`` (may reach the last step or
+        below the first known point: kept unproven), ``live`` (not dominated by the
+        known point where the staircase passes A0), and the steps kl..kh to prove."""
+        kstar = np.searchsorted(self.Ks, A0 + self.tol_s, side="right")  # stair > A0 here
+        klo = np.searchsorted(self.Kc, cost_lb - self.tol_c, side="right") - 1
+        sure = (kstar >= self.Ks.size) | (klo < 0)
+        return sure, sure | (klo < kstar), klo, kstar - 1
+
+    def prove(self, kl: np.ndarray, kh: np.ndarray, A) -> np.ndarray:
+        """Which labels are dominated on all their steps kl..kh, given ``A(i, j)`` their
+        Lagrangian intercepts for ranges j. A label is cleared as soon as one range fails
+        to prove it dominated; ranges are tried from the cheap end, and only the labels
+        still undecided go on to the next."""
+        dominated = np.ones(kl.size, dtype=bool)
+        if not self.gammas.size:
+            return dominated
+        todo = np.arange(kl.size)
+        j, jend = self.range_of[kl], self.range_of[kh]
+        while todo.size:
+            lo, hi = np.maximum(kl, self.start[j]), np.minimum(kh, self.end[j])
+            p = np.frexp(hi - lo + 1)[1] - 1  # floor(log2), exactly
+            m = np.maximum(self.table[p, lo], self.table[p, hi - (1 << p) + 1])
+            fail = A(todo, j) + m >= -self.tol_s
+            dominated[todo[fail]] = False
+            go = ~fail & (j < jend)
+            todo, kl, kh, j, jend = todo[go], kl[go], kh[go], j[go] + 1, jend[go]
+        return dominated
+
+
+def _thin(group: np.ndarray, t: int) -> np.ndarray:
+    """Of labels sorted by group, about t per group evenly spread by rank (first and last
+    always): a mask. For the approximate front that seeds the exact one."""
+    n = group.size
+    start = np.searchsorted(group, group, side="left")
+    cnt = np.searchsorted(group, group, side="right") - start
+    pos = np.arange(n) - start
+    bucket = pos * t // cnt
+    sel = (pos == 0) | (pos == cnt - 1)
+    sel[1:] |= bucket[1:] != bucket[:-1]
+    return sel
+
+
 class _LabelRun:
     """One run of multi-objective bucket elimination (``GraphBudgetProblem``'s exact
-    decode and Pareto front), with or without a budget.
+    decode and Pareto front).
 
     Every bucket starts from a pool of factors: its local terms (v's unary, each pairwise
     term it holds) and its children's messages. The two factors whose merge is expected
     to make the fewest candidate labels are merged first (a ragged Minkowski sum per
     assignment of the union scope, then a dominance filter per assignment), so that
-    messages over {v} alone meet at 14 groups, not at every assignment of the scope.
+    messages over {v} alone meet at |S_v| groups, not at every assignment of the scope.
     Eliminating v keeps, per separator assignment, the non-dominated labels over v's
     values. The virtual root merges the components' messages: its labels are the front.
 
-    With a budget, a label is dropped when its cost plus the cheapest completion of all
-    else exceeds the budget, or when its score - gamma * cost plus the best Lagrangian
-    completion of all else plus gamma * budget is below the incumbent; all else is the
-    bucket's outside message (downward passes of min-cost and of max score - gamma*cost)
-    plus the upward bounds of the factors still in the pool.
+    Pruning bounds "all else" (everything outside a label) by the bucket's outside
+    messages (downward max passes) plus the upward bounds of the factors still in the
+    pool. With a budget (exact decode), a label is dropped when its cost plus the
+    cheapest completion exceeds the budget, or when its score - gamma * cost plus the
+    best Lagrangian completion plus gamma * budget is below the incumbent. For the front
+    (``front``), when all its completions are dominated by known front points.
     """
 
-    def __init__(self, prob: GraphBudgetProblem, budget, gamma, incumbent):
+    def __init__(self, prob: GraphBudgetProblem, budget=None, gamma=None, incumbent=None,
+                 front: _FrontBounds | None = None, thin: int | None = None):
         plan = self.plan = prob.plan
-        self.prob = prob
+        self.thin = thin
+        self.prob, self.front = prob, front
         self.budget, self.gamma, self.incumbent = budget, gamma, incumbent
-        self.bounded = budget is not None
-        self.lagb = (self.bounded and gamma is not None and incumbent is not None
+        self.lagb = (budget is not None and gamma is not None and incumbent is not None
                      and bool(np.isfinite(incumbent)))
+        self.bounded = budget is not None or front is not None
+        self.gammas = np.array([gamma], dtype=np.float64) if self.lagb else \
+            (front.gammas if front is not None and front.gammas.size else None)
+        self.up: dict[str, list] = {}
+        self.out: dict[str, list] = {}
+        self.batch: dict[str, tuple] = {}
         if self.bounded:
+            self._channel("c", [np.where(np.isfinite(s), -c, NEG)
+                                for s, c in zip(prob.s_local, prob.c_local)], ())
+        if self.gammas is not None:
+            g = self.gammas
+            self._channel("l", [s[..., None] - c[..., None] * g
+                                for s, c in zip(prob.s_local, prob.c_local)], (g.size,))
+        if front is not None:
+            self._channel("s", prob.s_local, ())
+        if budget is not None:
             self.tol_c = 1e-9 * max(1.0, abs(budget))
-            negc = [np.where(np.isfinite(s), -c, NEG)
-                    for s, c in zip(prob.s_local, prob.c_local)]
-            _, self.cup = plan.upward(negc, _reduce_max)
-            self.cout = plan.downward(negc, self.cup, _reduce_max)
         if self.lagb:
             self.tol_s = 1e-9 * max(1.0, abs(incumbent))
-            lloc = prob._lagrangian_local(gamma)
-            _, self.lup = plan.upward(lloc, _reduce_max)
-            self.lout = plan.downward(lloc, self.lup, _reduce_max)
         self.root: _Factor | None = self._run()
 
+    def _channel(self, name: str, local: list[np.ndarray], batch: tuple) -> None:
+        _, up = self.plan.upward(local, _reduce_max, batch)
+        self.up[name], self.batch[name] = up, batch
+        self.out[name] = self.plan.downward(local, up, _reduce_max, batch)
+
     # --------------------------------------------------------------- bounds
-    def _rest(self, b: int, scope: tuple, others: list[_Factor]):
-        """Bounds on all but one factor of bucket b, as flat tables over ``scope``:
-        -(cheapest cost) and best score - gamma * cost of the outside and of ``others``,
-        maximised over the bucket variables not in ``scope``."""
+    def _rest(self, b: int, scope: tuple, others: list[_Factor]) -> dict[str, np.ndarray]:
+        """Per bound channel, the bound on all but one factor of bucket b (its outside
+        and ``others``) as a table over ``scope``'s flat assignments, maximised over the
+        bucket's variables not in ``scope``."""
         plan = self.plan
         full = plan.shape[b]
         keep = {plan.scope[b].index(u) for u in scope}
         axes = tuple(k for k in range(len(full)) if k not in keep)
+        res = {}
+        for name, out in self.out.items():
+            batch = self.batch[name]
+            acc = out[b].reshape(plan.oshape[b] + batch)
+            for f in others:
+                acc = acc + f.bnd[name]
+            acc = np.broadcast_to(acc, full + batch)
+            red = np.max(acc, axis=axes) if axes else acc
+            res[name] = np.ascontiguousarray(red).reshape((-1,) + batch)
+        return res
 
-        def red(out, tabs):
-            acc = out.reshape(plan.oshape[b]) if b != plan.root else out
-            for t in tabs:
-                acc = acc + t
-            acc = np.broadcast_to(acc, full)
-            return np.ascontiguousarray(np.max(acc, axis=axes) if axes else acc).ravel()
-
-        rc = red(self.cout[b], [f.bc for f in others])
-        rl = red(self.lout[b], [f.bl for f in others]) if self.lagb else None
-        return rc, rl
-
-    def _ok(self, z, cost, score, rc, rl) -> np.ndarray:
-        ok = cost - rc[z] <= self.budget + self.tol_c
+    def _ok(self, z, cost, score, rest: dict[str, np.ndarray]) -> np.ndarray:
+        """Budget pruning (exact decode)."""
+        ok = cost - rest["c"][z] <= self.budget + self.tol_c
         if self.lagb:
             g = self.gamma
-            ok &= score - g * cost + rl[z] + g * self.budget >= self.incumbent - self.tol_s
+            ok &= (score - g * cost + rest["l"][z, 0] + g * self.budget
+                   >= self.incumbent - self.tol_s)
         return ok
 
     # ------------------------------------------------------------- factors
@@ -721,8 +924,11 @@ class _LabelRun:
         for scope, shape, z, ptr, cost, score, s2, c2, bc in self.prob._local_factors()[b]:
             f = _Factor(scope, shape, z, cost, score, _LOCAL, ptr=ptr)
             if self.bounded:
-                f.bc = bc
-                f.bl = s2 - self.gamma * c2 if self.lagb else None
+                f.bnd["c"] = bc
+            if self.gammas is not None:
+                f.bnd["l"] = s2[..., None] - c2[..., None] * self.gammas
+            if self.front is not None:
+                f.bnd["s"] = s2
             out.append(f)
         return out
 
@@ -736,16 +942,38 @@ class _LabelRun:
         rep2, i_g = _ragged_pairs(np.diff(g.ptr)[gg], g.ptr[gg])
         z, i_f = rep1[rep2], i_f[rep2]
         cost, score = f.cost[i_f] + g.cost[i_g], f.score[i_f] + g.score[i_g]
-        if self.bounded:
-            ok = self._ok(z, cost, score, *self._rest(b, scope, others))
-            z, i_f, i_g, cost, score = z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
-        keep = _pareto_keep(z, cost, score)
+        if self.front is not None:
+            z, i_f, i_g, cost, score = self._front_prune(b, scope, others, z, i_f, i_g,
+                                                         cost, score, math.prod(shape))
+            keep = slice(None)
+        else:
+            if self.bounded:
+                ok = self._ok(z, cost, score, self._rest(b, scope, others))
+                z, i_f, i_g, cost, score = z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
+            keep = self._keep(z, cost, score, math.prod(shape))
         h = _Factor(scope, shape, z[keep], cost[keep], score[keep], _MERGE, (f, g),
                     (i_f[keep], i_g[keep]))
-        if self.bounded:
-            h.bc = f.bc + g.bc
-            h.bl = f.bl + g.bl if self.lagb else None
+        h.bnd = {k: f.bnd[k] + g.bnd[k] for k in f.bnd}
         return h
+
+    def _front_prune(self, b, scope, others, z, i_f, i_g, cost, score, groups):
+        """Front mode: the cheap screen, then the dominance filter, then the range proofs
+        on the survivors only (the proofs cost most, and both filters commute: a label
+        dominated in its group has weaker bounds than the label dominating it)."""
+        front, gam = self.front, self.gammas
+        rest = self._rest(b, scope, others)
+        sure, live, kl, kh = front.screen(cost - rest["c"][z], score + rest["s"][z])
+        z, i_f, i_g, cost, score = z[live], i_f[live], i_g[live], cost[live], score[live]
+        keep = self._keep(z, cost, score, groups)
+        z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
+        sure, kl, kh = sure[live][keep], kl[live][keep], kh[live][keep]
+        todo = np.flatnonzero(~sure)
+        zt, st, ct = z[todo], score[todo], cost[todo]
+        drop = front.prove(kl[todo], kh[todo],
+                           lambda i, j: st[i] - gam[j] * ct[i] + rest["l"][zt[i], j])
+        ok = np.ones(z.size, dtype=bool)
+        ok[todo[drop]] = False
+        return z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
 
     def _proj(self, scope: tuple, shape: tuple, sub: tuple) -> np.ndarray:
         """Flat index into ``sub``'s assignments of every flat assignment of ``scope``."""
@@ -770,15 +998,13 @@ class _LabelRun:
             pool = [] if b == plan.root else self._locals(b)
             for c in plan.children[b]:
                 m = msgs.pop(c)
-                if self.bounded:
-                    m.bc = self.cup[c].reshape(plan.bshape[c])
-                    m.bl = self.lup[c].reshape(plan.bshape[c]) if self.lagb else None
+                m.bnd = {k: up[c].reshape(plan.bshape[c] + self.batch[k])
+                         for k, up in self.up.items()}
                 pool.append(m)
             while len(pool) > 1:
                 i, j = self._pick(pool)
                 others = [f for k, f in enumerate(pool) if k != i and k != j]
-                h = self._merge(b, pool[i], pool[j], others)
-                pool = others + [h]
+                pool = others + [self._merge(b, pool[i], pool[j], others)]
             F = pool[0]
             if F.cost.size == 0:
                 return None
@@ -787,10 +1013,18 @@ class _LabelRun:
             # eliminate v, the first axis of its scope: the separator index is z mod rest
             rest = math.prod(F.shape[1:])
             grp = F.z % rest
-            sel = _pareto_keep(grp, F.cost, F.score)
+            sel = self._keep(grp, F.cost, F.score, rest)
             msgs[b] = _Factor(F.scope[1:], F.shape[1:], grp[sel], F.cost[sel], F.score[sel],
                               _MSG, (F, rest, b), sel)
         raise AssertionError("the virtual root is the last bucket")
+
+    def _keep(self, group, cost, score, groups: int) -> np.ndarray:
+        """The non-dominated labels per group; thinned for an approximate run (about
+        sqrt(thin / groups) per group, so that a merge makes about ``thin`` candidates)."""
+        keep = _pareto_keep(group, cost, score)
+        if self.thin is not None:
+            keep = keep[_thin(group[keep], max(4, math.isqrt(self.thin // groups)))]
+        return keep
 
     def _pick(self, pool: list[_Factor]) -> tuple[int, int]:
         """The pair expected to make the fewest candidates: labels per group of each,
@@ -799,8 +1033,7 @@ class _LabelRun:
         best = None
         for i, j in itertools.combinations(range(len(pool)), 2):
             f, g = pool[i], pool[j]
-            union = set(f.scope) | set(g.scope)
-            G = math.prod(int(sizes[u]) for u in union)
+            G = math.prod(int(sizes[u]) for u in set(f.scope) | set(g.scope))
             est = f.cost.size * g.cost.size * G / (f.groups * g.groups)
             if best is None or est < best[0]:
                 best = (est, i, j)

@@ -206,7 +206,7 @@ class Pipeline:
         t0 = time.time()
         lat = self._stage("latency", self.stage_latency)
         if lat is None:
-            return None
+            return self._stopped()
         model = LatencyModel.load(self.out / "latency" / "latency.json", self.space)
         budget = self.budget(model)
         for m in self.cfg["train"]["methods"]:
@@ -275,7 +275,10 @@ class Pipeline:
                  f"on {c['backend']} (batch {c['batch_size']}, {c['threads']} threads)")
         plan = [(folder / "train.jsonl", c["networks"], "cover", {}),
                 *heldout_plan(self.space, folder, c["heldout"])]
-        collect_interleaved(self.space, target, proto, plan, c["blocks"])
+        collect_interleaved(self.space, target, proto, plan, c["blocks"],
+                            should_stop=self.should_stop)
+        if self.should_stop is not None and self.should_stop():
+            return None  # the timings so far are in the files; a rerun continues them
         train = read_samples(folder / "train.jsonl", self.space)
         model = fit(self.space, train, K=c["K"], smooth=c["smooth"])
         held = read_samples(folder / "heldout.jsonl", self.space)

@@ -7,6 +7,7 @@ how often and in which order runners are called.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import os
@@ -55,6 +56,12 @@ class Backend:
 
     def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> Runner:
         raise NotImplementedError
+
+    def session(self):
+        """Context in which runners are called: a backend that needs process-wide settings
+        (torch-cpu's thread count) sets them on entry and restores them on exit, so that
+        timing leaves the process as it found it."""
+        return contextlib.nullcontext()
 
     def info(self) -> dict:
         return {
@@ -105,8 +112,19 @@ class TorchCPU(Backend):
         super().__init__(target)
         if target.dtype != "fp32":
             raise AowsError("torch-cpu times fp32 only; use --dtype fp32")
-        if target.threads is not None:
-            torch.set_num_threads(target.threads)
+
+    @contextlib.contextmanager
+    def session(self):
+        """torch's thread count is process-wide: set for the timing, restored after (left
+        set, it slowed the supernet training that followed a latency stage to one core)."""
+        prev = torch.get_num_threads()
+        if self.target.threads is not None and self.target.threads != prev:
+            torch.set_num_threads(self.target.threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != prev:
+                torch.set_num_threads(prev)
 
     def prepare(self, model, input_shape):
         model = model.eval()
@@ -123,7 +141,8 @@ class TorchCPU(Backend):
         return run
 
     def info(self):
-        return {**super().info(), "threads": torch.get_num_threads(), "device": _cpu_name()}
+        threads = self.target.threads or torch.get_num_threads()
+        return {**super().info(), "threads": threads, "device": _cpu_name()}
 
 
 @register_backend

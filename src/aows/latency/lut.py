@@ -54,7 +54,7 @@ def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
                 mod = _Repeat(mod, len(space.layers[i].inputs))
             runners.append(backend.prepare(mod, layer_input_shape(space, i, cin,
                                                                   target.batch_size)))
-        secs, _ = timer.timer(runners, np.random.default_rng([protocol.seed, start]))
+        secs, _ = timer.run(runners, np.random.default_rng([protocol.seed, start]))
         x[list(chunk)] = secs * 1e3 / target.batch_size
         bar.update(len(chunk))
     bar.close()

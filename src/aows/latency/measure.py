@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -40,9 +40,15 @@ class Timer:
              ) -> tuple[np.ndarray, float | None]:
         """ms per image of every configuration (one interleaved chunk) and of the anchor."""
         runners = [self.prepare(c) for c in configs]
-        secs, anchor = self.timer(runners, rng)
+        secs, anchor = self.run(runners, rng)
         scale = 1e3 / self.target.batch_size
         return secs * scale, (None if anchor is None else anchor * scale)
+
+    def run(self, runners, rng: np.random.Generator) -> tuple[np.ndarray, float | None]:
+        """Seconds per call of every runner and of the anchor (one interleaved chunk),
+        inside the backend's session (process settings restored afterwards)."""
+        with self.backend.session():
+            return self.timer(runners, rng)
 
 
 def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: Target,
@@ -68,13 +74,15 @@ def header(space: SearchSpace, target: Target, protocol: Protocol, backend) -> d
 
 def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,
             sampler: str = "biased", configs: Sequence[Sequence[int]] | None = None,
-            seed: int = 0, progress: bool = True) -> int:
+            seed: int = 0, progress: bool = True,
+            should_stop: Callable[[], bool] | None = None) -> int:
     """Time networks until ``path`` holds ``count`` records (resumes an existing file).
 
     sampler: "biased" (seed section A), "cover" (biased until every unknown is covered,
     then uniform), "uniform", or "given" (time ``configs`` in order, e.g. to re-time
     another file's networks for a test-retest noise floor).
-    Returns the number of networks timed by this call.
+    ``should_stop`` is polled between chunks (a raised flag ends the call early; every
+    chunk timed so far is in the file). Returns the number of networks timed by this call.
     """
     probe = get_backend(target)
     writer = SampleWriter(path, header(space, target, protocol, probe))
@@ -96,7 +104,7 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
     bar = tqdm(total=count, initial=done, unit="net", desc=f"timing {sampler}",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     timed = 0
-    while done < count:
+    while done < count and not (should_stop is not None and should_stop()):
         n = min(protocol.chunk, count - done)
         if sampler == "biased":
             chunk = [state.next() for _ in range(n)]
@@ -118,7 +126,8 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
 
 
 def collect_interleaved(space: SearchSpace, target: Target, protocol: Protocol, plan,
-                        blocks: int, progress: bool = True, between=None) -> None:
+                        blocks: int, progress: bool = True, between=None,
+                        should_stop: Callable[[], bool] | None = None) -> None:
     """Collect several sample files in alternating blocks, so that all of them are timed
     over the same period: a shared machine drifts by a few % over minutes, and timing a
     training set in one period and its held-out set in another would charge that drift
@@ -127,8 +136,10 @@ def collect_interleaved(space: SearchSpace, target: Target, protocol: Protocol, 
     """
     for b in range(1, blocks + 1):
         for path, count, sampler, kwargs in plan:
+            if should_stop is not None and should_stop():
+                return
             collect(space, target, protocol, path, count * b // blocks, sampler,
-                    progress=progress, **kwargs)
+                    progress=progress, should_stop=should_stop, **kwargs)
         if between is not None:
             between(b)
 

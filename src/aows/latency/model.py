@@ -30,18 +30,46 @@ class ModelFileError(AowsError, ValueError):
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write via a temp file + rename, so an interrupted write leaves no torn file."""
+    atomic_write_bytes(path, text.encode())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | None = None, write=None) -> None:
+    """Write ``data`` (or call ``write(file)``) to a temp file beside ``path``, fsync it and
+    rename it over ``path``: an interrupted write leaves the old file, never a torn one,
+    and no temp file (it is removed on any error, a full disk included). The file gets
+    the permissions of any new file (0666 less the umask), not mkstemp's 0600, so others
+    on shared storage can read models, reports and checkpoints."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise AowsError(f"{path} is a folder; give a file name to write")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise AowsError(f"cannot write in {path.parent} ({err.strerror}); choose a writable "
+                        "folder") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            if write is not None:
+                write(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise AowsError(f"could not write {path} ({err.strerror}); nothing was replaced: "
+                            "free space or choose another folder") from None
         raise
 
 

@@ -126,6 +126,14 @@ def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> S
             raise SampleFileError(f"{path}:{lineno}: bad record ({err})") from None
         if not np.isfinite(ms) or ms <= 0:
             raise SampleFileError(f"{path}:{lineno}: latency {ms} is not a positive number")
+        if anc is not None:
+            try:
+                anc = float(anc)
+            except (TypeError, ValueError):
+                anc = float("nan")
+            if not np.isfinite(anc) or anc <= 0:
+                raise SampleFileError(f"{path}:{lineno}: anchor_ms {obj.get('anchor_ms')!r} "
+                                      "is not a positive number; fix or delete that line")
         configs.append(cfg)
         lat.append(ms)
         samplers.append(smp)

@@ -29,8 +29,8 @@ from aows.train.runtime import (
     lr_at,
     progress_bar,
     resolve_device,
-    same_settings,
     save_checkpoint,
+    settings_diff,
     signal_flag,
     tensorboard_log,
 )
@@ -117,10 +117,12 @@ def finetune(net: nn.Module, batches: Callable[[int], Iterable],
     ckpt = out / "finetune.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
-        if not same_settings(state["config"], asdict(cfg)) or \
-                state["position"]["world"] != world:
-            raise AowsError(f"{ckpt} was written with other settings; resume with the same "
-                            "ones or use a new --out")
+        diff = settings_diff(state["config"], asdict(cfg))
+        if state["position"]["world"] != world:
+            diff.append(f"processes: {state['position']['world']} -> {world}")
+        if diff:
+            raise AowsError(f"{ckpt} was written with other settings ({'; '.join(diff)}); "
+                            "resume with the same ones or use a new --out")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         amp.load_state_dict(state["scaler"])

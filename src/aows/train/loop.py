@@ -56,6 +56,7 @@ from aows.train.runtime import (
     resolve_device,
     same_settings,
     save_checkpoint,
+    settings_diff,
     signal_flag,
     tensorboard_log,
 )
@@ -153,10 +154,12 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
-        if not same_settings(asdict(cfg), state["config"]) or \
-                state["position"].get("world", 1) != world:
-            raise AowsError(f"{ckpt} was written with another configuration or number of "
-                            "processes; resume with the same settings or use a new --out")
+        diff = settings_diff(state["config"], asdict(cfg))
+        if state["position"].get("world", 1) != world:
+            diff.append(f"processes: {state['position'].get('world', 1)} -> {world}")
+        if diff:
+            raise AowsError(f"{ckpt} was written with other settings ({'; '.join(diff)}); "
+                            "resume with the same settings or use a new --out")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         amp.load_state_dict(state.get("scaler", {}))
@@ -258,7 +261,7 @@ class _Run:
                         bar.close()
                     self.save()
                     self.log(f"stopped at epoch {epoch + 1}, step {it + 1}: {self.ckpt} "
-                             "written; resume with the same command and --resume")
+                             "written; run again to resume (`aows train`: add --resume)")
                     return
             if bar is not None:
                 bar.close()

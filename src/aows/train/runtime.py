@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -89,25 +90,54 @@ def tensorboard_log(out: Path, rec: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a temp file renamed over the old checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Atomic and durable: a temp file, fsynced, renamed over the old checkpoint (removed
+    if the write fails, e.g. on a full disk)."""
+    from aows.latency.model import atomic_write_bytes
+    atomic_write_bytes(path, write=lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Tensors, dicts and numbers only: nothing is unpickled beyond that."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Tensors, dicts and numbers only: nothing is unpickled beyond that. A truncated,
+    corrupt or foreign file is one clear error."""
+    state = load_tensors(path, "checkpoint")
+    if not isinstance(state, dict) or "position" not in state:
+        raise AowsError(f"{path} is not an aows checkpoint (no training position in it); "
+                        "give the run folder that wrote it, or remove it to start over")
+    return state
 
 
-def signal_flag():
+def load_tensors(path: Path, what: str):
+    """``torch.load(weights_only=True)`` with its failures (a truncated or corrupt file,
+    a pickle of anything but tensors and plain containers) as one clear error."""
+    import pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise AowsError(f"{what} {path} does not exist") from None
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AowsError(f"{path} is not a readable {what} ({first[:200]}): it may be "
+                        "truncated or not written by aows; nothing was loaded") from None
+
+
+class StopFlag:
+    """Raised by SIGTERM or Ctrl-C; ``signum`` says which. Calling it reads it."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def signal_flag() -> tuple[StopFlag, Callable[[], None]]:
     """A flag raised by SIGTERM or Ctrl-C, checked between steps; and a function that
     puts the previous handlers back."""
-    flag = {"stop": False}
+    flag = StopFlag()
     previous = {}
 
     def handler(signum, frame):
-        flag["stop"] = True
+        flag.signum = signum
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -116,7 +146,26 @@ def signal_flag():
     def restore():
         for sig, h in previous.items():
             signal.signal(sig, h)
-    return (lambda: flag["stop"]), restore
+    return flag, restore
+
+
+def check_run_folder(out: str | Path, resume: bool, marker: str, produced: Sequence[str],
+                     command: str) -> None:
+    """Refuse to start a run over another one's files, or to resume nothing: ``marker``
+    is the checkpoint a resume needs, ``produced`` the files a run writes."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AowsError(f"--out {out} is a file; give a folder for the run")
+    if resume:
+        if not (out / marker).exists():
+            raise AowsError(f"nothing to resume in {out}: it has no {marker}; drop --resume "
+                            "to start a new run there")
+        return
+    found = [f for f in (marker, *produced) if (out / f).exists()]
+    if found:
+        raise AowsError(f"{out} already holds a {command} run ({', '.join(found)}); add "
+                        "--resume to continue it, or give another --out (nothing was "
+                        "overwritten)")
 
 
 
@@ -171,5 +220,10 @@ RESUMABLE_CHANGES = ("device", "progress")
 
 def same_settings(a: dict, b: dict) -> bool:
     """Whether two runs' settings describe the same computation."""
-    drop = lambda d: {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES}  # noqa: E731
-    return drop(a) == drop(b)
+    return not settings_diff(a, b)
+
+
+def settings_diff(a: dict, b: dict) -> list[str]:
+    """The settings (other than those a resume may change) that differ, as "key: a -> b"."""
+    keys = sorted((set(a) | set(b)) - set(RESUMABLE_CHANGES))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]

@@ -1,0 +1,132 @@
+"""What a user or an operator can do wrong, and what the process is left with."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aows.cli import main
+from aows.latency.backends import Target
+from aows.latency.measure import time_configs
+from aows.latency.protocol import Protocol
+from aows.space import mobilenet_v1
+
+
+def test_timing_leaves_the_thread_count_as_it_found_it():
+    space = mobilenet_v1(resolution=32, levels=2, max_width=0.3, classes=4)
+    before = torch.get_num_threads()
+    target = Target("torch-cpu", threads=1 if before != 1 else 2)
+    proto = Protocol(warmup=1, rounds=1, runs=1, chunk=2)
+    ms = time_configs(space, [space.narrowest(), space.widest()], target, proto)
+    assert ms.shape == (2,) and np.all(ms > 0)
+    assert torch.get_num_threads() == before
+
+
+def test_train_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--space", "mobilenet_v1", "--resolution", "32", "--data", "fake",
+            "--epochs", "1", "--batch-size", "16", "--no-progress", "--no-val",
+            "--levels", "2", "--max-width", "0.3", "--out", str(out)]
+    assert main([*args, "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(args) == 0
+    unaries = (out / "unaries.json").read_text()
+    metrics = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--resume" in err
+    assert (out / "unaries.json").read_text() == unaries
+    assert (out / "metrics.jsonl").read_text() == metrics
+    (tmp_path / "file").write_text("x")
+    assert main([*args[:-1], str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_latency_predict_and_search_errors_name_the_input(tmp_path, capsys):
+    (tmp_path / "lat.json").write_text(json.dumps({"aows": "latency-model", "space": {}}))
+    assert main(["latency", "predict", "--model", str(tmp_path / "lat.json"), "8"]) == 2
+    assert "latency model" in capsys.readouterr().err
+    assert main(["latency", "predict", "--model", str(tmp_path / "none.json"), "8"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["latency", "generate", "--space", "mobilenet_v1", "--count", "-5", "-o", "x.jsonl"],
+     "--count: must be > 0"),
+    (["latency", "fit", "x.jsonl", "--space", "mobilenet_v1", "--smooth", "abc", "-o", "m"],
+     "'abc' is not a number or 'auto'"),
+    (["latency", "fit", "x.jsonl", "--space", "mobilenet_v1", "-K", "-5", "-o", "m"],
+     "must be >= 0"),
+    (["search", "--latency", "l.json", "--unaries", "u.json", "--pareto", "--budgets", "0"],
+     "--budgets: must be > 0"),
+    (["train", "--data", "fake", "--epochs", "0", "--out", "r"], "--epochs: must be > 0"),
+    (["train", "--data", "fake", "--epochs", "1", "--batch-size", "-1", "--out", "r"],
+     "--batch-size: must be > 0"),
+    (["measure", "f", "--latency", "l.json", "--repeats", "0"], "--repeats: must be > 0"),
+    (["space", "show", "resnet18", "--resolution", "100"], "multiple of 32"),
+    (["space", "show", "nope"], "unknown search space"),
+    (["space", "show", "missing.yaml"], "does not exist"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own checks (types, ranges) exit with 2
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_written_files_follow_the_umask_and_leave_no_temp_files(tmp_path):
+    import os
+
+    from aows.errors import AowsError
+    from aows.latency.model import atomic_write_text
+    from aows.train.runtime import save_checkpoint
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        save_checkpoint(tmp_path / "c.pt", {"x": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    for f in ("a.json", "c.pt"):
+        assert (tmp_path / f).stat().st_mode & 0o777 == 0o644
+    with pytest.raises(AowsError, match="is a folder"):
+        atomic_write_text(tmp_path, "{}")
+
+    def fail(f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+    from aows.latency.model import atomic_write_bytes
+    with pytest.raises(AowsError, match="No space left"):
+        atomic_write_bytes(tmp_path / "c.pt", write=fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "c.pt"]
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["x"].shape == (2,)
+
+
+def test_corrupt_truncated_and_foreign_weight_files_are_one_clear_error(tmp_path):
+    import pickle
+
+    from aows.errors import AowsError
+    from aows.final import load_final, load_supernet, save_final
+    from aows.nn import build_network
+    space = mobilenet_v1(resolution=32, levels=2, max_width=0.3, classes=4)
+    cfg = space.narrowest()
+    save_final(tmp_path / "f", build_network(space, cfg), space, cfg)
+    weights = tmp_path / "f" / "weights.pt"
+    good = weights.read_bytes()
+    for bad, message in ((good[: len(good) // 2], "not a readable weights file"),
+                         (b"", "not a readable weights file"),
+                         (pickle.dumps(object()), "not a readable weights file")):
+        weights.write_bytes(bad)
+        with pytest.raises(AowsError, match=message):
+            load_final(tmp_path / "f")
+    torch.save(torch.zeros(3), weights)
+    with pytest.raises(AowsError, match="holds no state_dict"):
+        load_final(tmp_path / "f")
+    (tmp_path / "checkpoint.pt").write_bytes(good[:100])
+    with pytest.raises(AowsError, match="not a readable checkpoint"):
+        load_supernet(tmp_path, space)
