@@ -130,3 +130,23 @@ def test_corrupt_truncated_and_foreign_weight_files_are_one_clear_error(tmp_path
     (tmp_path / "checkpoint.pt").write_bytes(good[:100])
     with pytest.raises(AowsError, match="not a readable checkpoint"):
         load_supernet(tmp_path, space)
+
+
+def test_run_configuration_errors_are_all_reported_before_anything_runs(tmp_path):
+    from aows.errors import AowsError
+    from aows.pipeline import load_config
+    p = tmp_path / "c.yaml"
+    p.write_text("")
+    with pytest.raises(AowsError, match="is empty"):
+        load_config(p)
+    p.write_text("latency: {networks: -5, heldout: ten, blocks: 2}\n"
+                 "train: {epochz: 3, lr: 0.2}\nonnx: 1\n")
+    with pytest.raises(AowsError) as err:
+        load_config(p)
+    msg = str(err.value)
+    for part in ("'latency.networks' must be at least 1", "'latency.heldout' must be an integer",
+                 "unknown setting 'train.epochz'", "'onnx' must be true or false"):
+        assert part in msg
+    p.write_text("latency: {K: auto, networks: 300}\n")
+    cfg = load_config(p)
+    assert cfg["latency"]["K"] == "auto" and cfg["latency"]["networks"] == 300

@@ -736,19 +736,69 @@ def _pareto_keep(group: np.ndarray, cost: np.ndarray, score: np.ndarray) -> np.n
     """Indices of the labels that no label of their group dominates (lower or equal cost
     and higher or equal score; of exact duplicates one stays), sorted by (group, cost).
 
-    Sorted by (group, cost, -score), a label survives iff its score beats every earlier
-    score of its group. One global running maximum does it for all groups at once: the
-    score is replaced by its dense rank r < N plus group * N, so that every key of a
-    later group exceeds every key of an earlier one."""
-    if group.size <= 1:
-        return np.arange(group.size)
-    order = np.lexsort((-score, cost, group))
-    _, rank = np.unique(score[order], return_inverse=True)
-    key = group[order] * group.size + rank
-    keep = np.empty(order.size, dtype=bool)
-    keep[0] = True
-    keep[1:] = key[1:] > np.maximum.accumulate(key)[:-1]
+    Sorted by (group, cost), a label survives iff its score beats every earlier score of
+    its group (``_group_record``); of labels of equal group and cost that survive, only
+    the last, the best, stays. The sort is an unstable argsort of the costs, then a
+    stable (radix, for 16-bit groups) argsort of the groups."""
+    n = group.size
+    if n <= 1:
+        return np.arange(n)
+    order = np.argsort(cost)
+    if group.max() > group.min():
+        g = group[order]
+        if g.max() < 65536:
+            g = g.astype(np.uint16)
+        order = order[np.argsort(g, kind="stable")]
+    g, c = group[order], cost[order]
+    keep = _group_record(g, score[order])
+    k = np.flatnonzero(keep)
+    tie = (g[k[1:]] == g[k[:-1]]) & (c[k[1:]] == c[k[:-1]])
+    keep[k[:-1][tie]] = False
     return order[keep]
+
+
+def _group_record(g: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """For s in runs of equal g: is s above every earlier s of its run (a record)?
+
+    A running maximum per run, without a Python loop over the runs: the runs are laid
+    out as the rows of a -inf padded matrix and accumulated along the rows. The few
+    runs much longer than the average (which would make the padding large) are
+    accumulated one by one instead."""
+    n = s.size
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    prev = np.empty(n)
+    long = sizes > max(64, 4 * n // starts.size)
+    for a, m in zip(starts[long], sizes[long]):
+        prev[a] = NEG
+        prev[a + 1: a + m] = np.maximum.accumulate(s[a: a + m - 1])
+    if not long.all():
+        short = np.repeat(~long, sizes)
+        st, sz = starts[~long], sizes[~long]
+        row = np.repeat(np.arange(st.size), sz)
+        col = np.arange(row.size) - np.repeat(np.cumsum(sz) - sz, sz)
+        mat = np.full((st.size, int(sz.max())), NEG)
+        mat[row, col] = s[short]
+        acc = np.maximum.accumulate(mat, axis=1)
+        prev[short] = np.where(col > 0, acc[row, np.maximum(col - 1, 0)], NEG)
+    return s > prev
+
+
+def _seg_search(arr: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
+                strict: bool) -> np.ndarray:
+    """Per window lo..hi of ``arr`` (increasing within a window): the first index whose
+    value is >= target (> target if ``strict``); hi if none. A vectorised binary search,
+    all windows at once."""
+    lo, hi = lo.copy(), hi.copy()
+    live = np.flatnonzero(lo < hi)
+    while live.size:
+        mid = (lo[live] + hi[live]) // 2
+        v, t = arr[mid], target[live]
+        right = v < t if not strict else v <= t
+        lo[live[right]] = mid[right] + 1
+        hi[live[~right]] = mid[~right]
+        live = live[lo[live] < hi[live]]
+    return lo
 
 
 def _ragged_pairs(counts: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -793,13 +843,18 @@ class _FrontBounds:
         self.table = np.array(table)
 
     def screen(self, cost_lb: np.ndarray, A0: np.ndarray):
-        """The cheap part of the test, per label: ``sure`` (may reach the last step or
-        below the first known point: kept unproven), ``live`` (not dominated by the
-        known point where the staircase passes A0), and the steps kl..kh to prove."""
-        kstar = np.searchsorted(self.Ks, A0 + self.tol_s, side="right")  # stair > A0 here
+        """The cheap part of the test, per label: ``sure`` (below the first known point,
+        or may reach the best known score: kept unproven), ``live`` (the staircase at
+        its cheapest completion does not beat A0 already), and kl, the step of its
+        cheapest completion (the first step to prove)."""
         klo = np.searchsorted(self.Kc, cost_lb - self.tol_c, side="right") - 1
-        sure = (kstar >= self.Ks.size) | (klo < 0)
-        return sure, sure | (klo < kstar), klo, kstar - 1
+        sure = (klo < 0) | (A0 + self.tol_s >= self.Ks[-1])
+        live = sure | (self.Ks[np.maximum(klo, 0)] <= A0 + self.tol_s)
+        return sure, live, klo
+
+    def last_step(self, A0: np.ndarray) -> np.ndarray:
+        """The last step to prove: the staircase beats A0 from the next known point on."""
+        return np.searchsorted(self.Ks, A0 + self.tol_s, side="right") - 1
 
     def prove(self, kl: np.ndarray, kh: np.ndarray, A) -> np.ndarray:
         """Which labels are dominated on all their steps kl..kh, given ``A(i, j)`` their
@@ -937,43 +992,101 @@ class _LabelRun:
         scope = tuple(sorted(set(f.scope) | set(g.scope), key=lambda u: pos[u]))
         shape = tuple(int(self.plan.sizes[u]) for u in scope)
         pf, pg = self._proj(scope, shape, f.scope), self._proj(scope, shape, g.scope)
+        rest = self._rest(b, scope, others) if self.bounded else None
+        # every (assignment of the union scope, label of f) ...
         rep1, i_f = _ragged_pairs(np.diff(f.ptr)[pf], f.ptr[pf])
+        # ... with the labels of g in its group, or only those in a window that can pass
         gg = pg[rep1]
-        rep2, i_g = _ragged_pairs(np.diff(g.ptr)[gg], g.ptr[gg])
+        lo, hi = g.ptr[gg], g.ptr[gg + 1]
+        if self.bounded:
+            lo, hi = self._window(rep1, f.cost[i_f], f.score[i_f], g, lo, hi, rest)
+        rep2, i_g = _ragged_pairs(np.maximum(hi - lo, 0), lo)
         z, i_f = rep1[rep2], i_f[rep2]
         cost, score = f.cost[i_f] + g.cost[i_g], f.score[i_f] + g.score[i_g]
         if self.front is not None:
-            z, i_f, i_g, cost, score = self._front_prune(b, scope, others, z, i_f, i_g,
-                                                         cost, score, math.prod(shape))
+            z, i_f, i_g, cost, score = self._front_prune(rest, z, i_f, i_g, cost, score,
+                                                         math.prod(shape))
             keep = slice(None)
         else:
             if self.bounded:
-                ok = self._ok(z, cost, score, self._rest(b, scope, others))
+                ok = self._ok(z, cost, score, rest)
                 z, i_f, i_g, cost, score = z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
             keep = self._keep(z, cost, score, math.prod(shape))
         h = _Factor(scope, shape, z[keep], cost[keep], score[keep], _MERGE, (f, g),
                     (i_f[keep], i_g[keep]))
-        h.bnd = {k: f.bnd[k] + g.bnd[k] for k in f.bnd}
+        if self.bounded:
+            h.bnd = self._label_bounds(h, self._bshape(b, scope))
         return h
 
-    def _front_prune(self, b, scope, others, z, i_f, i_g, cost, score, groups):
+    def _window(self, zh, cf, sf, g: _Factor, lo, hi, rest):
+        """For every (assignment zh, label of f with cost cf and score sf): the labels of
+        g, a group sorted by cost with increasing scores, that can pass the screen form
+        a window lo..hi. Too expensive: its completions cost at least cf + d + the rest's
+        cheapest, and the budget (exact) or the known point above the best score it can
+        reach (front) caps that. Too poor (front only): the staircase at its cheapest
+        completion must not beat what it can reach. The ends are found by a binary
+        search per window, all windows at once."""
+        ok = hi > lo
+        rc, first, last = -rest["c"][zh], np.where(ok, lo, 0), np.where(ok, hi - 1, 0)
+        if self.front is None:
+            dmax = self.budget + 2 * self.tol_c - cf - rc
+            return lo, _seg_search(g.cost, lo, hi, dmax, strict=True)
+        F = self.front
+        rs = rest["s"][zh]
+        kstar = np.searchsorted(F.Ks, sf + g.score[last] + rs + F.tol_s, side="right")
+        dmax = np.where(kstar < F.Ks.size, F.Kc[np.minimum(kstar, F.Ks.size - 1)]
+                        - cf - rc + 2 * F.tol_c, np.inf)
+        k0 = np.searchsorted(F.Kc, cf + g.cost[first] + rc - F.tol_c, side="right") - 1
+        tmin = np.where(k0 >= 0, F.Ks[np.maximum(k0, 0)] - sf - rs - 2 * F.tol_s, NEG)
+        return (_seg_search(g.score, lo, hi, tmin, strict=False),
+                _seg_search(g.cost, lo, hi, dmax, strict=True))
+
+    def _label_bounds(self, f: _Factor, bshape: tuple) -> dict[str, np.ndarray]:
+        """Bound tables of a factor from its own labels (per group: the cheapest cost,
+        best score, best score - gamma * cost; -inf for an empty group), shaped to
+        broadcast over the bucket's scope. They are tighter than the dense upward
+        messages: labels pruned below can no longer be part of a completion."""
+        ptr = f.ptr
+        full = ptr[1:] > ptr[:-1]
+        first = ptr[:-1][full]
+        out = {}
+        for k in self.up:
+            batch = self.batch[k]
+            t = np.full((f.groups,) + batch, NEG)
+            if k == "c":
+                t[full] = -f.cost[first]
+            elif k == "s":
+                t[full] = f.score[ptr[1:][full] - 1]  # scores increase along a group
+            elif first.size:
+                lag = f.score[:, None] - f.cost[:, None] * self.gammas[None]
+                t[full] = np.maximum.reduceat(lag, first, axis=0)
+            out[k] = t.reshape(bshape + batch)
+        return out
+
+    def _front_prune(self, rest, z, i_f, i_g, cost, score, groups):
         """Front mode: the cheap screen, then the dominance filter, then the range proofs
         on the survivors only (the proofs cost most, and both filters commute: a label
         dominated in its group has weaker bounds than the label dominating it)."""
-        front, gam = self.front, self.gammas
-        rest = self._rest(b, scope, others)
-        sure, live, kl, kh = front.screen(cost - rest["c"][z], score + rest["s"][z])
+        sure, live, kl = self.front.screen(cost - rest["c"][z], score + rest["s"][z])
         z, i_f, i_g, cost, score = z[live], i_f[live], i_g[live], cost[live], score[live]
         keep = self._keep(z, cost, score, groups)
         z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
-        sure, kl, kh = sure[live][keep], kl[live][keep], kh[live][keep]
+        ok = self._front_proofs(rest, z, cost, score, sure[live][keep], kl[live][keep])
+        return z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
+
+    def _front_proofs(self, rest, z, cost, score, sure, kl) -> np.ndarray:
+        """The range proofs of ``_FrontBounds.prove`` for the labels not ``sure``."""
         todo = np.flatnonzero(~sure)
-        zt, st, ct = z[todo], score[todo], cost[todo]
-        drop = front.prove(kl[todo], kh[todo],
-                           lambda i, j: st[i] - gam[j] * ct[i] + rest["l"][zt[i], j])
+        zt, st, ct, gam = z[todo], score[todo], cost[todo], self.gammas
+        kh = self.front.last_step(st + rest["s"][zt])
+        drop = self.front.prove(kl[todo], kh,
+                                lambda i, j: st[i] - gam[j] * ct[i] + rest["l"][zt[i], j])
         ok = np.ones(z.size, dtype=bool)
         ok[todo[drop]] = False
-        return z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
+        return ok
+
+    def _bshape(self, b: int, scope: tuple) -> tuple:
+        return tuple(int(self.plan.sizes[u]) if u in scope else 1 for u in self.plan.scope[b])
 
     def _proj(self, scope: tuple, shape: tuple, sub: tuple) -> np.ndarray:
         """Flat index into ``sub``'s assignments of every flat assignment of ``scope``."""
@@ -998,8 +1111,8 @@ class _LabelRun:
             pool = [] if b == plan.root else self._locals(b)
             for c in plan.children[b]:
                 m = msgs.pop(c)
-                m.bnd = {k: up[c].reshape(plan.bshape[c] + self.batch[k])
-                         for k, up in self.up.items()}
+                if self.bounded:
+                    m.bnd = self._label_bounds(m, plan.bshape[c])
                 pool.append(m)
             while len(pool) > 1:
                 i, j = self._pick(pool)

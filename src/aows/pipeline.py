@@ -75,11 +75,14 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if path is not None:
         path = Path(path)
         try:
-            user = yaml.safe_load(path.read_text()) or {}
+            user = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise AowsError(f"{path} does not exist") from None
         except yaml.YAMLError as err:
             raise AowsError(f"{path} is not valid YAML: {err}") from None
+        if user is None:
+            raise AowsError(f"{path} is empty; give at least the sections you change from "
+                            "the defaults (see configs/), e.g. space: {resolution: 128}")
         if not isinstance(user, dict):
             raise AowsError(f"{path}: expected a mapping of sections (space, data, ...)")
     cfg = _merge(DEFAULTS, user, str(path or "config"))
@@ -93,18 +96,63 @@ def quickstart_config() -> dict:
     return _merge(DEFAULTS, yaml.safe_load(text), "quickstart.yaml")
 
 
+# settings that must be at least 1 (counts), or at least 0
+_AT_LEAST_1 = {"latency.networks", "latency.heldout", "latency.blocks", "latency.batch_size",
+               "latency.threads", "data.batch_size", "train.epochs", "train.sampled",
+               "train.calib_batches", "finetune.epochs", "measure.repeats"}
+_AT_LEAST_0 = {"seed", "latency.K", "latency.smooth", "train.lr", "train.warmup_epochs",
+               "finetune.lr", "finetune.warmup_epochs", "finetune.label_smoothing",
+               "finetune.mixup", "finetune.weight_decay"}
+
+
 def _merge(base: dict, user: dict, where: str, prefix: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for k, v in user.items():
-        if k not in base:
-            raise AowsError(f"{where}: unknown setting '{prefix}{k}'; known here: "
-                            f"{', '.join(sorted(base))}")
-        free = k in ("space", "protocol") or base[k] is None  # free-form sections
-        if isinstance(base[k], dict) and isinstance(v, dict) and not free:
-            out[k] = _merge(base[k], v, where, f"{prefix}{k}.")
-        else:
-            out[k] = copy.deepcopy(v)
+    """``user`` over ``base``; every unknown key, wrongly typed value or value out of
+    range is reported, all at once, before anything runs."""
+    out, problems = copy.deepcopy(base), []
+    _merge_into(out, base, user, prefix, problems)
+    if problems:
+        raise AowsError(f"{where}: " + "; ".join(problems))
     return out
+
+
+def _merge_into(out: dict, base: dict, user: dict, prefix: str, problems: list) -> None:
+    for k, v in user.items():
+        key = f"{prefix}{k}"
+        if k not in base:
+            problems.append(f"unknown setting '{key}' (known here: {', '.join(sorted(base))})")
+            continue
+        free = k in ("space", "protocol") or base[k] is None  # free-form sections
+        if isinstance(base[k], dict) and not free:
+            if not isinstance(v, dict):
+                problems.append(f"'{key}' is a section: give a mapping, not {v!r}")
+            else:
+                _merge_into(out[k], base[k], v, f"{key}.", problems)
+            continue
+        d = base[k]
+        if key in ("latency.K", "latency.smooth") and v == "auto":
+            pass  # chosen by cross-validation
+        elif d is not None and not free and v is not None:
+            if isinstance(d, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(d, (int, float)):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                if ok and isinstance(d, int) and not isinstance(d, bool) and \
+                        key in _AT_LEAST_1 | {"seed"}:
+                    ok = float(v).is_integer()
+            else:
+                ok = isinstance(v, type(d))
+            if not ok:
+                kind = {bool: "true or false", int: "an integer", float: "a number",
+                        str: "a string", list: "a list"}.get(type(d), type(d).__name__)
+                problems.append(f"'{key}' must be {kind} (default {d!r}), got {v!r}")
+                continue
+            if key in _AT_LEAST_1 and v < 1:
+                problems.append(f"'{key}' must be at least 1, got {v}")
+                continue
+            if key in _AT_LEAST_0 and v < 0:
+                problems.append(f"'{key}' must be at least 0, got {v}")
+                continue
+        out[k] = copy.deepcopy(v)
 
 
 def _space_of(cfg: dict, classes: int) -> SearchSpace:
