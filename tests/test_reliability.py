@@ -150,3 +150,16 @@ def test_run_configuration_errors_are_all_reported_before_anything_runs(tmp_path
     p.write_text("latency: {K: auto, networks: 300}\n")
     cfg = load_config(p)
     assert cfg["latency"]["K"] == "auto" and cfg["latency"]["networks"] == 300
+
+
+def test_appending_under_another_timing_protocol_is_refused(tmp_path):
+    from aows.latency.measure import collect
+    from aows.latency.store import SampleFileError
+    space = mobilenet_v1(resolution=32, levels=2, max_width=0.3, classes=4)
+    target = Target("torch-cpu", threads=1)
+    path = tmp_path / "s.jsonl"
+    collect(space, target, Protocol(warmup=1, rounds=1, runs=1, chunk=2), path, 2, "uniform",
+            progress=False)
+    with pytest.raises(SampleFileError, match="another protocol.*runs=1 there, 2 now"):
+        collect(space, target, Protocol(warmup=1, rounds=1, runs=2, chunk=2), path, 4,
+                "uniform", progress=False)

@@ -221,6 +221,12 @@ def cmd_latency_fit(args) -> None:
     units = (f"; drift-normalised to the anchor's {model.anchor_ref_ms:.3f} ms"
              if model.anchor_ref_ms else "; raw latencies")
     print(f"{args.output}: {args.method} model from {len(samples)} networks{extra}{units}")
+    unseen = f.get("unseen_unknowns", 0)
+    if unseen:
+        print(f"warning: {unseen} of {f['unknowns']} latency unknowns appear in none of the "
+              f"{len(samples)} timed networks; their tables are the prior's guess. Time more "
+              "networks with `aows latency generate --cover` (it covers every unknown first)"
+              " or raise --ridge", file=sys.stderr)
 
 
 def cmd_latency_validate(args) -> None:

@@ -761,7 +761,7 @@ def _group_record(g: np.ndarray, s: np.ndarray) -> np.ndarray:
     """For s in runs of equal g: is s above every earlier s of its run (a record)?
 
     A running maximum per run, without a Python loop over the runs: the runs are laid
-    out as the rows of a -inf padded matrix and accumulated along the rows. The few
+    out as the columns of a -inf padded matrix and accumulated down them. The few
     runs much longer than the average (which would make the padding large) are
     accumulated one by one instead."""
     n = s.size
@@ -777,10 +777,11 @@ def _group_record(g: np.ndarray, s: np.ndarray) -> np.ndarray:
         st, sz = starts[~long], sizes[~long]
         row = np.repeat(np.arange(st.size), sz)
         col = np.arange(row.size) - np.repeat(np.cumsum(sz) - sz, sz)
-        mat = np.full((st.size, int(sz.max())), NEG)
-        mat[row, col] = s[short]
-        acc = np.maximum.accumulate(mat, axis=1)
-        prev[short] = np.where(col > 0, acc[row, np.maximum(col - 1, 0)], NEG)
+        # one column per run: the accumulation then runs along contiguous rows
+        mat = np.full((int(sz.max()), st.size), NEG)
+        mat[col, row] = s[short]
+        acc = np.maximum.accumulate(mat, axis=0)
+        prev[short] = np.where(col > 0, acc[np.maximum(col - 1, 0), row], NEG)
     return s > prev
 
 

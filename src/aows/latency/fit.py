@@ -389,12 +389,15 @@ def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
     t1 = time.perf_counter()
     x = fitter.fit_x(samples.configs, y, K, smooth, ridge)
     t2 = time.perf_counter()
-    train_pred = design_matrix(space, samples.configs) @ x
+    A = design_matrix(space, samples.configs)
+    train_pred = A @ x
     rmse = float(np.sqrt(np.mean((train_pred - y) ** 2)))
+    unseen = int(np.sum(np.asarray(A.sum(axis=0)).ravel() == 0))
     meta = {"target": target or (samples.header or {}).get("target", {}),
             "protocol": (samples.header or {}).get("protocol"),
             "fit": {"method": "blackbox", "K": K, "smooth": smooth, "n_samples": len(samples),
                     "train_rmse_ms": rmse, "fit_seconds": round(t2 - t1, 4),
+                    "unknowns": A.shape[1], "unseen_unknowns": unseen,
                     "cv_seconds": round(t1 - t0, 3), "cv_rmse_ms": cv,
                     "solver": fitter.last_info,
                     "samples": samples.path}, **anchor_meta}

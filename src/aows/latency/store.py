@@ -190,6 +190,14 @@ class SampleWriter:
                     raise SampleFileError(
                         f"{self.path} was timed with {key}={old['target'].get(key)!r}, not "
                         f"{header['target'].get(key)!r}; use another output file")
+            if old.get("protocol") is not None and old.get("protocol") != header.get("protocol"):
+                diff = [f"{k}={old['protocol'].get(k)!r} there, {v!r} now"
+                        for k, v in header.get("protocol", {}).items()
+                        if old["protocol"].get(k) != v]
+                raise SampleFileError(
+                    f"{self.path} was timed under another protocol ({', '.join(diff)}); time "
+                    "with the same --warmup/--rounds/--runs/--reduce/--chunk or use another "
+                    "output file")
             self._cut_torn_tail()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
