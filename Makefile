@@ -14,14 +14,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: install quickstart test lint
+.PHONY: install quickstart test test-fast lint
 install: $(VENV)/.installed
 
 quickstart: $(VENV)/.installed
 	$(VENV)/bin/aows quickstart
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed  # the inner loop: everything but the end-to-end runs
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

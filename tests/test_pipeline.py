@@ -26,6 +26,7 @@ STAGES = ["latency", "train_ows", "train_aows", "search", "final_uniform", "fina
           "final_ows", "final_aows", "measure"]
 
 
+@pytest.mark.slow
 def test_run_completes_then_skips_every_stage(tmp_path, capsys):
     cfg, out = tmp_path / "tiny.yaml", tmp_path / "run"
     cfg.write_text(yaml.safe_dump(TINY))
@@ -53,6 +54,7 @@ def test_run_completes_then_skips_every_stage(tmp_path, capsys):
     assert "another configuration" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_stage_killed_midway_resumes_to_the_uninterrupted_result(tmp_path):
     space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
     f = flops_vector(space)
@@ -108,6 +110,7 @@ def test_shipped_configurations_load():
     assert quickstart_config()["data"]["name"] == "digits"
 
 
+@pytest.mark.slow
 def test_run_under_torchrun_with_two_processes(tmp_path):
     """Training and fine-tuning distributed over 2 gloo processes, the other stages on
     rank 0; the report is written once and complete."""

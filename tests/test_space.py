@@ -25,7 +25,7 @@ def test_mobilenet_v1_reproduces_table_d1():
     assert space.choices[0] == (3,) and space.choices[-1] == (1000,)
     assert space.n_layers == 15 and space.n_searchable == 14
     keys, ids = space.unknowns()
-    assert len(keys) == 1612  # method.md: 1612 unknowns for this space
+    assert len(keys) == 1612  # 1612 unknowns for this space (the paper's Section 4)
     # the five 14x14 stride-1 blocks share one table
     assert len({layer.type_key for layer in space.layers[7:12]}) == 1
     assert all(np.array_equal(ids[7], ids[k]) for k in range(8, 12))

@@ -13,6 +13,7 @@ from aows.train.loop import train_supernet
 from tests import ddp_worker as W
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_matches_single_process(tmp_path):
     pytest.importorskip("torch.distributed")
     if not torch.distributed.is_gloo_available():

@@ -106,6 +106,7 @@ def test_signal_handlers_are_restored_and_batch_size_checked(tmp_path):
                        tmp_path / "b", log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_train_cli_on_digits_then_search(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--space", "mobilenet_v1", "--resolution", "32", "--data", "digits",
@@ -124,6 +125,7 @@ def test_train_cli_on_digits_then_search(tmp_path, capsys):
     assert main(["train", "--data", "nowhere", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
 
 
+@pytest.mark.slow
 def test_cli_run_killed_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path):
     """A real SIGTERM to `aows train` mid-run, then --resume: same weights and statistics
     as a run never stopped."""
@@ -178,6 +180,7 @@ def test_amp_and_channels_last_paths_run_and_validate(tmp_path):
         assert 0.0 <= m[k] <= 1.0
 
 
+@pytest.mark.slow
 def test_aows_branched_from_the_ows_warmup_equals_aows_from_scratch(tmp_path):
     """AOWS samples uniformly during its warm-up, so its first epochs are OWS's: an AOWS
     run started from the OWS checkpoint at the end of the warm-up ends bit-identical."""

@@ -7,7 +7,7 @@ between node k and k+1). The score of a path c is sum_k u_k(c_k) + sum_k p_k(c_k
 Everything here is numpy on padded arrays (no torch, no I/O): Viterbi (max-sum),
 batched Viterbi over many Lagrange multipliers, log-space forward-backward, joint
 sampling (forward filtering, backward sampling), brute force for tests, and budgeted
-decoding: Lagrangian (method.md section 2) and exact (no duality gap).
+decoding: Lagrangian (the paper's OWS decoding) and exact (no duality gap).
 """
 
 from __future__ import annotations

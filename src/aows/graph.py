@@ -455,7 +455,7 @@ class GraphBudgetProblem(LagrangianProblem):
         self.c_terms = self.plan.local_terms(cost._unary, cost._pairs)
         self.s_local = self.plan.local_tables(self.s_terms)
         self.c_local = self.plan.local_tables(self.c_terms)
-        self._nbrs: list[tuple] | None = None
+        self._terms: tuple | None = None
         self._factors: list[list[tuple]] | None = None
         super().__init__()
 
@@ -571,73 +571,81 @@ class GraphBudgetProblem(LagrangianProblem):
             inc = best
         return Decoded(inc[0], inc[1], inc[2], gamma, lag.dual_bound, "exact")
 
-    def _greedy(self, X: np.ndarray, budgets: np.ndarray, max_moves: int = 100):
+    def _greedy(self, X: np.ndarray, budgets: np.ndarray, max_moves: int = 100,
+                chunk: int = 256):
         """Configurations near the rows of X (incumbents and known front points, never
         answers), all rows at once: while over its budget, the single-width change losing
         the least score per unit of cost saved; then, while one fits, the single-width
-        change gaining the most score. Every possible move's change comes from delta
-        tables (each variable's terms at each of its values, the others fixed), so a
-        round costs a few small gathers per term. Returns the configurations, their
-        scores and costs (re-evaluated) and whether each fits its budget."""
-        nbrs, S = self._neighbours(), int(self.sizes.max())
+        change gaining the most score. Every move's change comes from delta tables: the
+        terms on each variable at each of its values, the others fixed, gathered in one
+        indexing of the stacked term tables and summed per variable (``reduceat``).
+        Returns the configurations, their scores and costs (re-evaluated) and whether
+        each fits its budget."""
+        ts, tc, u, start = self._term_stack()
+        S = ts.shape[1]
         X = np.array(X, dtype=np.int64)
         budgets = np.asarray(budgets, dtype=np.float64)
         s, c = self.evaluate(X)
         active = np.flatnonzero(np.isfinite(s))
+        e = np.arange(u.size)[None]
         for _ in range(max_moves):
+            moved = []
+            for lo in range(0, active.size, chunk):
+                rows = active[lo: lo + chunk]
+                Xa, r = X[rows], np.arange(rows.size)
+                cols = Xa[:, u]
+                ls = np.add.reduceat(ts[e, cols], start, axis=1)  # (rows, n, S)
+                lc = np.add.reduceat(tc[e, cols], start, axis=1)
+                ds = (ls - np.take_along_axis(ls, Xa[:, :, None], axis=2)).reshape(r.size, -1)
+                dc = (lc - np.take_along_axis(lc, Xa[:, :, None], axis=2)).reshape(r.size, -1)
+                over = c[rows] > budgets[rows]
+                fine = np.isfinite(ds)
+                okr = (dc < 0) & fine
+                ratio = np.where(okr, -ds / np.where(okr, -dc, 1.0), np.inf)
+                gain = np.where((c[rows, None] + dc <= budgets[rows, None]) & (ds > 0) & fine,
+                                ds, NEG)
+                k = np.where(over, ratio.argmin(axis=1), gain.argmax(axis=1))
+                ok = np.where(over, np.isfinite(ratio[r, k]), np.isfinite(gain[r, k]))
+                k, rows, r = k[ok], rows[ok], r[ok]
+                X[rows, k // S] = k % S
+                s[rows] += ds[r, k]
+                c[rows] += dc[r, k]
+                moved.append(rows)
+            active = np.concatenate(moved) if moved else active[:0]
             if not active.size:
                 break
-            Xa, r = X[active], np.arange(active.size)
-            ds = np.empty((active.size, self.n, S))
-            dc = np.empty((active.size, self.n, S))
-            for v, (us, uc, terms) in enumerate(nbrs):
-                ls, lc = np.broadcast_to(us, (r.size, S)), np.broadcast_to(uc, (r.size, S))
-                for u, ts, tc in terms:
-                    ls = ls + ts[:, Xa[:, u]].T
-                    lc = lc + tc[:, Xa[:, u]].T
-                ds[:, v] = ls - ls[r, Xa[:, v]][:, None]
-                dc[:, v] = lc - lc[r, Xa[:, v]][:, None]
-            ds, dc = ds.reshape(active.size, -1), dc.reshape(active.size, -1)
-            over = c[active] > budgets[active]
-            fine = np.isfinite(ds)
-            okr = (dc < 0) & fine
-            ratio = np.where(okr, -ds / np.where(okr, -dc, 1.0), np.inf)
-            gain = np.where((c[active, None] + dc <= budgets[active, None]) & (ds > 0) & fine,
-                            ds, NEG)
-            k = np.where(over, ratio.argmin(axis=1), gain.argmax(axis=1))
-            moves = np.where(over, np.isfinite(ratio[r, k]), np.isfinite(gain[r, k]))
-            k, rows = k[moves], active[moves]
-            X[rows, k // S] = k % S
-            s[rows] += ds[r[moves], k]
-            c[rows] += dc[r[moves], k]
-            active = rows
         s, c = self.evaluate(X)
         return X, s, c, c <= budgets
 
-    def _neighbours(self) -> list[tuple]:
-        """Per variable: its unary score and cost, and (u, score table, cost table) of
-        every pairwise term on it, oriented v first; v's axis padded to the largest
-        choice count (padding: score -inf), for ``_greedy``'s delta tables."""
-        if self._nbrs is None:
+    def _term_stack(self) -> tuple:
+        """Every term on every variable v, for ``_greedy``: stacked tables (E, S, S) of
+        score and cost indexed [term, value of the other end u, value of v] (a gather by
+        u then copies contiguous rows), the other end of each term, and where each
+        variable's terms start (they are sorted by v). v's unary is a term of its own
+        with u = v, constant along u. Axes are padded to the largest choice count S
+        (padding: score -inf, cost 0)."""
+        if self._terms is None:
             S = int(self.sizes.max())
-
-            def pad(t, fill):
-                out = np.full((S,) + t.shape[1:], fill)
-                out[: t.shape[0]] = t
-                return out
-
-            nbrs = [(pad(self.score._unary[v], NEG), pad(self.cost._unary[v], 0.0), [])
-                    for v in range(self.n)]
             sp, cp = self.score._pairs, self.cost._pairs
+            per = [[(v, self.score._unary[v][:, None], self.cost._unary[v][:, None])]
+                   for v in range(self.n)]
             for i, j in sorted(set(sp) | set(cp)):
                 zero = np.zeros((self.sizes[i], self.sizes[j]))
-                ts, tc = sp.get((i, j), zero), cp.get((i, j), zero)
-                nbrs[i][2].append((j, pad(ts, NEG), pad(tc, 0.0)))
-                nbrs[j][2].append((i, pad(ts.T, NEG), pad(tc.T, 0.0)))
-            self._nbrs = nbrs
-        return self._nbrs
+                t_s, t_c = sp.get((i, j), zero), cp.get((i, j), zero)
+                per[i].append((j, t_s, t_c))
+                per[j].append((i, t_s.T, t_c.T))
+            flat = [t for terms in per for t in terms]
+            ts = np.full((len(flat), S, S), NEG)
+            tc = np.zeros((len(flat), S, S))
+            for k, (_, t_s, t_c) in enumerate(flat):
+                ts[k, : S if t_s.shape[1] == 1 else t_s.shape[1], : t_s.shape[0]] = t_s.T
+                tc[k, : S if t_c.shape[1] == 1 else t_c.shape[1], : t_c.shape[0]] = t_c.T
+            u = np.array([t[0] for t in flat], dtype=np.int64)
+            start = np.cumsum([0] + [len(terms) for terms in per[:-1]])
+            self._terms = (ts, tc, u, start)
+        return self._terms
 
-    def pareto_front(self, ranges: int = 48, probes: int = 10
+    def pareto_front(self, ranges: int = 32, probes: int = 10
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The exact score/cost Pareto front: assignments (P, n), costs (P,), scores (P,),
         sorted by cost with strictly increasing scores; for any budget the exact answer
@@ -701,6 +709,7 @@ class GraphBudgetProblem(LagrangianProblem):
         out = sorted(pts.values(), key=lambda d: d.cost)
         return [d for k, d in enumerate(out) if k == 0 or d.score > out[k - 1].score]
 
+
 # ============================================== multi-objective elimination
 _LOCAL, _MSG, _MERGE = 0, 1, 2
 
@@ -743,6 +752,14 @@ def _pareto_keep(group: np.ndarray, cost: np.ndarray, score: np.ndarray) -> np.n
     n = group.size
     if n <= 1:
         return np.arange(n)
+    if n < 4096:  # small: fewer numpy calls win; the score is replaced by its dense rank
+        order = np.lexsort((-score, cost, group))
+        _, rank = np.unique(score[order], return_inverse=True)
+        key = group[order] * n + rank.reshape(-1)
+        keep = np.empty(n, dtype=bool)
+        keep[0] = True
+        keep[1:] = key[1:] > np.maximum.accumulate(key)[:-1]
+        return order[keep]
     order = np.argsort(cost)
     if group.max() > group.min():
         g = group[order]
@@ -878,19 +895,6 @@ class _FrontBounds:
         return dominated
 
 
-def _thin(group: np.ndarray, t: int) -> np.ndarray:
-    """Of labels sorted by group, about t per group evenly spread by rank (first and last
-    always): a mask. For the approximate front that seeds the exact one."""
-    n = group.size
-    start = np.searchsorted(group, group, side="left")
-    cnt = np.searchsorted(group, group, side="right") - start
-    pos = np.arange(n) - start
-    bucket = pos * t // cnt
-    sel = (pos == 0) | (pos == cnt - 1)
-    sel[1:] |= bucket[1:] != bucket[:-1]
-    return sel
-
-
 class _LabelRun:
     """One run of multi-objective bucket elimination (``GraphBudgetProblem``'s exact
     decode and Pareto front).
@@ -912,9 +916,8 @@ class _LabelRun:
     """
 
     def __init__(self, prob: GraphBudgetProblem, budget=None, gamma=None, incumbent=None,
-                 front: _FrontBounds | None = None, thin: int | None = None):
-        plan = self.plan = prob.plan
-        self.thin = thin
+                 front: _FrontBounds | None = None):
+        self.plan = prob.plan
         self.prob, self.front = prob, front
         self.budget, self.gamma, self.incumbent = budget, gamma, incumbent
         self.lagb = (budget is not None and gamma is not None and incumbent is not None
@@ -999,41 +1002,38 @@ class _LabelRun:
         # ... with the labels of g in its group, or only those in a window that can pass
         gg = pg[rep1]
         lo, hi = g.ptr[gg], g.ptr[gg + 1]
-        if self.bounded:
+        if self.front is not None:
             lo, hi = self._window(rep1, f.cost[i_f], f.score[i_f], g, lo, hi, rest)
         rep2, i_g = _ragged_pairs(np.maximum(hi - lo, 0), lo)
         z, i_f = rep1[rep2], i_f[rep2]
         cost, score = f.cost[i_f] + g.cost[i_g], f.score[i_f] + g.score[i_g]
         if self.front is not None:
-            z, i_f, i_g, cost, score = self._front_prune(rest, z, i_f, i_g, cost, score,
-                                                         math.prod(shape))
+            z, i_f, i_g, cost, score = self._front_prune(rest, z, i_f, i_g, cost, score)
             keep = slice(None)
         else:
             if self.bounded:
                 ok = self._ok(z, cost, score, rest)
                 z, i_f, i_g, cost, score = z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
-            keep = self._keep(z, cost, score, math.prod(shape))
+            keep = _pareto_keep(z, cost, score)
         h = _Factor(scope, shape, z[keep], cost[keep], score[keep], _MERGE, (f, g),
                     (i_f[keep], i_g[keep]))
-        if self.bounded:
+        if self.front is not None:
             h.bnd = self._label_bounds(h, self._bshape(b, scope))
+        elif self.bounded:
+            h.bnd = {k: f.bnd[k] + g.bnd[k] for k in f.bnd}
         return h
 
     def _window(self, zh, cf, sf, g: _Factor, lo, hi, rest):
         """For every (assignment zh, label of f with cost cf and score sf): the labels of
         g, a group sorted by cost with increasing scores, that can pass the screen form
-        a window lo..hi. Too expensive: its completions cost at least cf + d + the rest's
-        cheapest, and the budget (exact) or the known point above the best score it can
-        reach (front) caps that. Too poor (front only): the staircase at its cheapest
-        completion must not beat what it can reach. The ends are found by a binary
-        search per window, all windows at once."""
+        a window lo..hi (front mode). Too expensive: its completions cost at least
+        cf + d + the rest's cheapest, and the known point above the best score it can
+        reach caps that. Too poor: the staircase at its cheapest completion must not
+        beat what it can reach. The ends are found by a binary search per window, all
+        windows at once; the screen then tests every candidate in them."""
         ok = hi > lo
-        rc, first, last = -rest["c"][zh], np.where(ok, lo, 0), np.where(ok, hi - 1, 0)
-        if self.front is None:
-            dmax = self.budget + 2 * self.tol_c - cf - rc
-            return lo, _seg_search(g.cost, lo, hi, dmax, strict=True)
-        F = self.front
-        rs = rest["s"][zh]
+        first, last = np.where(ok, lo, 0), np.where(ok, hi - 1, 0)
+        F, rc, rs = self.front, -rest["c"][zh], rest["s"][zh]
         kstar = np.searchsorted(F.Ks, sf + g.score[last] + rs + F.tol_s, side="right")
         dmax = np.where(kstar < F.Ks.size, F.Kc[np.minimum(kstar, F.Ks.size - 1)]
                         - cf - rc + 2 * F.tol_c, np.inf)
@@ -1064,15 +1064,29 @@ class _LabelRun:
             out[k] = t.reshape(bshape + batch)
         return out
 
-    def _front_prune(self, rest, z, i_f, i_g, cost, score, groups):
-        """Front mode: the cheap screen, then the dominance filter, then the range proofs
-        on the survivors only (the proofs cost most, and both filters commute: a label
-        dominated in its group has weaker bounds than the label dominating it)."""
-        sure, live, kl = self.front.screen(cost - rest["c"][z], score + rest["s"][z])
+    def _front_prune(self, rest, z, i_f, i_g, cost, score):
+        """Front mode: the cheap screen, the dominance filter, then the range proofs on
+        the survivors only (the proofs cost most). The filters commute (a label dominated
+        in its group has weaker bounds than the one dominating it), so when a sample
+        shows that the screen would pass nearly everything (far from the root, where
+        the rest's bounds are loose), the dominance filter goes first."""
+        screen = self.front.screen
+        n = z.size
+        if n > 65536:
+            k = np.arange(0, n, n // 1024)
+            _, live, _ = screen(cost[k] - rest["c"][z[k]], score[k] + rest["s"][z[k]])
+            if live.mean() > 0.8:
+                keep = _pareto_keep(z, cost, score)
+                z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
+                n = 0
+        sure, live, kl = screen(cost - rest["c"][z], score + rest["s"][z])
         z, i_f, i_g, cost, score = z[live], i_f[live], i_g[live], cost[live], score[live]
-        keep = self._keep(z, cost, score, groups)
-        z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
-        ok = self._front_proofs(rest, z, cost, score, sure[live][keep], kl[live][keep])
+        sure, kl = sure[live], kl[live]
+        if n:
+            keep = _pareto_keep(z, cost, score)
+            z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
+            sure, kl = sure[keep], kl[keep]
+        ok = self._front_proofs(rest, z, cost, score, sure, kl)
         return z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
 
     def _front_proofs(self, rest, z, cost, score, sure, kl) -> np.ndarray:
@@ -1112,8 +1126,11 @@ class _LabelRun:
             pool = [] if b == plan.root else self._locals(b)
             for c in plan.children[b]:
                 m = msgs.pop(c)
-                if self.bounded:
+                if self.front is not None:
                     m.bnd = self._label_bounds(m, plan.bshape[c])
+                elif self.bounded:
+                    m.bnd = {k: up[c].reshape(plan.bshape[c] + self.batch[k])
+                             for k, up in self.up.items()}
                 pool.append(m)
             while len(pool) > 1:
                 i, j = self._pick(pool)
@@ -1127,18 +1144,10 @@ class _LabelRun:
             # eliminate v, the first axis of its scope: the separator index is z mod rest
             rest = math.prod(F.shape[1:])
             grp = F.z % rest
-            sel = self._keep(grp, F.cost, F.score, rest)
+            sel = _pareto_keep(grp, F.cost, F.score)
             msgs[b] = _Factor(F.scope[1:], F.shape[1:], grp[sel], F.cost[sel], F.score[sel],
                               _MSG, (F, rest, b), sel)
         raise AssertionError("the virtual root is the last bucket")
-
-    def _keep(self, group, cost, score, groups: int) -> np.ndarray:
-        """The non-dominated labels per group; thinned for an approximate run (about
-        sqrt(thin / groups) per group, so that a merge makes about ``thin`` candidates)."""
-        keep = _pareto_keep(group, cost, score)
-        if self.thin is not None:
-            keep = keep[_thin(group[keep], max(4, math.isqrt(self.thin // groups)))]
-        return keep
 
     def _pick(self, pool: list[_Factor]) -> tuple[int, int]:
         """The pair expected to make the fewest candidates: labels per group of each,

@@ -1,4 +1,4 @@
-"""Width search: the best configuration under a latency budget (method.md section 2).
+"""Width search: the best configuration under a latency budget (the paper's OWS).
 
 Score(c) = sum_v u_v(c_v) (unaries from supernet training, higher is better);
 latency(c) = sum_i L_i(c_src(i), c_dst(i)) from the latency model. Both live on one

@@ -11,10 +11,10 @@ A *chain* (MobileNet-v1, Table D.1 of the seed) is the special case in which lay
 maps variable i to variable i + 1: n layers, n + 1 variables, the first and last fixed.
 Residual networks tie widths: an addition makes every tensor it adds one variable, so
 a ResNet stage width appears at many layer boundaries and the decision graph is no
-longer a chain (the paper's Section 3 solves the chain; ``aows.graph`` the rest).
+longer a chain (the paper solves the chain; ``aows.graph`` the rest).
 
 Every layer has a type key (op, kernel, stride, input resolution, bias, activation);
-layers of the same type share latency unknowns (the paper's Section 3.1). Layers also
+layers of the same type share latency unknowns (the paper's Section 4). Layers also
 say which layers' outputs they read (``inputs``, summed by an ``add``), so a plain or
 slimmable network is rebuilt from the space alone.
 """

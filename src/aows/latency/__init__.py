@@ -1,1 +1,1 @@
-"""The black-box latency model (method.md section 1)."""
+"""The black-box latency model (the paper's Section 4; seed section A)."""

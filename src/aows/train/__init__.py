@@ -1,2 +1,3 @@
-"""Supernet training parts (method.md sections 2 and 3): the temperature schedule, unary
-statistics and the AOWS sampler. The training loop itself is not built yet."""
+"""Supernet training (the paper's OWS and AOWS; seed section B) and fine-tuning: the loop
+(``loop``), the temperature schedule, unary statistics, the AOWS sampler, data and the
+runtime shared by both loops (processes, checkpoints, stop signals)."""

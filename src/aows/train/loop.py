@@ -1,4 +1,4 @@
-"""Supernet training, the whole loop in one place (method.md sections 2 and 3).
+"""Supernet training, the whole loop in one place (the paper's OWS and AOWS).
 
 Every step (sandwich rule + in-place distillation): the widest configuration on the
 labels; the narrowest on the widest one's soft predictions; G sampled configurations,

@@ -2,7 +2,7 @@
 
 AOWS samples p_T(c) ~ exp((sum_i u_i(c_i) - gamma * latency(c)) / T) with the current
 unaries and the gamma of the budget (the Lagrangian decode of those unaries), on the
-same chain or width graph as the search (the paper's Section 3.3).
+same chain or width graph as the search (the paper's AOWS).
 """
 
 from __future__ import annotations

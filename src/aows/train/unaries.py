@@ -1,7 +1,7 @@
 """Unary statistics: the per-layer accuracy model that the search decodes.
 
 For an image run at configuration c with d = CE(c) - CE(max), every searchable layer i
-receives -d / n at its choice c_i (method.md section 2). u_i(c) is the average of what
+receives -d / n at its choice c_i (the paper's OWS accuracy model). u_i(c) is the average of what
 its term received: over the last full epoch (the paper) or over a moving window of the
 last N values per term (the reference uses N = 100,000).
 
