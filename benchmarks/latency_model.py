@@ -49,13 +49,14 @@ def main():
     args = ap.parse_args()
     data, figs = Path(args.data), Path(args.figures)
     figs.mkdir(parents=True, exist_ok=True)
+    tag = f"{args.space}_{args.resolution}".replace("mobilenet_v1_", "cpu")
+    curve_png = "latency_learning_curve.png" if tag == "cpu128" else f"latency_curve_{tag}.png"
     if args.replot:
         saved = json.loads((data / "latency_model.json").read_text())
         plot_curves(saved["curves_nrmse"], saved["noise_floor"]["nrmse"],
-                    saved["lookup_table"]["nrmse"], figs / "latency_learning_curve.png")
+                    saved["lookup_table"]["nrmse"], figs / curve_png)
         return
     space = get_space(args.space, resolution=args.resolution)
-    tag = f"{args.space}{args.resolution}".replace("mobilenet_v1", "cpu")
     biased = read_samples(data / args.train, space)
     kind = args.train.removeprefix("train_").removesuffix(".jsonl")
     uniform = (read_samples(data / "train_uniform.jsonl", space)
@@ -173,7 +174,6 @@ def main():
                     print(f"  grid n={n:5d} K={K:6g} smooth={lam:6g}: {100 * e:.2f} %")
         out["grid"] = grid
 
-    curve_png = "latency_learning_curve.png" if tag == "cpu128" else f"latency_curve_{tag}.png"
     plot_curves(curves, noise["nrmse"], lut_m["nrmse"], figs / curve_png)
     scatter_plot(model.predict_many(held.configs), y2000, figs / f"latency_fit_{tag}.png",
                  title=f"{space.name} space, {args.resolution} px, torch-cpu 1 thread: "
@@ -204,7 +204,7 @@ def plot_curves(curves, noise, lut, path):
         base, sampler = name.rsplit(" (", 1)
         ns = sorted(int(n) for n in c)
         ax.plot(ns, [100 * c[n] if n in c else 100 * c[str(n)] for n in ns],
-                "-" if sampler.startswith("biased") else "--", marker="o", ms=3, label=name,
+                "--" if sampler.startswith("uniform") else "-", marker="o", ms=3, label=name,
                 color=f"C{predictors.index(base)}")
     ax.axhline(100 * noise, color="k", lw=1, ls=":", label="noise floor (test-retest)")
     ax.axhline(100 * lut, color="C7", lw=1, ls="-.", label="lookup table")
@@ -213,7 +213,7 @@ def plot_curves(curves, noise, lut, path):
     ax.set_xlabel("timed training networks")
     ax.set_ylabel("held-out NRMSE (%)")
     ax.grid(alpha=0.3, which="both")
-    ax.set_title("solid: biased sampling, dashed: uniform sampling", fontsize=9)
+    ax.set_title("solid: biased (or cover) sampling, dashed: uniform sampling", fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

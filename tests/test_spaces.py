@@ -349,3 +349,24 @@ def test_train_export_and_reload_a_space_file_network(tmp_path):
     with torch.no_grad():
         assert torch.equal(net(x), plain(x))
     assert export_onnx(net, space2, tmp_path / "final" / "model.onnx") <= 1e-4
+
+
+def test_exact_equals_milp_on_the_full_resnet50_space():
+    """The built-in space itself (ties, shared layer types, unary terms of additions and
+    pooling), FLOPs-shaped latency tables, realistic unaries: exact = MILP optimum."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("search_graph",
+                                                  root / "benchmarks" / "search_graph.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from tests.test_graph import milp_optimum
+    prob = bench.space_problem(0, "resnet50")
+    assert prob.n == 39 and prob.plan.width == 2
+    lo, hi = prob.fastest().cost, prob.best_unconstrained().cost
+    for frac in (0.25, 0.6):
+        budget = lo + frac * (hi - lo)
+        ex = prob.exact(budget)
+        assert ex.cost <= budget
+        assert ex.score == pytest.approx(milp_optimum(prob, budget), abs=1e-6)

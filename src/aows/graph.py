@@ -5,22 +5,26 @@ per width from the slimmable supernet, pairwise latency terms per layer) and dec
 by dynamic programming; for a plain network the MRF is a chain. Residual networks tie
 widths: the output width S of a stage is shared by every block of that stage, so the
 decision graph is a hub with triangles (S - a - b - S for a bottleneck block with inner
-widths a, b) rather than a chain. Its treewidth stays small (2 for ResNet-50), so the same
-exact computations still run in polynomial time by variable elimination:
+widths a, b) rather than a chain. Its treewidth stays small (2 for ResNet-50), so the
+same exact computations still run in polynomial time, by variable elimination:
 
-- max-sum (the paper's Viterbi decode) with argmax back-tracking;
-- log-space sum-product (marginals and exact joint samples of p_T(c) ~ exp(score / T),
-  the distribution AOWS samples from, Sec. 4);
+- max-sum (the paper's Viterbi decode, Sec. 3) with argmax back-tracking;
+- log-space sum-product: marginals (bucket tree, up and down) and exact joint samples of
+  p_T(c) ~ exp(score / T), the distribution AOWS samples from (Sec. 4);
 - the latency-constrained decode (Sec. 3): the Lagrangian relaxation, walked exactly on
-  the upper convex hull (code shared with the chain), and the exact budgeted optimum
-  with no duality gap, by multi-objective bucket elimination (Pareto sets of
-  (cost, score) labels per separator assignment, pruned by budget and Lagrangian bounds).
+  the upper convex hull (``chain.LagrangianProblem``, shared with the chain), and the
+  exact budgeted optimum with no duality gap: multi-objective bucket elimination, that
+  is Pareto sets of (cost, score) labels per separator assignment, pruned by the budget
+  and by Lagrangian bounds against an incumbent (the hull walk's answer, improved by
+  greedy single-width moves);
+- the exact Pareto front: the same elimination, pruned against known configurations
+  (hull vertices and greedy ones) with Lagrangian bounds per cost range.
 
 Elimination order: greedy min-fill (ties: min degree, then index). A variable's bucket
 holds its own terms and its children's messages over its scope {v} U separator(v);
 separators larger than ``MAX_WIDTH`` are refused with a ``GraphError`` (never solved
 approximately). Variables with one choice are folded into their neighbours' unaries.
-Everything is numpy on dense bucket tables, no torch and no I/O.
+Everything is numpy on dense bucket tables and flat label arrays; no torch, no I/O.
 """
 
 from __future__ import annotations
@@ -332,13 +336,14 @@ class WidthGraph:
         self.order()
         return max((len(s) for s in self._order[1]), default=0)
 
-    def plan(self) -> _Plan:
+    def _solver_plan(self) -> _Plan:
+        """The bucket tree of ``order()`` (refuses graphs wider than MAX_WIDTH)."""
         if self._plan is None:
             self._plan = _Plan(self.sizes, self._structure())
         return self._plan
 
     def _local(self, scale: float = 1.0) -> list[np.ndarray]:
-        plan = self.plan()
+        plan = self._solver_plan()
         tabs = plan.local_tables(plan.local_terms(self._unary, self._pairs))
         return tabs if scale == 1.0 else [t * scale for t in tabs]
 
@@ -364,14 +369,14 @@ class WidthGraph:
     def maxsum(self) -> tuple[np.ndarray, float]:
         """Best assignment and its score (the paper's Viterbi decode, Sec. 3, by variable
         elimination with argmax back-tracking)."""
-        return self.plan().maxsum(self._local())
+        return self._solver_plan().maxsum(self._local())
 
     def marginals(self, temperature: float = 1.0) -> list[np.ndarray]:
         """Per-variable marginals of p_T(c) ~ exp(score(c) / T): sum-product up the bucket
         tree, outside messages down, all in log space (stable for tiny T and -inf)."""
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
-        plan = self.plan()
+        plan = self._solver_plan()
         local = self._local(1.0 / temperature)
         tables, msgs = plan.upward(local, _reduce_lse)
         if not np.isfinite(tables[plan.root]):
@@ -405,7 +410,7 @@ class WidthGraph:
             raise ValueError(f"unknown sampling method '{method}' (joint | marginal)")
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
-        plan = self.plan()
+        plan = self._solver_plan()
         tables, _ = plan.upward(self._local(1.0 / temperature), _reduce_lse)
         if not np.isfinite(tables[plan.root]):
             raise ValueError("every assignment has score -inf: nothing to sample")
@@ -645,20 +650,23 @@ class GraphBudgetProblem(LagrangianProblem):
             self._terms = (ts, tc, u, start)
         return self._terms
 
-    def pareto_front(self, ranges: int = 32, probes: int = 10
+    def pareto_front(self, ranges: int = 32, probes: int = 10, span: float = 0.005
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The exact score/cost Pareto front: assignments (P, n), costs (P,), scores (P,),
         sorted by cost with strictly increasing scores; for any budget the exact answer
         is the last point under it.
 
-        Known front points first: the upper convex hull's vertices (max-sum alone,
-        ``hull_vertices``), and between every two of them the greedy single-width
-        search (``_greedy``) at ``probes`` budgets, from both ends. The multi-objective
-        elimination then drops every label whose completions they all dominate (bounds
-        per cost range, ``_FrontBounds``); the closer the known points are to the front,
-        the fewer labels are left.
+        Known front points first, cheaply: the upper convex hull's vertices (max-sum
+        alone, ``hull_vertices``; chords shorter than ``span`` of the cost range are not
+        split), and between every two of them the greedy single-width search
+        (``_greedy``) at ``probes`` budgets, from both ends. The multi-objective
+        elimination then drops every label whose completions these points all dominate
+        (Lagrangian bounds over ``ranges`` cost ranges, ``_FrontBounds``). The parameters
+        change the speed only: the closer the known points are to the front, the fewer
+        labels are left; what is left always includes every front point.
         """
-        hull = self.hull_vertices()
+        fast, top = self.fastest(), self.best_unconstrained()
+        hull = self.hull_vertices((top.cost - fast.cost) * span)
         Hc = np.array([d.cost for d in hull])
         Hs = np.array([d.score for d in hull])
         if len(hull) > 1 and probes > 0:
@@ -676,12 +684,13 @@ class GraphBudgetProblem(LagrangianProblem):
         s, c = self.evaluate(paths)
         return paths, c, s
 
-    def hull_vertices(self) -> list[Decoded]:
+    def hull_vertices(self, min_span: float = 0.0) -> list[Decoded]:
         """Every vertex of the upper convex hull of (cost, score) from the fastest to the
         best configuration, by cost: a chord between two known vertices is split by the
         max-sum decode at its slope when that finds a point above it; all chords of one
         round in one batched pass. Known vertices and adjacent pairs are reused and
-        recorded (the Lagrangian hull walk then needs no decode)."""
+        recorded (the Lagrangian hull walk then needs no decode). Chords shorter in cost
+        than ``min_span`` are left unsplit (then not every vertex is returned)."""
         fast, top = self.fastest(), self.best_unconstrained()
         pts = {d.cost: d for d in self._hull.values() if fast.cost <= d.cost <= top.cost}
         pts[fast.cost], pts[top.cost] = fast, top
@@ -690,7 +699,8 @@ class GraphBudgetProblem(LagrangianProblem):
         known = [d for k, d in enumerate(known) if k == 0 or d.score > known[k - 1].score]
         pend = list(zip(known[:-1], known[1:]))
         while pend:
-            pend = [(a, b) for a, b in pend if (a.cost, b.cost) not in self._adjacent]
+            pend = [(a, b) for a, b in pend if (a.cost, b.cost) not in self._adjacent
+                    and b.cost - a.cost >= min_span]
             if not pend:
                 break
             g = np.array([(b.score - a.score) / (b.cost - a.cost) for a, b in pend])
@@ -830,10 +840,12 @@ def _ragged_pairs(counts: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, n
 
 
 class _FrontBounds:
-    """What the Pareto-front run prunes against: known front points K (the upper hull
-    vertices, exact), costs Kc and scores Ks both strictly increasing, and the steps of
-    their staircase (step k: costs [Kc[k], Kc[k+1]), best known score Ks[k]) cut into
-    ranges of consecutive steps, each with a Lagrange multiplier (its chord's slope).
+    """What the Pareto-front run prunes against: known configurations K (real ones, with
+    their exact costs and scores), non-dominated, so that the costs Kc and scores Ks are
+    both strictly increasing, and the steps of their staircase (step k: costs
+    [Kc[k], Kc[k+1]), best known score Ks[k]) cut into ranges of consecutive steps, each
+    with a Lagrange multiplier (the slope of its chord). A front point is never
+    dominated by K, so its labels always survive the test below.
 
     A label whose completions all have cost >= c_lb, score <= A0 and, for each range's
     gamma, score <= A + gamma * cost, can only make front points at costs c where one of
@@ -1023,24 +1035,31 @@ class _LabelRun:
             h.bnd = {k: f.bnd[k] + g.bnd[k] for k in f.bnd}
         return h
 
-    def _window(self, zh, cf, sf, g: _Factor, lo, hi, rest):
+    def _window(self, zh, cf, sf, g: _Factor, lo, hi, rest, rounds: int = 3):
         """For every (assignment zh, label of f with cost cf and score sf): the labels of
         g, a group sorted by cost with increasing scores, that can pass the screen form
         a window lo..hi (front mode). Too expensive: its completions cost at least
         cf + d + the rest's cheapest, and the known point above the best score it can
         reach caps that. Too poor: the staircase at its cheapest completion must not
         beat what it can reach. The ends are found by a binary search per window, all
-        windows at once; the screen then tests every candidate in them."""
-        ok = hi > lo
-        first, last = np.where(ok, lo, 0), np.where(ok, hi - 1, 0)
+        windows at once; as the window shrinks, its own ends give tighter best score and
+        cheapest cost, so a few rounds narrow it further. The screen then tests every
+        candidate left in it."""
         F, rc, rs = self.front, -rest["c"][zh], rest["s"][zh]
-        kstar = np.searchsorted(F.Ks, sf + g.score[last] + rs + F.tol_s, side="right")
-        dmax = np.where(kstar < F.Ks.size, F.Kc[np.minimum(kstar, F.Ks.size - 1)]
-                        - cf - rc + 2 * F.tol_c, np.inf)
-        k0 = np.searchsorted(F.Kc, cf + g.cost[first] + rc - F.tol_c, side="right") - 1
-        tmin = np.where(k0 >= 0, F.Ks[np.maximum(k0, 0)] - sf - rs - 2 * F.tol_s, NEG)
-        return (_seg_search(g.score, lo, hi, tmin, strict=False),
-                _seg_search(g.cost, lo, hi, dmax, strict=True))
+        for _ in range(rounds):
+            ok = hi > lo
+            first, last = np.where(ok, lo, 0), np.where(ok, hi - 1, 0)
+            kstar = np.searchsorted(F.Ks, sf + g.score[last] + rs + F.tol_s, side="right")
+            dmax = np.where(kstar < F.Ks.size, F.Kc[np.minimum(kstar, F.Ks.size - 1)]
+                            - cf - rc + 2 * F.tol_c, np.inf)
+            k0 = np.searchsorted(F.Kc, cf + g.cost[first] + rc - F.tol_c, side="right") - 1
+            tmin = np.where(k0 >= 0, F.Ks[np.maximum(k0, 0)] - sf - rs - 2 * F.tol_s, NEG)
+            new_lo = _seg_search(g.score, lo, hi, tmin, strict=False)
+            new_hi = _seg_search(g.cost, new_lo, hi, dmax, strict=True)
+            if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+                break
+            lo, hi = new_lo, new_hi
+        return lo, hi
 
     def _label_bounds(self, f: _Factor, bshape: tuple) -> dict[str, np.ndarray]:
         """Bound tables of a factor from its own labels (per group: the cheapest cost,

@@ -145,13 +145,23 @@ class SearchSpace:
 
     def src(self, i: int) -> int:
         """Width variable read by layer i."""
-        s = self.layers[i].src
-        return i if s is None else s
+        return self._ends[0][i]
 
     def dst(self, i: int) -> int:
         """Width variable written by layer i."""
-        d = self.layers[i].dst
-        return i + 1 if d is None else d
+        return self._ends[1][i]
+
+    @functools.cached_property
+    def _ends(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        src = tuple(i if layer.src is None else layer.src for i, layer in enumerate(self.layers))
+        dst = tuple(i + 1 if layer.dst is None else layer.dst
+                    for i, layer in enumerate(self.layers))
+        return src, dst
+
+    @functools.cached_property
+    def _choice_index(self) -> tuple[dict[int, int], ...]:
+        """Per searchable variable: width -> choice index (validation and indexing)."""
+        return tuple({w: k for k, w in enumerate(ch)} for ch in self.searchable_choices)
 
     @functools.cached_property
     def searchable(self) -> tuple[int, ...]:
@@ -212,7 +222,7 @@ class SearchSpace:
                 f"{self.n_searchable} searchable {unit}; give one width per "
                 f"{unit[:-1]} (`aows space show` lists them)"
             )
-        for j, (c, allowed) in enumerate(zip(config, self.searchable_choices)):
+        for j, (c, allowed) in enumerate(zip(config, self._choice_index)):
             if c not in allowed:
                 raise SpaceError(
                     f"width {c} of {self._what(j)} is not in space '{self.name}'; "
@@ -230,7 +240,10 @@ class SearchSpace:
 
     def indices(self, config: Sequence[int]) -> np.ndarray:
         """Choice index of every variable (fixed ones are 0)."""
-        return self.indices_many([self.validate(config)])[0]
+        config = self.validate(config)
+        out = np.zeros(self.n_vars, dtype=np.int64)
+        out[list(self.searchable)] = [lut[w] for lut, w in zip(self._choice_index, config)]
+        return out
 
     def indices_many(self, configs: Sequence[Sequence[int]]) -> np.ndarray:
         """(K, n_vars) choice indices; vectorised through per-variable lookup tables."""
@@ -241,7 +254,7 @@ class SearchSpace:
             )
         out = np.zeros((arr.shape[0], self.n_vars), dtype=np.int64)
         for j, (v, allowed) in enumerate(zip(self.searchable, self.searchable_choices)):
-            lut = {w: k for k, w in enumerate(allowed)}
+            lut = self._choice_index[j]
             col = arr[:, j]
             try:
                 out[:, v] = [lut[int(w)] for w in col]
@@ -331,9 +344,10 @@ class SearchSpace:
     def layer_table(self, i: int, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Entries of layer i's table (``values``, shaped like its unknown ids) at the
         choice indices ``idx`` (K, n_vars) of K configurations."""
-        if self.src(i) == self.dst(i):
-            return values[idx[:, self.src(i)]]
-        return values[idx[:, self.src(i)], idx[:, self.dst(i)]]
+        s, d = self._ends[0][i], self._ends[1][i]
+        if s == d:
+            return values[idx[:, s]]
+        return values[idx[:, s], idx[:, d]]
 
     def cost_terms(self, tables: Sequence[np.ndarray]
                    ) -> tuple[list[np.ndarray], list[tuple[tuple[int, int], np.ndarray]]]:
