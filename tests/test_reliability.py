@@ -68,6 +68,7 @@ def test_latency_predict_and_search_errors_name_the_input(tmp_path, capsys):
     (["space", "show", "resnet18", "--resolution", "100"], "multiple of 32"),
     (["space", "show", "nope"], "unknown search space"),
     (["space", "show", "missing.yaml"], "does not exist"),
+    (["latency", "fit", ".", "--space", "mobilenet_v1", "-o", "m.json"], "is a folder"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -163,3 +164,10 @@ def test_appending_under_another_timing_protocol_is_refused(tmp_path):
     with pytest.raises(SampleFileError, match="another protocol.*runs=1 there, 2 now"):
         collect(space, target, Protocol(warmup=1, rounds=1, runs=2, chunk=2), path, 4,
                 "uniform", progress=False)
+
+
+def test_training_into_an_unwritable_folder_fails_before_it_starts(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")  # a folder cannot be made under a file, even by root
+    out = tmp_path / "file" / "run"
+    assert main(["train", "--data", "fake", "--epochs", "1", "--out", str(out)]) == 2
+    assert "cannot write in" in capsys.readouterr().err

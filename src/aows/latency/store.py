@@ -96,7 +96,12 @@ def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> S
     path = Path(path)
     if not path.exists():
         raise SampleFileError(f"sample file {path} does not exist")
-    raw = path.read_bytes()
+    if path.is_dir():
+        raise SampleFileError(f"{path} is a folder; give the sample file (.jsonl) in it")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SampleFileError(f"cannot read sample file {path} ({err.strerror})") from None
     lines = raw.split(b"\n")
     torn_tail = not raw.endswith(b"\n") and lines[-1] != b""
     header = None
