@@ -134,11 +134,7 @@ class Chain:
         reference implementation's behaviour; not a sample of the joint distribution).
         """
         if method == "marginal":
-            marg = self.marginals(temperature)
-            out = np.empty((n, self.m), dtype=np.int64)
-            for k, p in enumerate(marg):
-                out[:, k] = rng.choice(p.size, size=n, p=p / p.sum())
-            return out
+            return sample_marginals(rng, self.marginals(temperature), n)
         if method != "joint":
             raise ValueError(f"unknown sampling method '{method}' (joint | marginal)")
         start, edges = self.folded()
@@ -172,6 +168,16 @@ class Chain:
         paths = np.array(list(itertools.product(*(range(s) for s in self.sizes))),
                          dtype=np.int64)
         return paths, self.scores(paths)
+
+
+def sample_marginals(rng: np.random.Generator, marginals: Sequence[np.ndarray], n: int
+                     ) -> np.ndarray:
+    """(n, variables): every variable drawn independently from its marginal (the
+    reference implementation's AOWS sampling; not a sample of the joint distribution)."""
+    out = np.empty((n, len(marginals)), dtype=np.int64)
+    for k, p in enumerate(marginals):
+        out[:, k] = rng.choice(p.size, size=n, p=p / p.sum())
+    return out
 
 
 def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
@@ -250,7 +256,7 @@ class LagrangianProblem:
 
     Shared by the chain (``BudgetProblem``) and the width graphs
     (``aows.graph.GraphBudgetProblem``). A subclass gives ``_find_fastest()``,
-    ``best_unconstrained()``, ``_decode_one(gamma)`` (the max-sum decode of
+    ``_cost_range()`` (a bound on |cost|), ``_decode_one(gamma)`` (the max-sum decode of
     score - gamma * cost, recorded in ``self._hull``) and ``_decode(gammas)``
     (paths, scores, costs of one decode per gamma).
     """
@@ -268,6 +274,16 @@ class LagrangianProblem:
         if self._fastest is None:
             self._fastest = self._find_fastest()
         return self._fastest
+
+    def best_unconstrained(self) -> Decoded:
+        """Highest-score configuration; among those, the lowest cost (a second decode with
+        a tiny latency penalty breaks score ties toward the faster one)."""
+        if self._top is None:
+            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, self._cost_range())]))
+            k = 1 if s[1] >= s[0] else 0
+            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
+                                solver="unconstrained")
+        return self._top
 
     def _check_budget(self, budget: float) -> Decoded:
         fast = self.fastest()
@@ -402,14 +418,8 @@ class BudgetProblem(LagrangianProblem):
         k = 1 if c[1] <= c[0] and s[1] >= s[0] else 0
         return Decoded(np.vstack([idx, idx2])[k], float(s[k]), float(c[k]), solver="fastest")
 
-    def best_unconstrained(self) -> Decoded:
-        """Highest-score path; among those, the lowest cost."""
-        if self._top is None:
-            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
-            k = 1 if s[1] >= s[0] else 0
-            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
-                                solver="unconstrained")
-        return self._top
+    def _cost_range(self) -> float:
+        return _finite_range(self.cost)
 
     # --------------------------------------------------------------- exact
     def exact(self, budget: float) -> Decoded:

@@ -1,6 +1,6 @@
 """Width graphs: the chain solvers of ``aows.chain`` on pairwise MRFs of small treewidth.
 
-AOWS scores a width configuration c with a pairwise MRF (paper, Sec. 3: unary scores
+AOWS scores a width configuration c with a pairwise MRF (the paper's OWS: unary scores
 per width from the slimmable supernet, pairwise latency terms per layer) and decodes it
 by dynamic programming; for a plain network the MRF is a chain. Residual networks tie
 widths: the output width S of a stage is shared by every block of that stage, so the
@@ -8,10 +8,10 @@ decision graph is a hub with triangles (S - a - b - S for a bottleneck block wit
 widths a, b) rather than a chain. Its treewidth stays small (2 for ResNet-50), so the
 same exact computations still run in polynomial time, by variable elimination:
 
-- max-sum (the paper's Viterbi decode, Sec. 3) with argmax back-tracking;
+- max-sum (the paper's Viterbi decode) with argmax back-tracking;
 - log-space sum-product: marginals (bucket tree, up and down) and exact joint samples of
-  p_T(c) ~ exp(score / T), the distribution AOWS samples from (Sec. 4);
-- the latency-constrained decode (Sec. 3): the Lagrangian relaxation, walked exactly on
+  p_T(c) ~ exp(score / T), the distribution AOWS samples from;
+- the latency-constrained decode (OWS): the Lagrangian relaxation, walked exactly on
   the upper convex hull (``chain.LagrangianProblem``, shared with the chain), and the
   exact budgeted optimum with no duality gap: multi-objective bucket elimination, that
   is Pareto sets of (cost, score) labels per separator assignment, pruned by the budget
@@ -35,7 +35,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from aows.chain import NEG, BudgetError, Decoded, LagrangianProblem, _gumbel_argmax
+from aows.chain import (
+    NEG,
+    BudgetError,
+    Decoded,
+    LagrangianProblem,
+    _gumbel_argmax,
+    sample_marginals,
+)
 from aows.errors import AowsError
 
 MAX_WIDTH = 3
@@ -367,7 +374,7 @@ class WidthGraph:
 
     # ------------------------------------------------------------- decoding
     def maxsum(self) -> tuple[np.ndarray, float]:
-        """Best assignment and its score (the paper's Viterbi decode, Sec. 3, by variable
+        """Best assignment and its score (the paper's Viterbi decode, by variable
         elimination with argmax back-tracking)."""
         return self._solver_plan().maxsum(self._local())
 
@@ -392,7 +399,7 @@ class WidthGraph:
 
     def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0,
                method: str = "joint") -> np.ndarray:
-        """n assignments (n, nvars) from p_T(c) ~ exp(score / T) (AOWS sampling, Sec. 4).
+        """n assignments (n, nvars) from p_T(c) ~ exp(score / T) (AOWS sampling).
 
         method="joint": exact joint samples: sum-product elimination, then every variable
         drawn in reverse elimination order from p(c_v | its separator), which is its
@@ -401,11 +408,7 @@ class WidthGraph:
         sample of the joint distribution).
         """
         if method == "marginal":
-            marg = self.marginals(temperature)
-            out = np.empty((n, self.n), dtype=np.int64)
-            for v, p in enumerate(marg):
-                out[:, v] = rng.choice(p.size, size=n, p=p / p.sum())
-            return out
+            return sample_marginals(rng, self.marginals(temperature), n)
         if method != "joint":
             raise ValueError(f"unknown sampling method '{method}' (joint | marginal)")
         if temperature <= 0:
@@ -440,7 +443,7 @@ def _finite_range(g: WidthGraph) -> float:
 # ================================================================== budgets
 class GraphBudgetProblem(LagrangianProblem):
     """Maximise score(c) subject to cost(c) <= budget on two width graphs of the same
-    variables (paper, Sec. 3: unaries from the supernet, latency as a pairwise model).
+    variables (the paper's OWS: unaries from the supernet, latency as a pairwise model).
 
     ``cost`` entries must be finite. Both graphs are eliminated along one order, that of
     the union of their edges. The Lagrangian hull walk is the chain's (shared code);
@@ -538,14 +541,8 @@ class GraphBudgetProblem(LagrangianProblem):
         k = 1 if c[1] <= c[0] and s[1] >= s[0] else 0
         return Decoded(cands[k], float(s[k]), float(c[k]), solver="fastest")
 
-    def best_unconstrained(self) -> Decoded:
-        """Highest-score configuration; among those, the lowest cost."""
-        if self._top is None:
-            paths, s, c = self._decode(np.array([0.0, 1e-9 / max(1.0, _finite_range(self.cost))]))
-            k = 1 if s[1] >= s[0] else 0
-            self._top = Decoded(paths[k], float(s[k]), float(c[k]), gamma=0.0,
-                                solver="unconstrained")
-        return self._top
+    def _cost_range(self) -> float:
+        return _finite_range(self.cost)
 
     # --------------------------------------------------------------- exact
     def exact(self, budget: float) -> Decoded:
