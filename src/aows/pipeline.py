@@ -522,8 +522,22 @@ def run_pipeline(config: str | Path | dict | None, out: str | Path,
                  log: Callable[[str], None] = print,
                  should_stop: Callable[[], bool] | None = None,
                  until: str | None = None) -> dict | None:
-    """Run (or resume) the pipeline; ``config`` a YAML path, a dict of settings, or None
-    for the defaults. Returns the report, or None when stopped by ``should_stop``."""
+    """Run (or resume) the whole method: latency model, OWS/AOWS supernets, search,
+    final networks, their measured latency, the report.
+
+    Args:
+        config: a YAML path, a dict of settings, or None for the defaults (``DEFAULTS``);
+            every problem in it is reported at once, before anything runs.
+        out: the run folder; a rerun skips complete stages and resumes the others.
+        log: where progress lines go.
+        should_stop: polled between steps and timing chunks; when it turns true the
+            stage in progress saves what it has and the call returns None.
+        until: stop after this stage (e.g. "latency").
+
+    Returns:
+        The report (per method: configuration, predicted and measured latency, top-1),
+        or None when stopped.
+    """
     if isinstance(config, dict):
         cfg = _merge(DEFAULTS, config, "config")
     else:

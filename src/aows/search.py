@@ -225,6 +225,22 @@ def solve_uniform(problem: Problem, budget: float) -> dict:
 
 
 def search(problem: Problem, budget: float, solver: str = "exact") -> dict:
+    """The best configuration under a latency budget.
+
+    Args:
+        problem: a latency model and unaries on one space (``Problem``).
+        budget: predicted ms/image the configuration may take.
+        solver: "exact" (no duality gap), "lagrangian" (the paper's decode), "greedy"
+            (AutoSlim's trimming) or "uniform" (width multiplier).
+
+    Returns:
+        A dict with "config" (one width per searchable variable), "predicted_latency_ms",
+        "score", "solver", "budget_ms", "budget_used", and "gamma"/"dual_bound" for the
+        Lagrangian-based solvers.
+
+    Raises:
+        BudgetError: no configuration meets the budget.
+    """
     if solver not in SOLVERS:
         raise AowsError(f"unknown solver '{solver}'; choose from {sorted(SOLVERS)}")
     if not np.isfinite(budget) or budget <= 0:

@@ -487,8 +487,17 @@ def register_space(fn: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]
 
 
 def get_space(name: str, **params) -> SearchSpace:
-    """A built-in space by name, or a space file (``*.yaml``/``*.yml``) by path; ``params``
-    that are None keep the space's defaults."""
+    """A search space.
+
+    Args:
+        name: a built-in space (``SPACES``: mobilenet_v1, resnet18, resnet50,
+            mobilenet_v2) or the path of a space file (``*.yaml``/``*.yml``).
+        **params: resolution, classes, min_width, max_width, levels, divisor, ...;
+            None keeps the space's default.
+
+    Raises:
+        SpaceError: an unknown name, a malformed file, or parameters the space refuses.
+    """
     params = {k: v for k, v in params.items() if v is not None}
     if name.endswith((".yaml", ".yml")):
         from aows.spaces import load_space_file

@@ -371,9 +371,24 @@ def _targets(space: SearchSpace, samples: Samples, normalise: bool
 def fit(space: SearchSpace, samples: Samples, K: float | str = DEFAULT_K,
         smooth: float | str = DEFAULT_SMOOTH, target: dict | None = None,
         ridge: float = DEFAULT_RIDGE, normalise: bool = True) -> LatencyModel:
-    """Fit the black-box model; K or smooth = "auto" picks them by cross-validation.
+    """Fit the black-box latency model (the paper's Section 4) to whole-network timings.
+
     With anchors in every record (and ``normalise``), the model predicts latencies in
-    the machine's reference state (the median anchor timing)."""
+    the machine's reference state (the median anchor timing).
+
+    Args:
+        space: the search space the samples were timed in.
+        samples: timed networks (``aows.latency.store.read_samples``).
+        K: weight of the monotonicity prior, or "auto" (cross-validation).
+        smooth: weight of the smoothness prior, or "auto".
+        target: provenance recorded in the model (default: the samples' header).
+        ridge: pull toward FLOPs-shaped tables, for unknowns the timings leave free.
+        normalise: drift-normalise by the chunk anchors when every record has one.
+
+    Returns:
+        A ``LatencyModel``; ``meta["fit"]`` records the settings, the training RMSE and
+        how many unknowns no timed network covers.
+    """
     if len(samples) == 0:
         raise AowsError("no samples to fit")
     y, anchor_meta = _targets(space, samples, normalise)

@@ -92,10 +92,24 @@ def finetune(net: nn.Module, batches: Callable[[int], Iterable],
              val_batches: Callable[[int], Iterable] | None, cfg: FinetuneConfig,
              out: str | Path, steps_per_epoch: int, log: Callable[[str], None] = print,
              resume: bool = False, should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train ``net`` in place; ``batches(epoch)`` yields this process's (images, labels),
-    the same sequence for the same epoch. Rank 0 writes ``out``/finetune.pt (checkpoint)
-    and ``out``/metrics.jsonl. Returns the last evaluation ({"top1", "top5", ...}) and
-    whether the run was stopped early ("stopped")."""
+    """Fine-tune a final network in place.
+
+    Args:
+        net: the plain network (``aows.final.load_final``).
+        batches: ``batches(epoch)`` yields this process's (images, labels), the same
+            sequence for the same epoch.
+        val_batches: the same for validation (None: no evaluation).
+        cfg: the recipe (``FinetuneConfig``).
+        out: folder; rank 0 writes ``finetune.pt`` (checkpoint) and ``metrics.jsonl``.
+        steps_per_epoch: batches per epoch (the learning-rate schedule needs it).
+        log: where progress lines go.
+        resume: continue from ``out``/finetune.pt (same settings required).
+        should_stop: polled between steps (default: SIGTERM / Ctrl-C).
+
+    Returns:
+        The last evaluation ({"top1", "top5", ...}) and "stopped" (whether a stop request
+        ended the run early, after saving).
+    """
     if steps_per_epoch < 1:
         raise AowsError("fine-tuning needs at least one batch per epoch: lower --batch-size")
     rank, world = dist_info()

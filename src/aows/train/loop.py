@@ -95,14 +95,35 @@ def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
                    val_batches: Callable[[int], Iterable] | None = None,
                    steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = ()
                    ) -> tuple[SlimmableNetwork, UnaryStats]:
-    """Train the supernet; ``batches(epoch)`` yields this process's (images, labels) for
-    one epoch, the same sequence every time it is called for that epoch. Rank 0 writes
-    ``out``/unaries.json, ``out``/metrics.jsonl and ``out``/checkpoint.pt after every
-    epoch. With ``val_batches``, the widest, narrowest and (given a budget) decoded
-    configurations are evaluated after every epoch, BatchNorm recalibrated for each.
-    ``keep_epochs``: also keep the checkpoint of these epochs (``checkpoint_epoch<k>.pt``),
-    e.g. the end of AOWS's warm-up, from which an AOWS run can branch
-    (``branch_from_warmup``)."""
+    """Train the slimmable supernet of ``space`` (OWS or AOWS) and its unary statistics.
+
+    Rank 0 writes ``out``/unaries.json, ``out``/metrics.jsonl and ``out``/checkpoint.pt
+    after every epoch and when stopped.
+
+    Args:
+        space: the search space (a chain or a width graph).
+        batches: ``batches(epoch)`` yields this process's (images, labels) for one epoch,
+            the same sequence every time it is called for that epoch.
+        cfg: the settings (``TrainConfig``); ``cfg.method`` "aows" needs ``latency`` and
+            ``cfg.budget``.
+        out: the run folder.
+        latency: the latency model AOWS samples with (and decodes the budget with).
+        log: where progress lines go.
+        resume: continue from ``out``/checkpoint.pt (same settings required).
+        should_stop: polled every step (default: SIGTERM / Ctrl-C); when true, the state
+            is saved and the call returns.
+        val_batches: with it, the widest, narrowest and (given a budget) decoded
+            configurations are evaluated after every epoch, BatchNorm recalibrated for
+            each.
+        steps_per_epoch: batches per epoch (counted from ``batches(0)`` if None).
+        keep_epochs: also keep the checkpoint of these epochs
+            (``checkpoint_epoch<k>.pt``), e.g. the end of AOWS's warm-up, from which an
+            AOWS run can branch (``branch_from_warmup``).
+
+    Returns:
+        The supernet and its unary statistics (``stats.unaries()`` is what ``search``
+        decodes).
+    """
     if steps_per_epoch is None and cfg.schedule != "constant":
         steps_per_epoch = sum(1 for _ in batches(0))  # the schedule needs the run's length
     run = prepare_run(space, cfg, out, latency, log, resume, val_batches, steps_per_epoch)
