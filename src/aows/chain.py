@@ -180,7 +180,7 @@ def sample_marginals(rng: np.random.Generator, marginals: Sequence[np.ndarray], 
     return out
 
 
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+def _logsumexp(x: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
     safe = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -41,6 +41,7 @@ from aows.chain import (
     Decoded,
     LagrangianProblem,
     _gumbel_argmax,
+    _logsumexp,
     sample_marginals,
 )
 from aows.errors import AowsError
@@ -99,14 +100,7 @@ def _reduce_max(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def _reduce_lse(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    if not axes:
-        return x
-    m = np.max(x, axis=axes, keepdims=True)
-    safe = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.log(np.sum(np.exp(x - safe), axis=axes, keepdims=True)) + safe
-    s = np.where(np.isneginf(m), NEG, s)
-    return np.squeeze(s, axis=axes)
+    return _logsumexp(x, axes) if axes else x
 
 
 class _Plan:
