@@ -2,6 +2,11 @@
 reference: every pass at full width, channels beyond each image's width zeroed).
 
     python benchmarks/train_throughput.py [--resolution 64] [--batch 32] [--threads 2]
+    python benchmarks/train_throughput.py --model torchvision:resnet18 --sampled 2
+
+``--model``: a user's module (``aows.extract``) instead of the MobileNet-v1 space; masking
+then zeroes, per image, the channels beyond its width after every conv and BatchNorm
+(forward hooks on the same supernet, run at full width).
 
 Both run the same sandwich step (forward + backward + SGD): the widest configuration
 on the labels, the narrowest and sampled configurations on its soft predictions. With
@@ -23,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aows.nn.slimmable import SlimmableNetwork
-from aows.space import mobilenet_v1
+from aows.nn.slimmable import make_supernet
+from aows.space import get_space, mobilenet_v1
 from aows.train.loop import TrainConfig, prepare_run
 from aows.train.sampler import sample_configs
 
@@ -40,8 +45,37 @@ def sliced_runner(space, x, y, G, out):
     return lambda: run.step(x, y, None)
 
 
+class Masker:
+    """Channel masking on a model's supernet: hooks after every planned conv, BatchNorm
+    and linear zero the channels beyond each image's width of their variable."""
+
+    def __init__(self, net, space):
+        self.masks = {}
+        pos = {v: j for j, v in enumerate(space.searchable)}
+        for name, kind, _, b in space.plan:
+            if b in pos and kind != "linear":
+                net.net.get_submodule(name).register_forward_hook(
+                    functools.partial(self.hook, b))
+        self.pos = pos
+
+    def hook(self, var, mod, inp, out):
+        m = self.masks.get(var)
+        return out if m is None else out * m[:, : out.shape[1], None, None]
+
+    def forward(self, net, space, x, widths_per_image):
+        for v, j in self.pos.items():
+            c = space.choices[v][-1]
+            self.masks[v] = (torch.arange(c)[None] < widths_per_image[:, j, None]).to(x.dtype)
+        try:
+            return net(x, space.widest())
+        finally:
+            self.masks.clear()
+
+
 def masked_forward(net, space, x, widths_per_image):
     """Full-width pass; layer i's output channels beyond the image's width are zeroed."""
+    if hasattr(space, "plan"):
+        return net.masker.forward(net, space, x, widths_per_image)
     net.set_config(space.widest())
     h = x
     for i, layer in enumerate(net.layers):
@@ -68,7 +102,7 @@ def masked_step(net, opt, space, x, y, rng):
 
 
 def aows_overhead(space, repeat=50) -> float:
-    """Seconds per step of AOWS sampling on the MobileNet-v1 space: fresh unaries every
+    """Seconds per step of AOWS sampling on the space: fresh unaries every
     step, so the Lagrangian decode is cold each time (the worst case)."""
     from aows.latency.fit import flops_vector
     from aows.latency.model import LatencyModel
@@ -96,13 +130,19 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--sampled", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--model", default=None, help="e.g. torchvision:resnet18")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    space = mobilenet_v1(resolution=args.resolution, classes=1000)
+    if args.model:
+        space = get_space(args.model, resolution=args.resolution, classes=1000)
+    else:
+        space = mobilenet_v1(resolution=args.resolution, classes=1000)
     x = torch.randn(args.batch, 3, args.resolution, args.resolution)
     y = torch.randint(0, 1000, (args.batch,))
     rng = np.random.default_rng(0)
-    net = SlimmableNetwork(space)
+    net = make_supernet(space)
+    if args.model:
+        net.masker = Masker(net, space)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     runs = {"masking": functools.partial(masked_step, net, opt, space, x, y, rng)}
     tmp = tempfile.mkdtemp()
@@ -118,7 +158,8 @@ def main():
             times[k].append(time.perf_counter() - t)
     base = args.batch / np.median(times["masking"])
     overhead = aows_overhead(space)
-    print(f"MobileNet-v1 space (Table D.1), {args.resolution} px, batch {args.batch}, "
+    what = args.model or "MobileNet-v1 space (Table D.1)"
+    print(f"{what}, {args.resolution} px, batch {args.batch}, "
           f"{args.threads} threads, median of {args.steps} interleaved steps")
     for k, ts in times.items():
         ips = args.batch / np.median(ts)

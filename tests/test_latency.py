@@ -238,7 +238,7 @@ def test_cli_generate_fit_validate_benchmark(tmp_path, capsys, fast_protocol_arg
     assert main(["latency", "fit", samples, *common, "-o", model]) == 0
     capsys.readouterr()
     plot = str(tmp_path / "fit.png")
-    assert main(["latency", "validate", samples, "--model", model, "--json",
+    assert main(["latency", "validate", samples, "--latency", model, "--json",
                  "--plot", plot]) == 0
     met = json.loads(capsys.readouterr().out)
     for key in ("n", "rmse_ms", "nrmse", "mape", "max_abs_pct_err", "within_5pct",
@@ -246,7 +246,7 @@ def test_cli_generate_fit_validate_benchmark(tmp_path, capsys, fast_protocol_arg
         assert key in met
     assert met["n"] == 12 and (tmp_path / "fit.png").stat().st_size > 1000
     cfg = ",".join(map(str, s.configs[0]))
-    assert main(["latency", "benchmark", *common, cfg, "--model", model, "--json",
+    assert main(["latency", "benchmark", *common, cfg, "--latency", model, "--json",
                  *fast_protocol_args]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["measured_latency_ms"] > 0 and rows[0]["predicted_latency_ms"] > 0

@@ -46,9 +46,9 @@ def test_train_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, capsys
 
 def test_latency_predict_and_search_errors_name_the_input(tmp_path, capsys):
     (tmp_path / "lat.json").write_text(json.dumps({"aows": "latency-model", "space": {}}))
-    assert main(["latency", "predict", "--model", str(tmp_path / "lat.json"), "8"]) == 2
+    assert main(["latency", "predict", "--latency", str(tmp_path / "lat.json"), "8"]) == 2
     assert "latency model" in capsys.readouterr().err
-    assert main(["latency", "predict", "--model", str(tmp_path / "none.json"), "8"]) == 2
+    assert main(["latency", "predict", "--latency", str(tmp_path / "none.json"), "8"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

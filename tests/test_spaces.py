@@ -245,12 +245,12 @@ def test_cli_space_show_and_latency_predict(tmp_path, capsys):
     model.save(tmp_path / "lat.json")
     cfgs = [space.narrowest(), space.widest()]
     (tmp_path / "c.txt").write_text("\n".join(",".join(map(str, c)) for c in cfgs) + "\n")
-    assert main(["latency", "predict", "--model", str(tmp_path / "lat.json"),
+    assert main(["latency", "predict", "--latency", str(tmp_path / "lat.json"),
                  "--file", str(tmp_path / "c.txt"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [o["config"] for o in out] == [list(c) for c in cfgs]
     assert out[0]["predicted_latency_ms"] == pytest.approx(model.predict(cfgs[0]))
-    assert main(["latency", "predict", "--model", str(tmp_path / "lat.json"), "1,2,3"]) == 2
+    assert main(["latency", "predict", "--latency", str(tmp_path / "lat.json"), "1,2,3"]) == 2
     assert "searchable width variables" in capsys.readouterr().err
 
 

@@ -69,18 +69,70 @@ class _Signals:
 
 SPACE_HELP = ("search space: mobilenet_v1, resnet18, resnet50, mobilenet_v2, or a space "
               "file FILE.yaml (`aows space show` lists its width variables)")
+MODEL_HELP = ("your model instead of a space: torchvision:NAME, timm:NAME or "
+              "path/to/file.py:FUNCTION (returns the module at full width, trained weights "
+              "loaded); its width graph is found from the module")
 
 
 def _space_args(p: argparse.ArgumentParser, required: bool = True, positional: bool = False
                 ) -> None:
     if positional:
-        p.add_argument("space", help=SPACE_HELP)
+        p.add_argument("space", nargs="?", default=None, help=SPACE_HELP)
     else:
-        p.add_argument("--space", default="mobilenet_v1" if not required else None,
-                       required=required, help=SPACE_HELP)
+        p.add_argument("--space", default=None, help=SPACE_HELP)
+    p.set_defaults(space_required=required)
     p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
     p.add_argument("--classes", type=POS_INT, default=None, help="number of classes")
+    _model_args(p)
     _width_args(p)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own model (instead of --space)")
+    g.add_argument("--model", default=None, help=MODEL_HELP)
+    g.add_argument("--input-shape", type=_shape, default=None,
+                   help="C,H,W of one input (default 3,R,R with R the --resolution)")
+    g.add_argument("--weights", default=None,
+                   help="tensors-only state_dict file loaded into the model")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (e.g. 3,224,224)") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (e.g. 3,224,224)")
+    return shape
+
+
+def _space_name(args) -> str:
+    """--model or --space (one of them; --space has a default where the command had one)."""
+    model, space = getattr(args, "model", None), getattr(args, "space", None)
+    if model and space:
+        raise AowsError(f"give --space {space} or --model {model}, not both")
+    if model:
+        from aows.models import is_model_spec
+        if not is_model_spec(model):
+            raise AowsError(f"--model {model}: use torchvision:NAME, timm:NAME or "
+                            "path/to/file.py:FUNCTION")
+        return model
+    if space:
+        return space
+    if getattr(args, "space_required", False):
+        raise AowsError("give a search space (--space NAME) or your model (--model ...)")
+    return "mobilenet_v1"
+
+
+def _space_params(args) -> dict:
+    """Parameters of the space that every command takes (None keeps a default)."""
+    params = dict(resolution=args.resolution, min_width=args.min_width,
+                  max_width=args.max_width, levels=args.levels, divisor=args.divisor)
+    if getattr(args, "model", None):
+        params.update(input_shape=args.input_shape, weights=args.weights)
+        if args.input_shape and not args.resolution:
+            params["resolution"] = args.input_shape[-1]
+    return params
 
 
 def _width_args(p: argparse.ArgumentParser) -> None:
@@ -114,9 +166,7 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
 
 def _space(args):
     from aows.space import get_space
-    return get_space(args.space, resolution=args.resolution, classes=args.classes,
-                     min_width=args.min_width, max_width=args.max_width, levels=args.levels,
-                     divisor=args.divisor)
+    return get_space(_space_name(args), classes=args.classes, **_space_params(args))
 
 
 # -------------------------------------------------------------------- space
@@ -124,8 +174,10 @@ def cmd_space_show(args) -> None:
     from aows.space import describe_variables
     space = _space(args)
     rows = describe_variables(space)
+    held = space.held_fixed() if hasattr(space, "held_fixed") else []
     if args.json:
-        _print_json(rows)
+        _print_json({"variables": rows, "held": held} if hasattr(space, "held_fixed")
+                    else rows)
         return
     print(f"space '{space.name}' {space.params}: {space.n_searchable} searchable width "
           f"variables, {space.n_layers} layers, {space.n_configurations():.3g} "
@@ -136,6 +188,10 @@ def cmd_space_show(args) -> None:
         ch = r["choices"]
         shown = ch if len(ch) <= 8 else [*ch[:3], "...", *ch[-3:]]
         print(f"  {r['name']:<22} {kind:<11} {','.join(map(str, shown)):<32} {touched}")
+    if held:
+        print(f"held fixed ({len(held)} widths, never searched):")
+        for h in held:
+            print(f"  {h['name']} = {h['width']}: {'; '.join(h['reasons'])}")
 
 
 def _target(args):
@@ -233,7 +289,7 @@ def cmd_latency_validate(args) -> None:
     from aows.latency.model import LatencyModel
     from aows.latency.store import read_samples
     from aows.latency.validate import error_metrics, scatter_plot, test_retest
-    model = LatencyModel.load(args.model)
+    model = LatencyModel.load(args.latency)
     samples = read_samples(args.samples, model.space)
     pred = model.predict_many(samples.configs)
     ref = None if args.raw or not samples.has_anchors else model.anchor_ref_ms
@@ -286,7 +342,7 @@ def cmd_latency_benchmark(args) -> None:
     configs = [space.validate(parse_config(c)) for c in args.config]
     ms, anchors = time_configs(space, configs, _target(args), _protocol(args),
                                with_anchor=True)
-    model = LatencyModel.load(args.model, space) if args.model else None
+    model = LatencyModel.load(args.latency, space) if args.latency else None
     ref = model.anchor_ref_ms if model else None
     rows = []
     for cfg, m, a in zip(configs, ms, anchors):
@@ -316,7 +372,7 @@ def cmd_latency_benchmark(args) -> None:
 def cmd_latency_predict(args) -> None:
     from aows.latency.model import LatencyModel
     from aows.space import parse_config
-    model = LatencyModel.load(args.model)
+    model = LatencyModel.load(args.latency)
     texts = list(args.config)
     if args.file:
         try:
@@ -363,16 +419,15 @@ def cmd_train(args) -> None:
     try:
         res = args.resolution or 224
         data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers)
-        space = get_space(args.space, resolution=res, classes=data.classes,
-                          min_width=args.min_width, max_width=args.max_width,
-                          levels=args.levels, divisor=args.divisor)
+        space = get_space(_space_name(args), classes=data.classes,
+                          **{**_space_params(args), "resolution": res})
         latency = LatencyModel.load(args.latency, space) if args.latency else None
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                           sampled=args.sampled, method=args.method, budget=args.budget,
                           sampling=args.sampling, seed=args.seed, device=args.device,
                           amp=args.amp, channels_last=args.channels_last,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, scratch=args.scratch)
         with _Signals() as sig:
             train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume,
                            should_stop=sig.flag, val_batches=None if args.no_val else data.val,
@@ -397,11 +452,18 @@ def cmd_run(args) -> None:
 def cmd_quickstart(args) -> None:
     from aows.pipeline import Pipeline, quickstart_config
     cfg = quickstart_config()
+    out = args.out
+    if args.model:
+        from aows.models import is_model_spec
+        cfg["model"] = args.model if is_model_spec(args.model) else f"torchvision:{args.model}"
+        out = out or f"quickstart_{args.model.rsplit(':', 1)[-1]}"
+        print(f"aows quickstart on your model {cfg['model']}: its width graph, then")
+    out = out or "quickstart"
     print("aows quickstart: latency model of this CPU, OWS and AOWS supernets on the "
-          "digits, search, fine-tuning and timing of the final networks; about 5 minutes "
-          f"here -> {args.out}/")
+          "digits, search, fine-tuning and timing of the final networks; 5 to 10 minutes "
+          f"here -> {out}/")
     with _Signals() as sig:
-        Pipeline(cfg, args.out, should_stop=sig.flag).run()
+        Pipeline(cfg, out, should_stop=sig.flag).run()
     sig.check("run the same command again to continue")
 
 
@@ -557,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = lsub.add_parser("validate", help="error of a model on timed networks")
     p.add_argument("samples")
-    p.add_argument("--model", required=True)
+    p.add_argument("--latency", required=True, help="latency model JSON")
     p.add_argument("--retest", default=None,
                    help="the same networks timed again: report the noise floor")
     p.add_argument("--baseline", action="append", help="another model file to compare")
@@ -572,13 +634,14 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(p)
     _protocol_args(p)
     p.add_argument("config", nargs="+", help='widths, e.g. "8,16,48,..."')
-    p.add_argument("--model", default=None, help="also print this model's prediction")
+    p.add_argument("--latency", default=None,
+                   help="latency model JSON: also print its prediction")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_latency_benchmark)
 
     p = lsub.add_parser("predict", help="predicted latency of configurations (no timing)")
     p.add_argument("config", nargs="*", help='widths, e.g. "8,16,48,..."')
-    p.add_argument("--model", required=True, help="latency model JSON")
+    p.add_argument("--latency", required=True, help="latency model JSON")
     p.add_argument("--file", default=None, help="one configuration per line (comma-separated)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_latency_predict)
@@ -604,8 +667,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("train", help="train the slimmable supernet (OWS or AOWS)")
-    p.add_argument("--space", default="mobilenet_v1", help=SPACE_HELP)
+    p.add_argument("--space", default=None, help=SPACE_HELP + " (default mobilenet_v1)")
     p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
+    _model_args(p)
+    p.add_argument("--scratch", action="store_true",
+                   help="with --model: re-initialise instead of starting from its weights")
     _width_args(p)
     p.add_argument("--data", required=True, help="ImageFolder root (train/, val/), digits or fake")
     p.add_argument("--epochs", type=POS_INT, required=True)
@@ -678,7 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quickstart", help="the whole pipeline on an embedded default, "
                        "offline, on this CPU")
-    p.add_argument("--out", default="quickstart")
+    p.add_argument("--out", default=None, help="run folder (default quickstart[_MODEL])")
+    p.add_argument("--model", default=None,
+                   help="the same on a model: a torchvision name (resnet18) or " + MODEL_HELP)
     p.set_defaults(func=cmd_quickstart)
     return ap
 

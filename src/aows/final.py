@@ -30,7 +30,7 @@ from aows.latency.measure import Timer, input_shape
 from aows.latency.model import LatencyModel, atomic_write_bytes, atomic_write_text
 from aows.latency.protocol import Protocol
 from aows.nn import build_network
-from aows.nn.slimmable import SlimmableNetwork
+from aows.nn.slimmable import SlimmableNetwork, make_supernet
 from aows.space import SearchSpace, SpaceError
 from aows.train.runtime import load_tensors
 
@@ -102,7 +102,7 @@ def load_supernet(checkpoint: str | Path, space: SearchSpace) -> SlimmableNetwor
     if not path.exists():
         raise AowsError(f"{path} does not exist: give an `aows train` run folder")
     state = load_tensors(path, "checkpoint")
-    net = SlimmableNetwork(space)
+    net = make_supernet(space)
     try:
         net.load_state_dict(state["model"])
     except (KeyError, RuntimeError, TypeError) as err:

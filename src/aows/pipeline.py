@@ -36,6 +36,9 @@ DEFAULTS: dict = {
     "seed": 0,
     "device": "auto",
     "space": {"name": "mobilenet_v1", "resolution": 224},
+    # your model instead of space.name (torchvision:NAME, timm:NAME, file.py:FUNCTION);
+    # space's other settings (resolution, widths, input_shape, weights) apply to it
+    "model": None,
     "data": {"name": "digits", "batch_size": 64},
     "latency": {
         "model": None,  # an existing latency.json to reuse instead of timing
@@ -157,8 +160,9 @@ def _merge_into(out: dict, base: dict, user: dict, prefix: str, problems: list) 
 
 def _space_of(cfg: dict, classes: int) -> SearchSpace:
     params = {k: v for k, v in cfg["space"].items() if k != "name"}
+    name = cfg.get("model") or cfg["space"].get("name", "mobilenet_v1")
     try:
-        return get_space(cfg["space"].get("name", "mobilenet_v1"), classes=classes, **params)
+        return get_space(name, classes=classes, **params)
     except TypeError as err:
         raise AowsError(f"space: {err}; check the settings of the space section") from None
 

@@ -37,9 +37,12 @@ class SpaceError(AowsError, ValueError):
 
 
 # Ops whose output width is their input width (src == dst): a unary latency term.
-TIED_OPS = ("dwconv", "add", "maxpool")
-OPS = ("conv", "dwsep", "linear", *TIED_OPS)
-ACTS = ("relu", "relu6", "none")
+TIED_OPS = ("dwconv", "add", "maxpool", "avgpool", "gap", "mul")
+# Ops that only a model's space has (``aows.extract``): a concatenation and an op aows
+# does not know; both only ever touch fixed widths.
+MODEL_OPS = ("cat", "other")
+OPS = ("conv", "dwsep", "linear", *TIED_OPS, *MODEL_OPS)
+ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid", "gelu", "none")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class LayerSpec:
     ``src``/``dst``: the width variables of its input and output (None: i and i + 1, the
     chain). ``inputs``: names of the layers whose outputs it reads ("image" for the
     network input; empty: the previous layer, or the image for the first layer).
+    ``act``: the activation after it; ops that apply none (pools, the classifier) keep the
+    default "relu", which means nothing there (the built-in spaces' keys).
     """
 
     name: str
@@ -64,6 +69,13 @@ class LayerSpec:
     dst: int | None = None
     inputs: tuple[str, ...] = ()
     act: str = "relu"
+    # Fields that only layers found in a user's model set (``aows.extract``): a conv
+    # without BatchNorm, a grouped conv, an unusual padding, an op whose output size the
+    # formula below does not give.
+    bn: bool = True
+    groups: int = 1
+    pad: int | None = None
+    size_out: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -71,22 +83,35 @@ class LayerSpec:
     @property
     def type_key(self) -> str:
         key = f"{self.op}-k{self.kernel}-s{self.stride}-r{self.in_res}-b{int(self.bias)}"
-        if self.op == "add":
+        if self.op in ("add", "mul", "cat", "other"):
             key += f"-n{len(self.inputs)}"
+        if self.op == "other":
+            key += f"-{self.name}"  # an unknown op shares its unknowns with nothing
+        for extra, on in ((f"-p{self.pad}", self.pad is not None),
+                          (f"-g{self.groups}", self.groups != 1), ("-nobn", not self.bn)):
+            if on:
+                key += extra
         return key if self.act == "relu" else f"{key}-{self.act}"
 
     @property
+    def padding(self) -> int:
+        return self.kernel // 2 if self.pad is None else self.pad
+
+    @property
     def out_res(self) -> int:
-        if self.op == "linear":
+        if self.size_out is not None:
+            return self.size_out
+        if self.op in ("linear", "gap"):
             return 1
-        if self.op == "add":
+        if self.op in ("add", "mul", "cat"):
             return self.in_res
-        return (self.in_res + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
+        return (self.in_res + 2 * self.padding - self.kernel) // self.stride + 1
 
     def describe(self) -> dict:
         """JSON-able fields; the graph fields only where set (chain files stay as they were)."""
         d = asdict(self)
-        for k, default in (("src", None), ("dst", None), ("inputs", ()), ("act", "relu")):
+        for k, default in (("src", None), ("dst", None), ("inputs", ()), ("act", "relu"),
+                           ("bn", True), ("groups", 1), ("pad", None), ("size_out", None)):
             if d[k] == default or (k == "inputs" and not d[k]):
                 del d[k]
         if "inputs" in d:
@@ -395,6 +420,14 @@ class SearchSpace:
 
     @classmethod
     def from_description(cls, desc: dict) -> SearchSpace:
+        """The space a file describes. A model's space is extracted again from the model
+        (its module is needed to build networks) and must match the description."""
+        model = (desc.get("params") or {}).get("model") if isinstance(desc, dict) else None
+        if model:
+            from aows.extract import model_space
+            space = model_space(**desc["params"])
+            space.check_same(cls.from_description({**desc, "params": {}}), "file")
+            return space
         try:
             return cls(
                 name=desc["name"],
@@ -444,14 +477,21 @@ def _check_graph(space: SearchSpace) -> None:
         if layer.op in TIED_OPS and layer.src != layer.dst:
             raise SpaceError(f"{where}: a {layer.op} keeps its width, so its input and "
                              "output must be the same width variable")
-        if layer.op == "linear" and i != space.n_layers - 1:
-            raise SpaceError(f"{where}: the linear classifier must be the last layer")
         inputs = layer.inputs or ((space.layers[i - 1].name,) if i else ("image",))
-        if layer.op != "add" and len(inputs) != 1:
+        many = ("add", "mul", "cat", "other")
+        if layer.op not in many and len(inputs) != 1:
             raise SpaceError(f"{where}: a {layer.op} reads one tensor, got {list(inputs)}; "
                              "sum tensors with an 'add' layer")
-        if layer.op == "add" and len(inputs) < 2:
-            raise SpaceError(f"{where}: an add needs at least two inputs")
+        if layer.op in ("add", "mul") and len(inputs) < 2:
+            raise SpaceError(f"{where}: an {layer.op} needs at least two inputs")
+        if layer.op in MODEL_OPS:
+            # a concatenation or an unknown op: reads any widths (all of them fixed)
+            for v in (layer.src, layer.dst):
+                if len(space.choices[v]) != 1:
+                    raise SpaceError(f"{where}: a {layer.op} layer only touches fixed widths "
+                                     f"(variable '{space.names[v]}' has several choices)")
+            out_of[layer.name] = (layer.dst, layer.out_res)
+            continue
         for name in inputs:
             if name == "image":
                 got = (layer.src, space.layers[0].in_res)
@@ -467,7 +507,7 @@ def _check_graph(space: SearchSpace) -> None:
                 raise SpaceError(f"{where}: reads '{name}', whose width is variable "
                                  f"'{space.names[got[0]]}', but its input is variable "
                                  f"'{space.names[layer.src]}'; tie them (one variable)")
-            if got[1] != layer.in_res:
+            if got[1] != layer.in_res and not (layer.op in ("add", "mul") and got[1] == 1):
                 raise SpaceError(f"{where}: reads '{name}' at {got[1]} px but expects "
                                  f"{layer.in_res} px")
         out_of[layer.name] = (layer.dst, layer.out_res)
@@ -491,7 +531,9 @@ def get_space(name: str, **params) -> SearchSpace:
 
     Args:
         name: a built-in space (``SPACES``: mobilenet_v1, resnet18, resnet50,
-            mobilenet_v2) or the path of a space file (``*.yaml``/``*.yml``).
+            mobilenet_v2), the path of a space file (``*.yaml``/``*.yml``), or a model
+            (``torchvision:NAME``, ``timm:NAME``, ``path/to/file.py:FUNCTION``) whose
+            width graph ``aows.extract`` finds.
         **params: resolution, classes, min_width, max_width, levels, divisor, ...;
             None keeps the space's default.
 
@@ -499,6 +541,10 @@ def get_space(name: str, **params) -> SearchSpace:
         SpaceError: an unknown name, a malformed file, or parameters the space refuses.
     """
     params = {k: v for k, v in params.items() if v is not None}
+    from aows.models import is_model_spec
+    if is_model_spec(name):
+        from aows.extract import model_space
+        return model_space(name, **params)
     if name.endswith((".yaml", ".yml")):
         from aows.spaces import load_space_file
         return load_space_file(name, **params)

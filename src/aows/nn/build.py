@@ -56,7 +56,9 @@ class WidthNet(nn.Sequential):
 def build_network(space: SearchSpace, config: Sequence[int]) -> nn.Sequential:
     """The plain network of one configuration; its layer i is module i. A chain gives an
     ``nn.Sequential``; a graph space a ``WidthNet`` (an ``nn.Sequential`` with the
-    space's dataflow)."""
+    space's dataflow); a model's space the user's own module, sliced."""
+    if hasattr(space, "build"):  # aows.extract.ModelSpace
+        return space.build(config)
     widths = space.full_widths(config)
     mods = [build_layer(spec, widths[space.src(i)], widths[space.dst(i)])
             for i, spec in enumerate(space.layers)]

@@ -28,22 +28,42 @@ class SlimConv2d(nn.Conv2d):
     """Conv2d whose input and output channels are the first c_in / c_out of its maximum.
     ``depthwise``: groups = channels (c_out = c_in)."""
 
-    def __init__(self, max_in, max_out, kernel, stride, bias=False, depthwise=False):
-        super().__init__(max_in, max_out, kernel, stride, kernel // 2,
+    def __init__(self, max_in, max_out, kernel, stride, bias=False, depthwise=False,
+                 padding=None, dilation=1):
+        super().__init__(max_in, max_out, kernel, stride,
+                         kernel // 2 if padding is None else padding, dilation,
                          groups=max_in if depthwise else 1, bias=bias)
         self.depthwise = depthwise
         self.out_channels_now = max_out
+
+    @classmethod
+    def from_module(cls, conv: nn.Conv2d) -> SlimConv2d:
+        """The slimmable twin of a plain conv (groups 1 or depthwise), sharing its tensors."""
+        depthwise = conv.groups > 1
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                  conv.bias is not None, depthwise, conv.padding, conv.dilation)
+        new.weight, new.bias = conv.weight, conv.bias
+        return new
 
     def forward(self, x):
         cin = x.shape[1]
         cout = cin if self.depthwise else self.out_channels_now
         w = self.weight[:cout] if self.depthwise else self.weight[:cout, :cin]
         b = self.bias[:cout] if self.bias is not None else None
-        return F.conv2d(x, w, b, self.stride, self.padding, 1, cin if self.depthwise else 1)
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation,
+                        cin if self.depthwise else 1)
 
 
 class SlimBatchNorm2d(nn.BatchNorm2d):
     """Shared BatchNorm over the first c channels (statistics and affine sliced)."""
+
+    @classmethod
+    def from_module(cls, bn: nn.BatchNorm2d) -> SlimBatchNorm2d:
+        new = cls(bn.num_features, bn.eps, bn.momentum)
+        new.weight, new.bias = bn.weight, bn.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            setattr(new, name, getattr(bn, name))
+        return new
 
     def forward(self, x):
         c = x.shape[1]
@@ -57,8 +77,20 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
 
 
 class SlimLinear(nn.Linear):
+    """Linear map on the first c_in inputs to the first ``out_features_now`` outputs."""
+
+    out_features_now: int | None = None  # None: all outputs (the classifier)
+
+    @classmethod
+    def from_module(cls, lin: nn.Linear) -> SlimLinear:
+        new = cls(lin.in_features, lin.out_features, lin.bias is not None)
+        new.weight, new.bias = lin.weight, lin.bias
+        return new
+
     def forward(self, x):
-        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+        o = self.out_features_now
+        w = self.weight[:o, : x.shape[-1]]
+        return F.linear(x, w, self.bias if self.bias is None else self.bias[:o])
 
 
 class SlimLayer(nn.Module):
@@ -84,11 +116,31 @@ class Add(nn.Module):
         super().__init__()
         self.act = _act(act)
 
+    def combine(self, a, b):
+        return a + b
+
     def forward(self, *xs):
         out = xs[0]
         for x in xs[1:]:
-            out = out + x
+            out = self.combine(out, x)
         return out if self.act is None else self.act(out)
+
+
+class Mul(Add):
+    """Product of the inputs (a squeeze-and-excitation gate, broadcast over pixels)."""
+
+    def combine(self, a, b):
+        return a * b
+
+
+class Cat(nn.Module):
+    def forward(self, *xs):
+        return torch.cat(xs, 1)
+
+
+def _model_only(spec, i, o):
+    raise SpaceError(f"layer '{spec.name}' ({spec.op}) exists only in a model's space; its "
+                     "networks are the model's own module at other widths")
 
 
 def leading_slice(big: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -97,9 +149,14 @@ def leading_slice(big: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ op registry
+ACT_MODULES: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True), "relu6": lambda: nn.ReLU6(inplace=True),
+    "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+
+
 def _act(name: str) -> nn.Module | None:
-    return {"relu": nn.ReLU(inplace=True), "relu6": nn.ReLU6(inplace=True),
-            "none": None}[name]
+    return None if name == "none" else ACT_MODULES[name]()
 
 
 def _with_act(act: str, *mods: nn.Module) -> list[nn.Module]:
@@ -136,15 +193,21 @@ def get_op(name: str) -> Op:
 
 
 def _pad(spec):
-    return spec.kernel // 2
+    return spec.padding
+
+
+def _bn(spec, c, cls=nn.BatchNorm2d):
+    return [cls(c)] if spec.bn else []
 
 
 register_op("conv", Op(
     plain=lambda s, i, o: nn.Sequential(*_with_act(
-        s.act, nn.Conv2d(i, o, s.kernel, s.stride, _pad(s), bias=s.bias), nn.BatchNorm2d(o))),
+        s.act, nn.Conv2d(i, o, s.kernel, s.stride, _pad(s), groups=s.groups, bias=s.bias),
+        *_bn(s, o))),
     slim=lambda s, i, o: SlimLayer(*_with_act(
-        s.act, SlimConv2d(i, o, s.kernel, s.stride, s.bias), SlimBatchNorm2d(o))),
-    flops=lambda s, i, o: s.kernel ** 2 * i * o * _out(s)))
+        s.act, SlimConv2d(i, o, s.kernel, s.stride, s.bias, padding=_pad(s)),
+        *_bn(s, o, SlimBatchNorm2d))),
+    flops=lambda s, i, o: s.kernel ** 2 * i * o * _out(s) / s.groups))
 
 register_op("dwsep", Op(
     plain=lambda s, i, o: nn.Sequential(
@@ -160,10 +223,10 @@ register_op("dwsep", Op(
 register_op("dwconv", Op(
     plain=lambda s, i, o: nn.Sequential(*_with_act(
         s.act, nn.Conv2d(i, i, s.kernel, s.stride, _pad(s), groups=i, bias=s.bias),
-        nn.BatchNorm2d(i))),
+        *_bn(s, i))),
     slim=lambda s, i, o: SlimLayer(*_with_act(
-        s.act, SlimConv2d(i, i, s.kernel, s.stride, s.bias, depthwise=True),
-        SlimBatchNorm2d(i))),
+        s.act, SlimConv2d(i, i, s.kernel, s.stride, s.bias, depthwise=True,
+                          padding=_pad(s)), *_bn(s, i, SlimBatchNorm2d))),
     flops=lambda s, i, o: s.kernel ** 2 * i * _out(s)))
 
 register_op("linear", Op(
@@ -172,6 +235,22 @@ register_op("linear", Op(
     slim=lambda s, i, o: SlimLayer(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                    SlimLinear(i, o, s.bias)),
     flops=lambda s, i, o: i * o + i * s.in_res ** 2))
+
+register_op("gap", Op(  # global average pooling that feeds a conv (squeeze-excitation)
+    plain=lambda s, i, o: nn.AdaptiveAvgPool2d(1),
+    slim=lambda s, i, o: nn.AdaptiveAvgPool2d(1), flops=lambda s, i, o: 0))
+
+register_op("avgpool", Op(
+    plain=lambda s, i, o: nn.AvgPool2d(s.kernel, s.stride, _pad(s)),
+    slim=lambda s, i, o: nn.AvgPool2d(s.kernel, s.stride, _pad(s)), flops=lambda s, i, o: 0))
+
+register_op("mul", Op(plain=lambda s, i, o: Mul(s.act), slim=lambda s, i, o: Mul(s.act),
+                      flops=lambda s, i, o: 0))
+
+register_op("cat", Op(plain=lambda s, i, o: Cat(), slim=lambda s, i, o: Cat(),
+                      flops=lambda s, i, o: 0))
+
+register_op("other", Op(plain=_model_only, slim=_model_only, flops=lambda s, i, o: 0))
 
 register_op("add", Op(plain=lambda s, i, o: Add(s.act), slim=lambda s, i, o: Add(s.act),
                       flops=lambda s, i, o: 0))

@@ -24,7 +24,17 @@ from aows.nn.build import Dataflow, build_network
 from aows.nn.ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, get_op, leading_slice
 from aows.space import SearchSpace
 
-__all__ = ["SlimBatchNorm2d", "SlimConv2d", "SlimLinear", "SlimmableNetwork", "recalibrate_bn"]
+__all__ = ["SlimBatchNorm2d", "SlimConv2d", "SlimLinear", "SlimmableNetwork", "make_supernet",
+           "recalibrate_bn"]
+
+
+def make_supernet(space: SearchSpace, scratch: bool = False) -> nn.Module:
+    """The supernet of a space: built from its ops, or, for a model's space, the user's
+    module with slimmable layers holding its own weights (``scratch``: re-initialised)."""
+    if hasattr(space, "plan"):  # aows.extract.ModelSpace
+        from aows.nn.modelnet import ModuleSupernet
+        return ModuleSupernet(space, scratch=scratch)
+    return SlimmableNetwork(space)
 
 
 class SlimmableNetwork(nn.Module):
@@ -84,7 +94,9 @@ def recalibrate_bn(net: SlimmableNetwork, config: Sequence[int],
     """Re-estimate BN running statistics at ``config`` (cumulative average over batches),
     in place: the statistics of every width are replaced."""
     was_training = net.training
-    bns = [m for m in net.modules() if isinstance(m, SlimBatchNorm2d)]
+    # every BatchNorm: the supernet's sliced ones and a user model's own (all at the
+    # widths of this configuration)
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
     saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
     for m in bns:
         m.momentum = None

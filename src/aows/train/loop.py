@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from aows.errors import AowsError
 from aows.latency.model import LatencyModel, atomic_write_text
-from aows.nn.slimmable import SlimmableNetwork
+from aows.nn.slimmable import SlimmableNetwork, make_supernet
 from aows.search import Problem, save_unaries, search
 from aows.space import SearchSpace
 from aows.train.runtime import (
@@ -86,6 +86,7 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for CUDA
     calib_batches: int = 8  # BN recalibration batches before each validation
     progress: bool = True
+    scratch: bool = False  # a model's space: re-initialise instead of its own weights
 
 
 def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
@@ -164,7 +165,7 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)  # the same stream on every process
-    net = SlimmableNetwork(space).to(device)
+    net = make_supernet(space, cfg.scratch).to(device)
     stats = UnaryStats([len(c) for c in space.searchable_choices], cfg.unary_mode,
                        cfg.unary_window)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr * cfg.batch_size * world / 256,

@@ -1,0 +1,143 @@
+"""A user's module as a slimmable supernet, and sliced back into a plain module.
+
+``ModuleSupernet`` is the user's module with every conv, BatchNorm and linear of the
+space's plan swapped for its slimmable twin (``aows.nn.ops``), sharing the module's own
+weights: the widest configuration *is* the user's model. ``slice_module`` is the export:
+the user's own module (its class, its forward) with physically smaller layers holding
+the leading slices of the weights, the one slicing rule of every op.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from aows.nn.ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, leading_slice
+
+
+def _set(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+
+
+_NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+class SlicedNorm(nn.Module):
+    """A BatchNorm subclass of the user's (e.g. BN + activation in one module), run by
+    its own forward on the first c entries of its per-channel tensors."""
+
+    def __init__(self, inner: nn.BatchNorm2d):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        from torch.func import functional_call
+        c = x.shape[1]
+        return functional_call(self.inner, {n: getattr(self.inner, n)[:c]
+                                            for n in _NORM_TENSORS}, (x,))
+
+
+def _sliced_norm(m: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
+    new = copy.deepcopy(m)
+    for n in _NORM_TENSORS:
+        t = getattr(m, n)[:c].detach().clone()
+        setattr(new, n, nn.Parameter(t, requires_grad=getattr(m, n).requires_grad)
+                if n in new._parameters else t)
+    new.num_features = c
+    return new
+
+
+def _plain(m: nn.Module, kind: str, cin: int, cout: int) -> nn.Module:
+    """A plain module of the given widths holding the leading slices of ``m``'s tensors."""
+    if kind == "bnx":
+        return _sliced_norm(getattr(m, "inner", m), cin)
+    if kind in ("conv", "dw"):
+        new = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
+                        groups=cin if kind == "dw" else 1, bias=m.bias is not None)
+    elif kind == "bn":
+        new = nn.BatchNorm2d(cin, m.eps, m.momentum)
+    else:
+        new = nn.Linear(cin, cout, m.bias is not None)
+    src = m.state_dict()
+    new.load_state_dict({k: leading_slice(src[k], t.shape).clone()
+                         for k, t in new.state_dict().items()})
+    new.train(m.training)
+    return new.to(next(m.parameters()).device)
+
+
+def slice_module(module: nn.Module, plan: Sequence[tuple[str, str, int, int]],
+                 widths: Sequence[int]) -> nn.Module:
+    """A copy of ``module`` whose planned layers have the widths of ``widths`` (one per
+    variable); the module's class and forward are unchanged."""
+    out = copy.deepcopy(module)
+    done = set()
+    for name, kind, a, b in plan:
+        if name in done:
+            continue
+        done.add(name)
+        m = out.get_submodule(name)
+        _set(out, name, _plain(m, kind, widths[a], widths[b]))
+    return out
+
+
+class ModuleSupernet(nn.Module):
+    """The supernet of a model's space; ``forward(x, config)`` runs one configuration.
+
+    Args:
+        space: a ``ModelSpace`` (``aows.extract``).
+        scratch: re-initialise every layer instead of starting from the module's weights.
+    """
+
+    def __init__(self, space, scratch: bool = False):
+        super().__init__()
+        self.space = space
+        self.net = space.load_module()
+        if scratch:
+            for m in self.net.modules():
+                if hasattr(m, "reset_parameters") and m is not self.net:
+                    m.reset_parameters()
+        self._outs: list[tuple[nn.Module, int]] = []
+        swapped = {}
+        for name, kind, _, b in space.plan:
+            if name not in swapped:
+                m = self.net.get_submodule(name)
+                if kind == "bnx":
+                    swapped[name] = SlicedNorm(m)
+                else:
+                    cls = {"conv": SlimConv2d, "dw": SlimConv2d, "bn": SlimBatchNorm2d,
+                           "linear": SlimLinear}[kind]
+                    swapped[name] = cls.from_module(m)
+                _set(self.net, name, swapped[name])
+                if kind in ("conv", "linear"):
+                    self._outs.append((swapped[name], b))
+        self.net.train()
+
+    def set_config(self, config: Sequence[int]) -> None:
+        widths = self.space.full_widths(config)
+        for m, b in self._outs:
+            if isinstance(m, SlimConv2d):
+                m.out_channels_now = widths[b]
+            else:
+                m.out_features_now = widths[b]
+
+    def forward(self, x: torch.Tensor, config: Sequence[int] | None = None) -> torch.Tensor:
+        if config is not None:
+            self.set_config(config)
+        return self.net(x)
+
+    def export(self, config: Sequence[int],
+               calibration: Iterable[torch.Tensor] | None = None) -> nn.Module:
+        """The user's module at ``config`` with the supernet's sliced weights; with
+        ``calibration`` batches, BN statistics are first re-estimated at ``config`` (on a
+        copy)."""
+        from aows.nn.slimmable import recalibrate_bn
+        config = self.space.validate(config)
+        net = self
+        if calibration is not None:
+            net = copy.deepcopy(self)
+            recalibrate_bn(net, config, calibration)
+        return slice_module(net.net, self.space.plan, self.space.full_widths(config))

@@ -1,0 +1,224 @@
+"""Any model -> width graph -> supernet -> the user's own module, smaller (aows.extract)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aows.cli import main
+from aows.nn import build_network
+from aows.nn.slimmable import make_supernet
+from aows.space import SpaceError, get_space
+
+ZOO = str(Path(__file__).with_name("zoo.py"))
+TORCHVISION = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small",
+               "efficientnet_b0", "regnet_x_400mf"]
+
+
+def _configs(space, n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return [space.widest(), space.narrowest(), *space.uniform_sample(rng, n - 2)]
+
+
+def _check_supernet_equals_export(space, res, atol=1e-4):
+    """The supernet at a configuration computes what the exported plain module does."""
+    torch.manual_seed(0)
+    sup = make_supernet(space).eval()
+    x = torch.randn(2, 3, res, res)
+    for cfg in _configs(space):
+        with torch.no_grad():
+            a = sup(x, cfg)
+            plain = sup.export(cfg).eval()
+            b = plain(x)
+        assert type(plain) is type(sup.net)  # the user's own class
+        assert (a - b).abs().max().item() <= atol, cfg
+        # physically smaller: the parameters of the exported module shrink with the widths
+        if cfg == space.narrowest():
+            assert sum(p.numel() for p in plain.parameters()) < \
+                sum(p.numel() for p in sup.net.parameters())
+    return sup
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_models(name):
+    pytest.importorskip("torchvision", reason="torchvision models")
+    space = get_space(f"torchvision:{name}", resolution=64, classes=10)
+    held = {h["name"]: h["reasons"] for h in space.held_fixed()}
+    assert held["image"] == ["the input image's channels"]
+    assert any("output" in r for rs in held.values() for r in rs)
+    assert space.n_searchable >= 5
+    _check_supernet_equals_export(space, 64)
+    if name == "regnet_x_400mf":  # grouped convs: their widths are held, with the reason
+        assert any("grouped conv" in r for rs in held.values() for r in rs)
+    if name in ("mobilenet_v3_small", "efficientnet_b0"):  # SE gates are tied, not held
+        assert any(layer.op == "mul" for layer in space.layers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_onnx(name, tmp_path):
+    pytest.importorskip("torchvision", reason="torchvision models")
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime check")
+    from aows.final import export_onnx
+    space = get_space(f"torchvision:{name}", resolution=64, classes=10)
+    cfg = space.uniform_sample(np.random.default_rng(1), 1)[0]
+    diff = export_onnx(build_network(space, cfg).eval(), space, tmp_path / "m.onnx")
+    assert diff is not None and diff <= 1e-4
+
+
+def _same_graph(a, b):
+    """Layer by layer: same op, kernel, stride, resolution, bias, activation, the same
+    variables (up to renaming) with the same choices, and the same dataflow."""
+    assert a.n_layers == b.n_layers and a.n_vars == b.n_vars
+    vmap, lmap = {}, {"image": "image"}
+    for i, (x, y) in enumerate(zip(a.layers, b.layers)):
+        assert (x.op, x.kernel, x.stride, x.in_res, x.bias, x.act) == \
+            (y.op, y.kernel, y.stride, y.in_res, y.bias, y.act), (x, y)
+        assert x.type_key == y.type_key
+        for u, v in ((a.src(i), b.src(i)), (a.dst(i), b.dst(i))):
+            assert vmap.setdefault(u, v) == v, (x, y)
+            assert a.choices[u] == b.choices[v], x.name
+        ins_a = x.inputs or ((a.layers[i - 1].name,) if i else ("image",))
+        ins_b = y.inputs or ((b.layers[i - 1].name,) if i else ("image",))
+        assert sorted(lmap[n] for n in ins_a) == sorted(ins_b), (x, y)  # a sum commutes
+        lmap[x.name] = y.name
+    assert len(set(vmap.values())) == a.n_vars
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2"])
+def test_extracted_graph_is_the_builtin_space(name):
+    pytest.importorskip("torchvision", reason="torchvision models")
+    got = get_space(f"torchvision:{name}", resolution=64, classes=10)
+    want = get_space(name, resolution=64, classes=10, max_width=1.0, levels=9)
+    _same_graph(got, want)
+
+
+def test_residual_and_concatenation():
+    space = get_space(f"{ZOO}:res_cat", resolution=32)
+    held = {h["name"]: " ".join(h["reasons"]) for h in space.held_fixed()}
+    # the stem is tied to the block's output by the add and read by the concatenated
+    # branches: the concatenation holds the branches and everything tied to them stays
+    assert "concatenated" in held["left"] and "concatenated" in held["right"]
+    cat_out = space.layers[[x.op for x in space.layers].index("cat")].dst
+    assert space.names[cat_out] in held
+    names = [space.names[v] for v in space.searchable]
+    assert names == ["stem.0", "conv1", "head.0"]  # the stem/residual group is one variable
+    add = next(x for x in space.layers if x.op == "add")
+    assert add.act == "relu" and space.src(space.layers.index(add)) == 1
+    _check_supernet_equals_export(space, 32)
+
+
+def test_file_model_end_to_end(tmp_path, capsys):
+    """train (from the module's weights) -> search -> export folder -> rebuilt from the
+    user's function and tensors only -> ONNX."""
+    from aows.latency.fit import flops_vector
+    from aows.latency.model import LatencyModel
+    run, final = tmp_path / "run", tmp_path / "final"
+    common = ["--model", f"{ZOO}:res_cat", "--resolution", "32"]
+    assert main(["train", *common, "--data", "fake", "--epochs", "1", "--batch-size", "16",
+                 "--out", str(run), "--no-progress", "--no-val"]) == 0
+    space = get_space(f"{ZOO}:res_cat", resolution=32, classes=4)  # fake data: 4 classes
+    f = flops_vector(space)
+    lat = LatencyModel.from_unknowns(space, 0.01 + f / f.max(), "synthetic", {})
+    lat.save(tmp_path / "lat.json")
+    budget = (lat.predict(space.narrowest()) + lat.predict(space.widest())) / 2
+    capsys.readouterr()
+    assert main(["search", "--latency", str(tmp_path / "lat.json"), "--unaries",
+                 str(run / "unaries.json"), "--budget", f"{budget:.4f}", "--json"]) == 0
+    cfg = json.loads(capsys.readouterr().out)["config"]
+    assert lat.predict(cfg) <= budget
+    assert main(["export", "--run", str(run), "--config", ",".join(map(str, cfg)),
+                 "--data", "fake", "--out", str(final), "--onnx"]) == 0
+    from aows.final import load_final
+    net, space, config = load_final(final)
+    assert list(config) == cfg and type(net).__name__ == "ResCat"
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    sup = make_supernet(space)
+    sup.load_state_dict(ckpt["model"])
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = sup.export(cfg).eval()
+        plain.load_state_dict(net.state_dict())  # the saved BN statistics
+        assert torch.allclose(plain(x), net(x), atol=1e-5)
+
+
+def test_supernet_starts_from_the_models_weights():
+    space = get_space(f"{ZOO}:res_cat", resolution=32)
+    module = space.load_module()
+    sup = make_supernet(space).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(sup(x, space.widest()), module(x))
+        scratch = make_supernet(space, scratch=True).eval()
+        assert not torch.allclose(scratch(x, space.widest()), module(x))
+
+
+@pytest.mark.parametrize("model, words", [
+    ("missing.py:f", "does not exist"),
+    (f"{ZOO}:nothing_here", "has no function 'nothing_here'"),
+    (f"{ZOO}:not_a_module", "not a torch.nn.Module"),
+    (f"{ZOO}:untraceable", "cannot be traced by torch.fx"),
+    (f"{ZOO}:fixed_size", "does not run on an input of shape"),
+])
+def test_bad_models_are_one_clear_error(model, words, capsys):
+    assert main(["space", "show", "--model", model, "--resolution", "32"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_weights_of_another_model(tmp_path, capsys):
+    from tests.zoo import res_cat
+    torch.save(res_cat(num_classes=5).state_dict(), tmp_path / "w.pt")
+    assert main(["space", "show", "--model", f"{ZOO}:res_cat", "--weights",
+                 str(tmp_path / "w.pt"), "--classes", "10"]) == 2
+    assert "does not fit model" in capsys.readouterr().err
+    with pytest.raises(SpaceError, match="max_width"):
+        get_space(f"{ZOO}:res_cat", max_width=1.5)
+
+
+def test_flattened_map_is_held_not_sliced():
+    space = get_space(f"{ZOO}:fixed_size", resolution=8)
+    held = {h["name"]: " ".join(h["reasons"]) for h in space.held_fixed()}
+    assert "does not slice" in held["0"] and space.n_searchable == 0
+
+
+@pytest.mark.slow
+def test_run_pipeline_on_a_model(tmp_path):
+    """`aows run` with `model:`: every stage on the user's module, its own class out."""
+    import yaml
+
+    from tests.test_pipeline import TINY
+    cfg = {**TINY, "model": f"{ZOO}:res_cat", "space": {"resolution": 32, "levels": 3}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
+    for m in report["methods"].values():
+        assert len(m["config"]) == 3 and m["measured_latency_ms"] > 0
+    from aows.final import load_final
+    net, _, _ = load_final(tmp_path / "run" / "final" / "aows")
+    assert type(net).__name__ == "ResCat"
+
+
+def test_a_pool_read_twice_is_one_layer():
+    space = get_space(f"{ZOO}:two_heads", resolution=32)
+    ops = [x.op for x in space.layers]
+    assert ops.count("gap") == 1 and ops.count("mul") == 1 and ops[-1] == "linear"
+    # the gate ties the stem to up's output; a and b are tied by their sum
+    assert [space.names[v] for v in space.searchable] == ["stem", "a"]
+    _check_supernet_equals_export(space, 32)
+
+
+def test_batchnorm_subclass_is_sliced_with_its_own_forward():
+    space = get_space(f"{ZOO}:bn_act", resolution=32)
+    assert space.n_searchable == 2 and not [h for h in space.held_fixed()
+                                            if "does not slice" in " ".join(h["reasons"])]
+    sup = _check_supernet_equals_export(space, 32)
+    cfg = space.narrowest()
+    calib = [torch.randn(8, 3, 32, 32) for _ in range(2)]
+    plain = sup.export(cfg, calibration=calib)
+    # the user's class (their file is imported under its own module name)
+    assert type(plain[1]).__name__ == "BNAct" and plain[1].num_features == cfg[0]
+    assert not torch.equal(plain[1].running_mean, sup.net[1].inner.running_mean[:cfg[0]])

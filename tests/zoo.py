@@ -1,0 +1,96 @@
+"""Small user models for the any-model tests (loaded as tests/zoo.py:FUNCTION)."""
+
+import torch
+from torch import nn
+
+
+class ResCat(nn.Module):
+    """A residual add and a concatenation: the add ties the stem to the block's output,
+    the concatenation holds its two branches and what reads them."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU())
+        self.conv1 = nn.Conv2d(16, 24, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.conv2 = nn.Conv2d(24, 16, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.left = nn.Conv2d(16, 8, 1)
+        self.right = nn.Conv2d(16, 8, 3, 2, 1)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.head = nn.Sequential(nn.Conv2d(16, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32),
+                                  nn.ReLU())
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + x)
+        z = torch.cat([self.pool(self.left(y)), self.right(y)], dim=1)
+        z = self.head(z)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(z, 1), 1))
+
+
+def res_cat(num_classes: int = 10):
+    return ResCat(num_classes)
+
+
+def not_a_module():
+    return 3
+
+
+class _Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return self.conv(x)
+        return -self.conv(x)
+
+
+def untraceable():
+    return _Branchy()
+
+
+def fixed_size():
+    """Flattens an 8x8 map into a linear layer: runs only on 8x8 inputs."""
+    return nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(16 * 8 * 8, 10))
+
+
+class _TwoHeads(nn.Module):
+    """One global pool read by two convs (a gate-like head) and a residual gate."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, 2, 1)
+        self.a = nn.Conv2d(32, 16, 1)
+        self.b = nn.Conv2d(32, 16, 1)
+        self.up = nn.Conv2d(16, 32, 1)
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        p = x.mean((2, 3), keepdim=True)
+        g = torch.sigmoid(self.up(self.a(p) + self.b(p)))
+        x = x * g
+        return self.fc(x.mean((2, 3)))
+
+
+def two_heads(num_classes: int = 10):
+    return _TwoHeads(num_classes)
+
+
+class BNAct(nn.BatchNorm2d):
+    """BatchNorm and an activation in one module (as timm's BatchNormAct2d)."""
+
+    def forward(self, x):
+        return torch.relu(super().forward(x))
+
+
+def bn_act(num_classes: int = 10):
+    return nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), BNAct(16),
+                         nn.Conv2d(16, 32, 3, 2, 1, bias=False), BNAct(32),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
