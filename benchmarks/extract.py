@@ -1,6 +1,6 @@
 """Width graphs of torchvision models: what is found, what is held, and how fast.
 
-    python benchmarks/extract.py [--resolution 224] [--repeats 3]
+    python benchmarks/extract.py [--resolution 224] [--repeats 3] [--timm]
 
 For each model: searchable and total width variables, layers, held widths by reason,
 and the extraction time (torch.fx trace + one run for the shapes + the check run of the
@@ -26,6 +26,8 @@ from aows.models import load_model
 
 MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
           "regnet_x_400mf"]
+TIMM = ["resnet18", "resnet50d", "efficientnet_b0", "mobilenetv3_small_100", "regnety_002",
+        "convnext_atto"]  # --timm (where timm is installed): its own layers and names
 
 
 def held_summary(space) -> str:
@@ -40,15 +42,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timm", action="store_true", help="timm's models instead")
     args = ap.parse_args()
+    source, models = ("timm", TIMM) if args.timm else ("torchvision", MODELS)
     torch.set_num_threads(2)
     shape = (3, args.resolution, args.resolution)
-    print(f"torchvision models at {args.resolution} px, extraction time median of "
+    print(f"{source} models at {args.resolution} px, extraction time median of "
           f"{args.repeats}")
     print("| model | searchable / variables | layers | extraction | held (reason x count) |")
     print("|---|---|---|---|---|")
-    for name in MODELS:
-        module = load_model(f"torchvision:{name}")
+    for name in models:
+        module = load_model(f"{source}:{name}")
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
@@ -56,6 +60,8 @@ def main():
             times.append(time.perf_counter() - t)
         print(f"| {name} | {space.n_searchable} / {space.n_vars} | {space.n_layers} | "
               f"{statistics.median(times):.2f} s | {held_summary(space)} |")
+    if args.timm:
+        return
     walls = []
     for _ in range(3):
         t = time.perf_counter()
