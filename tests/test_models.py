@@ -222,3 +222,46 @@ def test_batchnorm_subclass_is_sliced_with_its_own_forward():
     # the user's class (their file is imported under its own module name)
     assert type(plain[1]).__name__ == "BNAct" and plain[1].num_features == cfg[0]
     assert not torch.equal(plain[1].running_mean, sup.net[1].inner.running_mean[:cfg[0]])
+
+
+@pytest.mark.parametrize("kind, held", [
+    ("dict", "c2"),           # a feature map returned in a nested output keeps its width
+    ("chunk", "c1"),          # channels split into several tensors
+    ("hook", "c2"),           # a forward hook aows would drop
+    ("weight_norm", "c2"),    # parametrized weights are not the tensors aows slices
+    ("alias", None),          # one conv under two attribute names
+    ("pool_size", None),      # a pool kernel read from x.size(); and forward(x, scale=1.0)
+])
+def test_odd_forwards_are_held_or_sliced_right(kind, held):
+    from aows.extract import extract
+    from tests.zoo import odd
+    space = extract(odd(kind), (3, 16, 16))
+    names = {h["name"] for h in space.held_fixed()}
+    if held:
+        assert held in names
+    else:
+        assert space.n_searchable == 2
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    from aows.nn.modelnet import ModuleSupernet
+    sup = ModuleSupernet(space, module=odd(kind)).eval()  # not from a name: given
+    for cfg in _configs(space, 4):
+        with torch.no_grad():
+            a, b = sup(x, cfg), sup.export(cfg).eval()(x)
+        a, b = (a["features"][0], b["features"][0]) if kind == "dict" else (a, b)
+        assert torch.allclose(a, b, atol=1e-5)
+        if kind == "dict":
+            assert a.shape[1] == 32
+
+
+def test_a_training_only_branch_is_in_the_graph():
+    """An auxiliary head that only runs in training reads a searchable width: it is
+    traced (as in training) and sliced with it."""
+    from aows.extract import extract
+    from aows.nn.modelnet import ModuleSupernet
+    from tests.zoo import odd
+    space = extract(odd("aux").eval(), (3, 16, 16))
+    assert space.n_searchable == 2
+    sup = ModuleSupernet(space, module=odd("aux")).train()
+    out, aux = sup(torch.randn(2, 3, 16, 16), space.narrowest())
+    assert out.shape == aux.shape == (2, 10)

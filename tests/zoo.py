@@ -94,3 +94,40 @@ def bn_act(num_classes: int = 10):
     return nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), BNAct(16),
                          nn.Conv2d(16, 32, 3, 2, 1, bias=False), BNAct(32),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+
+
+# ---- odd but valid forwards (each once mis-sliced or crashed; see test_models.py)
+class _Odd(nn.Module):
+    def __init__(self, kind: str, num_classes: int = 10):
+        super().__init__()
+        self.kind = kind
+        self.c1 = nn.Conv2d(3, 32, 3, 1, 1)
+        self.c2 = nn.Conv2d(32, 32, 3, 1, 1)
+        self.fc = nn.Linear(32 if kind != "chunk" else 16, num_classes)
+        if kind == "alias":
+            self.c2_again = self.c2
+        if kind == "hook":
+            self.c2.register_forward_hook(lambda m, i, o: o * 2)
+        if kind == "weight_norm":
+            self.c2 = nn.utils.parametrizations.weight_norm(nn.Conv2d(32, 32, 3, 1, 1))
+        if kind == "aux":
+            self.aux = nn.Linear(32, num_classes)
+
+    def forward(self, x, scale: float = 1.0):
+        y = torch.relu(self.c1(x))
+        if self.kind == "chunk":
+            a, b = y.chunk(2, 1)
+            return self.fc((a * torch.sigmoid(b)).mean((2, 3)))
+        f = torch.relu((self.c2_again if self.kind == "alias" else self.c2)(y)) * scale
+        if self.kind == "pool_size":
+            return self.fc(nn.functional.avg_pool2d(f, f.size()[3]).flatten(1))
+        out = self.fc(f.mean((2, 3)))
+        if self.kind == "dict":
+            return {"logits": out, "features": [f]}
+        if self.kind == "aux" and self.training:
+            return out, self.aux(y.mean((2, 3)))
+        return out
+
+
+def odd(kind: str = "dict"):
+    return _Odd(kind)

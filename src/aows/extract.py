@@ -177,16 +177,53 @@ def extract(module: nn.Module, input_shape: Sequence[int], *, name: str = "model
     trace = _Trace(module, tuple(input_shape), name)
     space = trace.space(name, dict(params or {}), (min_width, max_width, levels, divisor))
     if verify:
-        from aows.nn.modelnet import slice_module
-        net = slice_module(module, space.plan, space.full_widths(space.narrowest()))
-        try:
-            with torch.no_grad():
-                net.eval()(torch.zeros(1, *input_shape))
-        except Exception as err:  # a slicing aows got wrong: say so, do not go on
-            raise SpaceError(f"model '{name}': its narrowest configuration does not run "
-                             f"({type(err).__name__}: {_first_line(err)}); aows mis-read a width "
-                             "dependency of this model, please report it") from None
+        _verify(module, space, tuple(input_shape), name)
     return space
+
+
+def _verify(module: nn.Module, space: ModelSpace, input_shape, name: str) -> None:
+    """Run what training and export will run, at the narrowest configuration and one
+    random one: the exported module and the supernet (eval: equal outputs), and the
+    supernet in training mode (a branch that only runs in training, which the eval-mode
+    trace does not show, fails here rather than in the first training step)."""
+    import copy
+
+    import numpy as np
+
+    from aows.nn.modelnet import ModuleSupernet, slice_module
+    configs = [space.narrowest()]
+    if space.n_searchable:
+        configs += space.uniform_sample(np.random.default_rng(0), 1)
+    x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
+    mode = "eval"
+    try:
+        with torch.no_grad():
+            sup = ModuleSupernet(space, module=copy.deepcopy(module)).eval()
+            for cfg in configs:
+                a = slice_module(module, space.plan, space.full_widths(cfg)).eval()(x)
+                b = sup(x, cfg)
+                if not _same(a, b):
+                    raise RuntimeError("the supernet and the exported module disagree")
+            mode = "training"
+            sup.train()(x, configs[0])
+    except Exception as err:  # a slicing aows got wrong: say so, do not go on
+        hint = ("; its forward in training mode may take a path the eval-mode trace does "
+                "not show (an auxiliary head): give such a model without it"
+                if mode == "training" else ", please report it")
+        raise SpaceError(f"model '{name}': its narrowest configuration does not run in "
+                         f"{mode} mode ({type(err).__name__}: {_first_line(err)}); aows "
+                         f"mis-read a width dependency of this model{hint}") from None
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and \
+            bool(torch.allclose(a, b, atol=1e-4, rtol=1e-4))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return True
 
 
 class _Tracer(fx.Tracer):
@@ -203,6 +240,8 @@ class _Shapes(fx.Interpreter):
         out = super().run_node(n)
         if isinstance(out, torch.Tensor):
             n.meta["aows_shape"] = tuple(out.shape)
+        elif isinstance(out, (int, float, tuple, list, torch.Size)):
+            n.meta["aows_value"] = out
         return out
 
 
@@ -210,13 +249,17 @@ class _Trace:
     """One pass over the fx graph: channel slots, held reasons, layers, module plan."""
 
     def __init__(self, module: nn.Module, input_shape: tuple[int, ...], name: str):
-        try:
-            self.gm = fx.GraphModule(module, _Tracer().trace(module))
+        modes = [(m, m.training) for m in module.modules()]
+        try:  # traced as in training, so that a training-only branch (an auxiliary head)
+            # is in the graph; the shapes run below is in eval mode
+            self.gm = fx.GraphModule(module, _Tracer().trace(module.train()))
         except Exception as err:
             raise SpaceError(f"model '{name}' cannot be traced by torch.fx "
                              f"({type(err).__name__}: {_first_line(err)}); make its forward "
                              "free of data-dependent control flow") from None
-        modes = [(m, m.training) for m in module.modules()]
+        finally:
+            for m, mode in modes:
+                m.training = mode
         try:  # in eval mode: the run must not move the user's BatchNorm statistics
             with torch.no_grad():
                 _Shapes(self.gm.eval()).run(torch.zeros(1, *input_shape))
@@ -238,6 +281,9 @@ class _Trace:
         self.plan: list[tuple[str, str, int, int]] = []
         self.names: set[str] = {"image"}
         self.acted: set[int] = set()
+        self.multi: dict[fx.Node, list[fx.Node]] = {}  # several-tensor results -> inputs
+        self.attrs: dict[str, str] = {}  # module -> where its tensors are read directly
+        self.image = None
         self.gaps: dict[fx.Node, int] = {}
         self.sd = _stochastic_depth_functions()
         for node in self.gm.graph.nodes:
@@ -277,11 +323,24 @@ class _Trace:
         return int(sh[2]) if sh is not None and len(sh) == 4 else 1
 
     def tensors(self, node) -> list[fx.Node]:
+        """Tensor arguments, in nested lists, tuples and dicts too; an element of a
+        several-tensor result (chunk, split) stands for that op's inputs."""
         out = []
-        for a in [*node.args, *node.kwargs.values()]:
-            for x in (a if isinstance(a, (list, tuple)) else [a]):
-                if isinstance(x, fx.Node) and self.shape(x) is not None:
-                    out.append(x)
+
+        def walk(a):
+            if isinstance(a, (list, tuple)):
+                for x in a:
+                    walk(x)
+            elif isinstance(a, dict):
+                for x in a.values():
+                    walk(x)
+            elif isinstance(a, fx.Node):
+                if self.shape(a) is not None:
+                    out.append(a)
+                elif a in self.multi:
+                    out.extend(self.multi[a])
+        walk(list(node.args))
+        walk(dict(node.kwargs))
         return out
 
     def where(self, node) -> str:
@@ -349,6 +408,8 @@ class _Trace:
     def visit(self, node: fx.Node) -> None:
         if node.op == "placeholder":
             sh = self.shape(node)
+            if sh is None or self.image is not None:  # a further argument (its default)
+                return
             s = self.new(sh[1])
             self.hold(s, "the input image's channels")
             self.slot[node], self.prod[node] = s, "image"
@@ -358,9 +419,18 @@ class _Trace:
             for t in self.tensors(node):
                 self.hold(self.slot.get(t), "the network's output (the classes)")
             return
-        if node.op == "get_attr" or self.shape(node) is None:
-            return  # parameters, sizes, ints: no channels of their own
+        if node.op == "get_attr":
+            owner = node.target.rpartition(".")[0]
+            self.attrs.setdefault(owner, f"'{self.scope(node) or node.name}'")
+            return
         ins = [t for t in self.tensors(node) if t in self.slot]
+        if self.shape(node) is None:
+            if ins and not _size_query(node):  # chunk, split, unbind: several tensors
+                why = f"{self.where(node)} splits the channels into several tensors"
+                for t in ins:
+                    self.hold(self.slot[t], why)
+                self.multi[node] = ins
+            return  # sizes and other values: no channels of their own
         if not ins and node.op != "call_module":
             return  # a tensor made from constants
         if node.op == "call_module":
@@ -371,6 +441,8 @@ class _Trace:
     def visit_module(self, node, m, ins) -> None:
         x = ins[0] if ins else None
         t = type(m)
+        if not _plain_tensors(m):  # hooks, weight norm, parametrizations: not sliceable
+            return self.unknown(node, ins)
         if t is nn.Conv2d and m.padding_mode == "zeros" and x is not None:
             self.conv(node, m, x)
         elif t is nn.Linear and x is not None and len(self.shape(x)) == 2:
@@ -387,6 +459,8 @@ class _Trace:
                 self.tail[k], self.prod[node] = node, k
             self.plan.append((node.target, "bn" if t is nn.BatchNorm2d else "bnx",
                               self.slot[node], self.slot[node]))
+        elif x is None:
+            self.unknown(node, ins)
         elif t in _ACT_MODULES:
             self.activation(node, x, _ACT_MODULES[t])
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and t in (nn.MaxPool2d, nn.AvgPool2d):
@@ -413,11 +487,15 @@ class _Trace:
             if not self.global_pool(node, x):
                 self.unknown(node, ins)
         elif target is F.max_pool2d or target is F.avg_pool2d:
-            a = list(node.args) + [None] * 5
-            k = _int(node.kwargs.get("kernel_size", a[1]))
-            s = node.kwargs.get("stride", a[2])
-            self.pool(node, x, "maxpool" if target is F.max_pool2d else "avgpool", k,
-                      k if s is None else _int(s), _int(node.kwargs.get("padding", a[3] or 0)))
+            a = [_value(v) for v in node.args] + [None] * 5
+            k = _value(node.kwargs.get("kernel_size", a[1]))
+            s = _value(node.kwargs.get("stride", a[2]))
+            p = _value(node.kwargs.get("padding", a[3] or 0))
+            if any(isinstance(v, fx.Node) for v in (k, s, p)) or (
+                    target is F.max_pool2d and len(node.args) > 4):
+                return self.unknown(node, ins)  # dilation, or sizes it cannot read
+            self.pool(node, x, "maxpool" if target is F.max_pool2d else "avgpool", _int(k),
+                      _int(k if s is None or s == [] else s), _int(p))
         elif (target in self.sd or (method and target in _PASS_METHODS)
               or (not method and target in _PASS_FUNCTIONS)) and self.keeps(node, x):
             self.passthrough(node, x)
@@ -532,7 +610,8 @@ class _Trace:
         for t in full[1:]:
             self.union(s, self.slot[t])
         self.slot[node] = s
-        consts = [a for a in node.args if isinstance(a, fx.Node) and a not in self.slot
+        consts = [a for a in [*node.args, *node.kwargs.values()]
+                  if isinstance(a, fx.Node) and a not in self.slot
                   and (sh := self.shape(a)) is not None and len(sh) >= 1 and out[1] in sh]
         if consts:
             self.hold(s, f"a tensor of fixed size is combined with the channels at "
@@ -569,7 +648,7 @@ class _Trace:
         self.hold(s, why)
         self.slot[node] = s
         ins = ins or [self.image]  # made from nothing: a constant term read off the image
-        src = self.slot[ins[0]] if ins[0] is not self.image else s
+        src = self.slot[ins[0]]
         self.add_layer(node, "other", self.name_of(node, "op"), ins, src, s,
                        in_res=self.res(ins[0]), size_out=self.res(node))
 
@@ -586,7 +665,16 @@ class _Trace:
         used = set()
         for lay in self.layers:
             used.update((self.find(lay["src"]), self.find(lay["dst"])))
+        if self.image is None or not self.layers:
+            raise SpaceError(f"model '{name}' has no input tensor or no layer aows can "
+                             "search (convs, linear maps)")
+        used.add(self.find(self.slot[self.image]))
         roots = [r for r in roots if r in used]
+        for q, _, a, b in self.plan:  # a module whose tensors the forward also reads itself
+            if q in self.attrs:
+                why = f"the tensors of '{q}' are also read directly at {self.attrs[q]}"
+                self.hold(a, why)
+                self.hold(b, why)
         var = {r: v for v, r in enumerate(roots)}
         written = {self.find(lay["dst"]) for lay in self.layers
                    if lay["op"] in ("conv", "linear") and lay["src"] != lay["dst"]}
@@ -630,6 +718,28 @@ class _Trace:
         if tuple(lay.inputs) == default:
             lay = LayerSpec(**{**lay.__dict__, "inputs": ()})
         return lay
+
+
+def _size_query(node: fx.Node) -> bool:
+    """Reads a tensor's size (harmless), not its values."""
+    if node.op == "call_method":
+        return node.target in ("size", "dim", "numel")
+    return node.target in (getattr, len, torch.numel)
+
+
+def _plain_tensors(m: nn.Module) -> bool:
+    """A module whose forward is its class's and whose tensors are plain: no hooks, no
+    weight norm or parametrization (their tensors are not the ones aows slices)."""
+    if m._forward_hooks or m._forward_pre_hooks or hasattr(m, "parametrizations"):
+        return False
+    return set(n for n, _ in m.named_parameters(recurse=False)) <= {"weight", "bias"}
+
+
+def _value(v):
+    """A node's recorded value (an int read from a size), else ``v``."""
+    if isinstance(v, fx.Node) and "aows_value" in v.meta:
+        return v.meta["aows_value"]
+    return v
 
 
 def _first_line(err: BaseException) -> str:

@@ -19,8 +19,12 @@ from aows.nn.ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, leading_slice
 
 
 def _set(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+    """Put ``new`` where ``name`` is, and under every other name of the same module."""
+    old = root.get_submodule(name)
+    for alias, m in list(root.named_modules(remove_duplicate=False)):
+        if m is old and alias:
+            parent, _, leaf = alias.rpartition(".")
+            setattr(root.get_submodule(parent) if parent else root, leaf, new)
 
 
 _NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")
@@ -36,9 +40,13 @@ class SlicedNorm(nn.Module):
 
     def forward(self, x):
         from torch.func import functional_call
-        c = x.shape[1]
-        return functional_call(self.inner, {n: getattr(self.inner, n)[:c]
-                                            for n in _NORM_TENSORS}, (x,))
+        c, full = x.shape[1], self.inner.num_features
+        self.inner.num_features = c  # what its forward may read
+        try:
+            return functional_call(self.inner, {n: getattr(self.inner, n)[:c]
+                                                for n in _NORM_TENSORS}, (x,))
+        finally:
+            self.inner.num_features = full
 
 
 def _sliced_norm(m: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
@@ -66,7 +74,10 @@ def _plain(m: nn.Module, kind: str, cin: int, cout: int) -> nn.Module:
     new.load_state_dict({k: leading_slice(src[k], t.shape).clone()
                          for k, t in new.state_dict().items()})
     new.train(m.training)
-    return new.to(next(m.parameters()).device)
+    ref = m.weight
+    for name, p in new.named_parameters():
+        p.requires_grad_(getattr(m, name).requires_grad)
+    return new.to(device=ref.device, dtype=ref.dtype)
 
 
 def slice_module(module: nn.Module, plan: Sequence[tuple[str, str, int, int]],
@@ -90,12 +101,14 @@ class ModuleSupernet(nn.Module):
     Args:
         space: a ``ModelSpace`` (``aows.extract``).
         scratch: re-initialise every layer instead of starting from the module's weights.
+        module: the module to make it from (default: ``space.load_module()``); used, not
+            copied.
     """
 
-    def __init__(self, space, scratch: bool = False):
+    def __init__(self, space, scratch: bool = False, module: nn.Module | None = None):
         super().__init__()
         self.space = space
-        self.net = space.load_module()
+        self.net = space.load_module() if module is None else module
         if scratch:
             for m in self.net.modules():
                 if hasattr(m, "reset_parameters") and m is not self.net:

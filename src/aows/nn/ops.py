@@ -71,7 +71,8 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
         momentum = self.momentum
         if momentum is None:  # cumulative average (used by recalibration)
-            momentum = 1.0 / float(self.num_batches_tracked)
+            n = float(self.num_batches_tracked)
+            momentum = 1.0 / n if self.training and n > 0 else 0.0
         return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c],
                             self.bias[:c], self.training, momentum, self.eps)
 
