@@ -265,3 +265,18 @@ def test_a_training_only_branch_is_in_the_graph():
     sup = ModuleSupernet(space, module=odd("aux")).train()
     out, aux = sup(torch.randn(2, 3, 16, 16), space.narrowest())
     assert out.shape == aux.shape == (2, 10)
+
+
+def test_space_show_lists_modules_and_what_is_held(capsys):
+    assert main(["space", "show", "--model", f"{ZOO}:res_cat", "--resolution", "32",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    stem = next(v for v in out["variables"] if v["name"] == "stem.0")
+    mods = {m["module"]: m["role"] for m in stem["modules"]}
+    # the stem conv writes it, conv2 writes it too (the residual), conv1 and the
+    # concatenated branches read it, its BatchNorms are tied to it
+    assert mods["stem.0"] == "out" and mods["conv2"] == "out" and mods["conv1"] == "in"
+    assert mods["stem.1"] == "tied" and mods["bn2"] == "tied"
+    assert {h["name"] for h in out["held"]} >= {"image", "left", "right", "fc"}
+    assert main(["space", "show", "--model", f"{ZOO}:res_cat", "--resolution", "32"]) == 0
+    assert "held fixed" in capsys.readouterr().out

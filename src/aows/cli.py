@@ -175,6 +175,9 @@ def cmd_space_show(args) -> None:
     space = _space(args)
     rows = describe_variables(space)
     held = space.held_fixed() if hasattr(space, "held_fixed") else []
+    if hasattr(space, "modules_of"):  # a model's space: the user's modules per variable
+        for v, r in enumerate(rows):
+            r["modules"] = space.modules_of(v)
     if args.json:
         _print_json({"variables": rows, "held": held} if hasattr(space, "held_fixed")
                     else rows)

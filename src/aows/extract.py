@@ -94,6 +94,16 @@ class ModelSpace(SearchSpace):
         from aows.nn.modelnet import slice_module
         return slice_module(self.load_module(), self.plan, self.full_widths(config))
 
+    def modules_of(self, v: int) -> list[dict]:
+        """The user's modules whose channels variable ``v`` sets: (name, kind, role)."""
+        out = []
+        for q, kind, a, b in self.plan:
+            roles = [r for r, w in (("in", a), ("out", b)) if w == v]
+            if roles:
+                role = "tied" if len(roles) == 2 else roles[0]
+                out.append({"module": q, "kind": kind, "role": role})
+        return out
+
     def held_fixed(self) -> list[dict]:
         """Every held variable: its name, width and the reasons (JSON-able)."""
         reasons: dict[int, list[str]] = {}
