@@ -280,3 +280,15 @@ def test_space_show_lists_modules_and_what_is_held(capsys):
     assert {h["name"] for h in out["held"]} >= {"image", "left", "right", "fc"}
     assert main(["space", "show", "--model", f"{ZOO}:res_cat", "--resolution", "32"]) == 0
     assert "held fixed" in capsys.readouterr().out
+
+
+def test_extract_leaves_the_module_as_it_found_it():
+    from aows.extract import extract
+    from tests.zoo import res_cat
+    m = res_cat().train()
+    m.bn1.eval()  # a BatchNorm the user froze
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    modes = [x.training for x in m.modules()]
+    extract(m, (3, 32, 32))
+    assert [x.training for x in m.modules()] == modes
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())

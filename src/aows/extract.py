@@ -260,24 +260,9 @@ class _Trace:
 
     def __init__(self, module: nn.Module, input_shape: tuple[int, ...], name: str):
         modes = [(m, m.training) for m in module.modules()]
-        try:  # traced as in training, so that a training-only branch (an auxiliary head)
-            # is in the graph; the shapes run below is in eval mode
-            self.gm = fx.GraphModule(module, _Tracer().trace(module.train()))
-        except Exception as err:
-            raise SpaceError(f"model '{name}' cannot be traced by torch.fx "
-                             f"({type(err).__name__}: {_first_line(err)}); make its forward "
-                             "free of data-dependent control flow") from None
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        try:  # in eval mode: the run must not move the user's BatchNorm statistics
-            with torch.no_grad():
-                _Shapes(self.gm.eval()).run(torch.zeros(1, *input_shape))
-        except Exception as err:
-            raise SpaceError(f"model '{name}' does not run on an input of shape "
-                             f"{(1, *input_shape)} ({type(err).__name__}: {_first_line(err)}); "
-                             "give the --resolution or --input-shape it expects") from None
-        finally:
+        try:
+            self.gm = self._trace_and_run(module, input_shape, name)
+        finally:  # the user's module leaves in the modes it came in
             for m, mode in modes:
                 m.training = mode
         self.modules = dict(self.gm.named_modules())
@@ -298,6 +283,25 @@ class _Trace:
         self.sd = _stochastic_depth_functions()
         for node in self.gm.graph.nodes:
             self.visit(node)
+
+    @staticmethod
+    def _trace_and_run(module, input_shape, name) -> fx.GraphModule:
+        """Traced as in training, so that a training-only branch (an auxiliary head) is
+        in the graph; run once in eval mode (the user's BatchNorm statistics stay)."""
+        try:
+            gm = fx.GraphModule(module, _Tracer().trace(module.train()))
+        except Exception as err:
+            raise SpaceError(f"model '{name}' cannot be traced by torch.fx "
+                             f"({type(err).__name__}: {_first_line(err)}); make its forward "
+                             "free of data-dependent control flow") from None
+        try:
+            with torch.no_grad():
+                _Shapes(gm.eval()).run(torch.zeros(1, *input_shape))
+        except Exception as err:
+            raise SpaceError(f"model '{name}' does not run on an input of shape "
+                             f"{(1, *input_shape)} ({type(err).__name__}: {_first_line(err)}); "
+                             "give the --resolution or --input-shape it expects") from None
+        return gm
 
     # ---------------------------------------------------------- union-find
     def new(self, width: int) -> int:
