@@ -161,6 +161,9 @@ def _merge_into(out: dict, base: dict, user: dict, prefix: str, problems: list) 
 def _space_of(cfg: dict, classes: int) -> SearchSpace:
     params = {k: v for k, v in cfg["space"].items() if k != "name"}
     name = cfg.get("model") or cfg["space"].get("name", "mobilenet_v1")
+    if not isinstance(name, str):
+        raise AowsError(f"model: {name!r} is not a model name; give torchvision:NAME, "
+                        "timm:NAME or path/to/file.py:FUNCTION")
     try:
         return get_space(name, classes=classes, **params)
     except TypeError as err:

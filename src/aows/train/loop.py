@@ -176,7 +176,8 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
-        diff = settings_diff(state["config"], asdict(cfg))
+        # a checkpoint of a version before `scratch` existed trained from the weights
+        diff = settings_diff({"scratch": False, **state["config"]}, asdict(cfg))
         if state["position"].get("world", 1) != world:
             diff.append(f"processes: {state['position'].get('world', 1)} -> {world}")
         if diff:
