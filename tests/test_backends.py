@@ -19,7 +19,7 @@ def configs(tiny_space):
 
 def test_backend_registry_names_the_contract():
     for name in ("torch-cpu", "torch-cuda", "onnxruntime", "onnxruntime-cuda",
-                 "onnxruntime-trt"):
+                 "onnxruntime-trt", "openvino"):
         assert name in BACKENDS
 
 
@@ -40,6 +40,76 @@ def test_onnxruntime_cpu(tiny_space, configs):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     ms = time_configs(tiny_space, configs, Target("onnxruntime", threads=1), FAST)
     assert ms.shape == (3,) and np.all(ms > 0)
+
+
+def _calibrated(net, shape):
+    """BatchNorm statistics of a random batch: a freshly built network shrinks its
+    activations about 10x per layer (measured on the tiny space), so that its output is
+    the classifier's bias whatever the input, and any runtime would match it."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one batch sets the statistics
+    with torch.no_grad():
+        net.train()(torch.randn(16, *shape[1:], generator=torch.Generator().manual_seed(0)))
+    return net.eval()
+
+
+def test_openvino_times_and_matches_torch(tiny_space, configs):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from aows.nn import build_network
+    ms = time_configs(tiny_space, configs, Target("openvino", threads=1), FAST)
+    assert ms.shape == (3,) and np.all(np.isfinite(ms)) and np.all(ms > 0)
+    backend = get_backend(Target("openvino", batch_size=2, threads=1))
+    info = backend.info()
+    assert info["backend"] == "openvino" and info["threads"] == 1
+    assert info["precision"] == "f32" and info["num_streams"] == 1 and info["openvino"]
+    shape = tiny_space.input_shape(2)
+    net = _calibrated(build_network(tiny_space, configs[0]), shape)
+    run = backend.prepare(net, shape)
+    assert run() > 0
+    x = run.request.get_input_tensor().data.copy()  # the input the runner timed
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert np.abs(want[0] - want[1]).max() > 0.1 * np.abs(want).max()  # depends on input
+    got = run.request.get_output_tensor().data
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_openvino_fp16_is_honoured_or_refused():
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from aows.errors import AowsError
+    try:
+        backend = get_backend(Target("openvino", dtype="fp16", threads=1))
+    except AowsError as err:
+        assert "f16" in str(err) and "--dtype fp32" in str(err)
+        return
+    assert backend.info()["precision"] == "f16"
+
+
+def test_cli_generate_on_openvino(tmp_path, fast_protocol_args):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from aows.cli import main
+    from aows.latency.store import read_samples
+    out = tmp_path / "ov.jsonl"
+    assert main(["latency", "generate", "--space", "mobilenet_v1", "--resolution", "32",
+                 "--backend", "openvino", "--threads", "1", "--count", "3", "-q",
+                 "-o", str(out), *fast_protocol_args]) == 0
+    s = read_samples(out)
+    t = s.header["target"]
+    assert len(s) == 3 and bool(np.all(s.latency_ms > 0))
+    assert t["backend"] == "openvino" and t["threads"] == 1 and t["precision"] == "f32"
+
+
+@pytest.mark.parametrize("module", ["openvino", "onnx"])
+def test_openvino_missing_is_a_clear_error(monkeypatch, module):
+    import sys
+    if module == "onnx":
+        pytest.importorskip("openvino", reason="openvino is not installed")
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(BackendUnavailable, match=rf"{module} .*aows\[openvino\]"):
+        get_backend(Target("openvino"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

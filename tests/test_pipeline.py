@@ -16,13 +16,13 @@ TINY = {
     "device": "cpu",
     "space": {"name": "mobilenet_v1", "resolution": 32, "levels": 3, "max_width": 0.5},
     "data": {"name": "fake", "batch_size": 16},
-    "latency": {"networks": 16, "heldout": 4, "blocks": 1,
+    "latency": {"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 4,
                 "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},
     "train": {"epochs": 2, "calib_batches": 2},
     "finetune": {"epochs": 1},
     "measure": {"repeats": 2, "protocol": {"rounds": 2, "runs": 1, "warmup": 1}},
 }
-STAGES = ["latency", "train_ows", "train_aows", "search", "final_uniform", "final_greedy",
+STAGES = ["latency", "train_ows", "train_aows", "refine", "search", "final_uniform", "final_greedy",
           "final_ows", "final_aows", "measure"]
 
 
@@ -37,7 +37,11 @@ def test_run_completes_then_skips_every_stage(tmp_path, capsys):
         assert m["predicted_latency_ms"] <= report["budget_ms"] * (1 + 1e-9)
         assert m["measured_latency_ms"] > 0 and 0 <= m["top1"] <= 1
         assert len(m["config"]) == 14
-    for png in ("latency_fit.png", "pareto.png", "widths.png"):
+    ref = report["latency_refine"]
+    assert 1 <= ref["rounds"] <= 3 and len(ref["picks_nrmse"]) == ref["rounds"]
+    assert ref["converged"] == (ref["picks_worst"][-1] <= ref["tolerance"])
+    assert "Refined on the search's picks" in (out / "report.md").read_text()
+    for png in ("latency_fit.png", "latency_refine.png", "pareto.png", "widths.png"):
         assert (out / png).stat().st_size > 5000
     assert "| AOWS |" in (out / "report.md").read_text()
     assert (out / "final" / "aows" / "model.onnx").exists()

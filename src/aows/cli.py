@@ -145,10 +145,12 @@ def _width_args(p: argparse.ArgumentParser) -> None:
 
 def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch-cpu",
-                   help="torch-cpu | torch-cuda | onnxruntime | onnxruntime-cuda | onnxruntime-trt")
+                   help="torch-cpu | torch-cuda | onnxruntime | onnxruntime-cuda | onnxruntime-trt"
+                   " | openvino")
     p.add_argument("--batch-size", type=POS_INT, default=1)
     p.add_argument("--threads", type=POS_INT, default=None,
-                   help="CPU threads (torch-cpu, onnxruntime); recorded with the samples")
+                   help="CPU threads (torch-cpu, onnxruntime, openvino); recorded with the "
+                   "samples")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
     p.add_argument("--channels-last", action="store_true")
 
@@ -162,6 +164,31 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chunk", type=POS_INT, default=50, help="networks timed together")
     g.add_argument("--no-anchor", action="store_true",
                    help="do not time the anchor network to detect disturbed chunks")
+
+
+def _preset_args(p, many: bool = True) -> None:
+    """--preset NAME: a configuration of the paper (``aows.presets``), by name; ``p`` a
+    parser or a group of it."""
+    from aows.presets import preset_names
+    p.add_argument(
+        "--preset", action="append" if many else "store", default=None,
+        choices=preset_names(), metavar="NAME",
+        help="a MobileNet-v1 configuration of the paper (seed Table D.2: found by greedy, "
+        f"OWS, AOWS for TensorRT, and the original): {', '.join(preset_names())}"
+        + ("; repeatable" if many else "") + " (`aows latency presets` lists their widths)")
+
+
+def _configs(space, texts, presets) -> list[tuple[str | None, tuple[int, ...]]]:
+    """(label, configuration): the given widths (no label), then the presets by name."""
+    from aows.presets import preset_config
+    from aows.space import parse_config
+    out = [(None, space.validate(parse_config(t))) for t in texts]
+    return out + [(name, preset_config(name, space)) for name in presets or []]
+
+
+def _labelled(label: str | None, config) -> str:
+    widths = ",".join(map(str, config))
+    return f"{label} [{widths}]" if label else widths
 
 
 def _space(args):
@@ -340,17 +367,23 @@ def cmd_latency_validate(args) -> None:
 def cmd_latency_benchmark(args) -> None:
     from aows.latency.measure import time_configs
     from aows.latency.model import LatencyModel
-    from aows.space import parse_config
+    if not args.config and not args.preset:
+        raise AowsError('give configurations ("8,16,...") or --preset NAME to time')
+    if args.preset and not args.space and not args.model:
+        from aows.presets import get_preset  # the presets' own space, not a guess
+        args.space = get_preset(args.preset[0]).space
     space = _space(args)
-    configs = [space.validate(parse_config(c)) for c in args.config]
+    labels, configs = zip(*_configs(space, args.config, args.preset))
     ms, anchors = time_configs(space, configs, _target(args), _protocol(args),
                                with_anchor=True)
     model = LatencyModel.load(args.latency, space) if args.latency else None
     ref = model.anchor_ref_ms if model else None
     rows = []
-    for cfg, m, a in zip(configs, ms, anchors):
+    for label, cfg, m, a in zip(labels, configs, ms, anchors):
         row = {"config": list(cfg), "measured_latency_ms": float(m), "anchor_ms": a,
                "mflops": space.flops(cfg) / 1e6}
+        if label:
+            row["preset"] = label
         if model:
             row["predicted_latency_ms"] = model.predict(cfg)
             if ref is not None and a is not None:
@@ -360,8 +393,8 @@ def cmd_latency_benchmark(args) -> None:
         _print_json(rows)
         return
     for row in rows:
-        line = (f"{','.join(map(str, row['config']))}: measured {row['measured_latency_ms']:.3f} "
-                f"ms/image, {row['mflops']:.1f} MFLOPs")
+        line = (f"{_labelled(row.get('preset'), row['config'])}: measured "
+                f"{row['measured_latency_ms']:.3f} ms/image, {row['mflops']:.1f} MFLOPs")
         if "measured_normalised_ms" in row:
             line += (f", drift-normalised {row['measured_normalised_ms']:.3f} ms (machine "
                      f"{100 * (row['anchor_ms'] / ref - 1):+.1f} % vs the model's reference)")
@@ -374,7 +407,6 @@ def cmd_latency_benchmark(args) -> None:
 
 def cmd_latency_predict(args) -> None:
     from aows.latency.model import LatencyModel
-    from aows.space import parse_config
     model = LatencyModel.load(args.latency)
     texts = list(args.config)
     if args.file:
@@ -383,16 +415,74 @@ def cmd_latency_predict(args) -> None:
         except OSError as err:
             raise AowsError(f"--file {args.file}: cannot read it ({err.strerror})") from None
         texts += [t for t in (line.split("#")[0].strip() for line in lines) if t]
-    if not texts:
-        raise AowsError("give configurations (\"8,16,...\") or --file with one per line")
-    configs = [model.space.validate(parse_config(t)) for t in texts]
+    if not texts and not args.preset:
+        raise AowsError("give configurations (\"8,16,...\"), --file with one per line or "
+                        "--preset NAME")
+    labels, configs = zip(*_configs(model.space, texts, args.preset))
     pred = model.predict_many(configs)
     rows = [{"config": list(c), "predicted_latency_ms": float(p)} for c, p in zip(configs, pred)]
+    for r, label in zip(rows, labels):
+        if label:
+            r["preset"] = label
     if args.json:
         _print_json(rows)
         return
     for r in rows:
-        print(f"{','.join(map(str, r['config']))}: {r['predicted_latency_ms']:.4f} ms/image")
+        print(f"{_labelled(r.get('preset'), r['config'])}: {r['predicted_latency_ms']:.4f} "
+              "ms/image")
+
+
+def cmd_latency_presets(args) -> None:
+    from aows.presets import PRESETS
+    rows = [p.describe() for p in PRESETS.values()]
+    if args.json:
+        _print_json(rows)
+        return
+    for r in rows:
+        print(f"{r['name']:<13} {r['space']}  {','.join(map(str, r['widths']))}")
+        print(f"{'':<13} {r['method']}; {r['source']}")
+
+
+def cmd_latency_refine(args) -> None:
+    from aows.latency.model import LatencyModel
+    from aows.latency.refine import refine
+    from aows.latency.store import read_many, read_samples
+    from aows.latency.validate import test_retest
+    model = LatencyModel.load(args.latency)
+    space = model.space
+    samples = read_many(args.samples, space)
+    unaries = None
+    if args.unaries:
+        from aows.search import load_unaries
+        unaries = load_unaries(args.unaries, space)
+    heldout, floor = None, model.meta.get("noise_floor")
+    if args.heldout:
+        heldout = read_samples(args.heldout, space)
+    if args.retest:
+        if heldout is None:
+            raise AowsError("--retest needs --heldout (the same networks timed before)")
+        ref = model.anchor_ref_ms if heldout.has_anchors else None
+        floor = test_retest(heldout.by_config(ref),
+                            read_samples(args.retest, space).by_config(ref))["nrmse"]
+    f = model.meta.get("fit", {})
+    with _Signals() as sig:
+        rep = refine(space, samples, args.out, unaries=unaries, budgets=args.budgets,
+                     n_budgets=args.n_budgets, rounds=args.rounds,
+                     tolerance=None if args.tolerance is None else args.tolerance / 100,
+                     noise_floor=floor, K=f.get("K"), smooth=f.get("smooth"),
+                     ridge=args.ridge if args.ridge is not None else f.get("ridge"),
+                     heldout=heldout, select=not args.keep_priors, progress=not args.quiet,
+                     should_stop=sig.flag)
+    if rep["stopped"]:
+        sig.check("run the same command again to continue")
+    last = rep["rounds"][-1]
+    state = ("every pick within the tolerance" if rep["converged"] else
+             f"NOT every pick within the tolerance after {len(rep['rounds'])} rounds (the "
+             "refined model has all their timings; --rounds for more)")
+    print(f"{args.out}/latency.json: {state}; round {last['round']}: picks' NRMSE "
+          f"{_pct(last['picks']['nrmse'])}, worst {_pct(last['picks']['max_abs_pct_err'])}, "
+          f"tolerance {_pct(last['tolerance'])}. Rounds: {args.out}/refine.json, "
+          f"{args.out}/refine.png")
 
 
 def cmd_latency_lut(args) -> None:
@@ -494,7 +584,11 @@ def cmd_export(args) -> None:
     from aows.search import load_unaries_space
     from aows.train.data import get_data
     space = load_unaries_space(Path(args.run) / "unaries.json")
-    config = space.validate(_config_arg(args.config))
+    if args.preset:
+        from aows.presets import preset_config
+        config = preset_config(args.preset, space)
+    else:
+        config = space.validate(_config_arg(args.config))
     net = load_supernet(args.run, space)
     calib = None
     if args.data:
@@ -506,7 +600,8 @@ def cmd_export(args) -> None:
               file=sys.stderr)
     plain = net.export(config, calibration=calib).eval()
     save_final(args.out, plain, space, config, supernet=str(args.run),
-               recalibrated=calib is not None)
+               recalibrated=calib is not None,
+               **({"preset": args.preset} if args.preset else {}))
     print(f"{args.out}/config.json + weights.pt: {','.join(map(str, config))}")
     if args.onnx:
         diff = export_onnx(plain, space, Path(args.out) / "model.onnx")
@@ -550,11 +645,21 @@ def cmd_finetune(args) -> None:
 def cmd_measure(args) -> None:
     from aows.final import describe_measurement, load_final, measure_networks
     from aows.latency.model import LatencyModel
-    nets, configs = {}, {}
+    if not args.final and not args.preset:
+        raise AowsError("give final-network folders (`aows export`) or --preset NAME")
+    nets, configs, space = {}, {}, None
     for folder in args.final:
         name = Path(folder).name
         nets[name], space, configs[name] = load_final(folder)
     model = LatencyModel.load(args.latency, space)
+    if args.preset:
+        from aows.nn import build_network
+        from aows.presets import preset_config
+        for name in args.preset:
+            config = preset_config(name, model.space)
+            # random weights: the latency of a network does not depend on its weights
+            label = name if name not in nets else f"{name} (preset)"
+            nets[label], configs[label] = build_network(model.space, config), config
     res = measure_networks(nets, model, configs, args.repeats)
     if args.json:
         _print_json(res)
@@ -636,7 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(p)
     _target_args(p)
     _protocol_args(p)
-    p.add_argument("config", nargs="+", help='widths, e.g. "8,16,48,..."')
+    p.add_argument("config", nargs="*", help='widths, e.g. "8,16,48,..."')
+    _preset_args(p)
     p.add_argument("--latency", default=None,
                    help="latency model JSON: also print its prediction")
     p.add_argument("--json", action="store_true")
@@ -646,8 +752,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="*", help='widths, e.g. "8,16,48,..."')
     p.add_argument("--latency", required=True, help="latency model JSON")
     p.add_argument("--file", default=None, help="one configuration per line (comma-separated)")
+    _preset_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_latency_predict)
+
+    p = lsub.add_parser("presets", help="the paper's configurations (--preset NAME) and "
+                        "their widths")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_latency_presets)
+
+    p = lsub.add_parser("refine", help="time the search's picks, add them, refit: until "
+                        "every pick is within the noise floor of its prediction")
+    p.add_argument("samples", nargs="+", help="the sample file(s) the model was fitted on")
+    p.add_argument("--latency", required=True, help="the model fitted on them (space, K, "
+                   "smooth and noise floor are taken from it)")
+    p.add_argument("-o", "--out", required=True,
+                   help="folder: refine.jsonl, latency.json, refine.json, refine.png "
+                   "(resumes if it holds a refine.jsonl)")
+    p.add_argument("--unaries", default=None, help="a supernet's unaries.json (`aows train`):"
+                   " the picks the search will make; default: widest balanced network")
+    p.add_argument("--budgets", type=POS_FLOAT, nargs="+", default=None,
+                   help="ms/image; default --n-budgets over the model's range")
+    p.add_argument("--n-budgets", type=POS_INT, default=None, help="default 10")
+    p.add_argument("--rounds", type=POS_INT, default=None, help="timing rounds at most "
+                   "(default 3)")
+    p.add_argument("--tolerance", type=POS_FLOAT, default=None,
+                   help="accepted |error| per pick in %% (default: the noise floor)")
+    p.add_argument("--heldout", default=None, help="timed networks to score each round on")
+    p.add_argument("--retest", default=None,
+                   help="the --heldout networks re-timed: their test-retest noise floor")
+    p.add_argument("--ridge", type=NONNEG_FLOAT, default=None,
+                   help="the fit's ridge (default: the model's)")
+    p.add_argument("--keep-priors", action="store_true",
+                   help="keep the model's smoothness and ridge (default: chosen each round "
+                   "on the picks timed so far)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_latency_refine)
 
     p = lsub.add_parser("lut", help="baseline: time every layer alone (lookup table)")
     _space_args(p)
@@ -703,8 +843,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a chosen configuration as a plain network (+ ONNX)")
     p.add_argument("--run", required=True, help="`aows train` run folder (the supernet)")
-    p.add_argument("--config", required=True,
-                   help='widths "8,16,..." or the JSON of `aows search --json`')
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help='widths "8,16,..." or the JSON of `aows search --json`')
+    _preset_args(which, many=False)
     p.add_argument("--data", default=None,
                    help="data for BatchNorm recalibration (folder, digits or fake)")
     p.add_argument("--batch-size", type=POS_INT, default=64)
@@ -733,8 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("measure", help="time final networks; measured vs predicted")
-    p.add_argument("final", nargs="+", help="final-network folders")
+    p.add_argument("final", nargs="*", help="final-network folders")
     p.add_argument("--latency", required=True, help="the latency model they were chosen with")
+    _preset_args(p)
     p.add_argument("--repeats", type=POS_INT, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)

@@ -1,7 +1,8 @@
 """`aows run CONFIG.yaml`: the whole method, stage by stage, resumable.
 
-    latency -> supernet training (OWS and/or AOWS) -> search (exact, plus the greedy
-    and uniform baselines) -> export + fine-tune + evaluate -> measure -> report
+    latency -> supernet training (OWS and/or AOWS) -> latency refinement on the
+    search's picks -> search (exact, plus the greedy and uniform baselines) -> export +
+    fine-tune + evaluate -> measure -> report
 
 Every stage writes its outputs under the run folder and then a marker
 ``stages/<stage>.json``; a stage with a marker is skipped, and a stage without one
@@ -49,6 +50,9 @@ DEFAULTS: dict = {
         "blocks": 3,  # the sets are timed in alternating blocks
         "protocol": {},  # aows.latency.protocol.Protocol fields
         "K": 100.0, "smooth": 1.0,
+        # `aows latency refine` after training: time the search's picks at
+        # refine_budgets budgets, add them, refit; at most this many rounds (0: off)
+        "refine": 3, "refine_budgets": 10,
     },
     "train": {"methods": ["ows", "aows"], "epochs": 20, "sampled": 2, "lr": 0.1,
               "schedule": "cosine", "warmup_epochs": 0.0, "sampling": "joint",
@@ -101,11 +105,11 @@ def quickstart_config() -> dict:
 
 # settings that must be at least 1 (counts), or at least 0
 _AT_LEAST_1 = {"latency.networks", "latency.heldout", "latency.blocks", "latency.batch_size",
-               "latency.threads", "data.batch_size", "train.epochs", "train.sampled",
-               "train.calib_batches", "finetune.epochs", "measure.repeats"}
-_AT_LEAST_0 = {"seed", "latency.K", "latency.smooth", "train.lr", "train.warmup_epochs",
-               "finetune.lr", "finetune.warmup_epochs", "finetune.label_smoothing",
-               "finetune.mixup", "finetune.weight_decay"}
+               "latency.threads", "latency.refine_budgets", "data.batch_size", "train.epochs",
+               "train.sampled", "train.calib_batches", "finetune.epochs", "measure.repeats"}
+_AT_LEAST_0 = {"seed", "latency.refine", "latency.K", "latency.smooth", "train.lr",
+               "train.warmup_epochs", "finetune.lr", "finetune.warmup_epochs",
+               "finetune.label_smoothing", "finetune.mixup", "finetune.weight_decay"}
 
 
 def _merge(base: dict, user: dict, where: str, prefix: str = "") -> dict:
@@ -246,7 +250,8 @@ class Pipeline:
     # -------------------------------------------------------------- stages
     def stages(self) -> list[str]:
         return (["latency"] + [f"train_{m}" for m in self.cfg["train"]["methods"]] +
-                ["search"] + [f"final_{m}" for m in self.methods()] + ["measure"])
+                (["refine"] if self.refines() else []) + ["search"] +
+                [f"final_{m}" for m in self.methods()] + ["measure"])
 
     def run(self, until: str | None = None) -> dict | None:
         """All stages not done yet; with ``until``, stop after that stage (e.g. time the
@@ -268,6 +273,11 @@ class Pipeline:
             if self._stage(f"train_{m}", lambda m=m: self.stage_train(m, model, budget),
                            everyone=True) is None:
                 return self._stopped()
+        if self.refines():
+            if self._stage("refine", lambda: self.stage_refine(model)) is None:
+                return self._stopped()
+            model = LatencyModel.load(self.out / "latency" / "refine" / "latency.json",
+                                      self.space)
         found = self._stage("search", lambda: self.stage_search(model, budget))
         if found is None:
             return None
@@ -355,6 +365,42 @@ class Pipeline:
         return {"networks": len(train), "heldout": len(held), "blackbox": met,
                 "flops_baseline": met_f, "noise_floor": noise["nrmse"],
                 "noise_floor_metrics": noise}
+
+    def refines(self) -> bool:
+        """Refinement needs the timings the model was fitted on (not a reused model)."""
+        return self.cfg["latency"]["refine"] > 0 and not self.cfg["latency"]["model"]
+
+    def stage_refine(self, model: LatencyModel) -> dict | None:
+        import shutil
+
+        from aows.latency.refine import refine
+        from aows.latency.store import read_samples
+        from aows.search import load_unaries
+        c, folder = self.cfg["latency"], self.out / "latency"
+        base = self.base_supernet()
+        rep = refine(self.space, read_samples(folder / "train.jsonl", self.space),
+                     folder / "refine",
+                     unaries=load_unaries(self.out / f"supernet_{base}" / "unaries.json",
+                                          self.space),
+                     n_budgets=c["refine_budgets"], rounds=c["refine"],
+                     noise_floor=model.meta.get("noise_floor"),
+                     K=model.meta["fit"]["K"], smooth=model.meta["fit"]["smooth"],
+                     heldout=read_samples(folder / "heldout.jsonl", self.space),
+                     log=self._indent, should_stop=self.should_stop)
+        if rep["stopped"]:
+            return None
+        shutil.copyfile(folder / "refine" / "refine.png", self.out / "latency_refine.png")
+        last = rep["rounds"][-1]
+        if not rep["converged"]:
+            self.log(f"  not every pick within the noise floor after {c['refine']} rounds; "
+                     "the refined model has all their timings")
+        return {"rounds": len(rep["rounds"]), "converged": rep["converged"],
+                "picks_unaries": base, "tolerance": last["tolerance"],
+                "picks_nrmse": [e["picks"]["nrmse"] for e in rep["rounds"]],
+                "picks_bias": [e["picks"]["bias_pct"] for e in rep["rounds"]],
+                "picks_worst": [e["picks"]["max_abs_pct_err"] for e in rep["rounds"]],
+                "heldout_nrmse": [e["heldout"]["nrmse"] for e in rep["rounds"]],
+                "final_heldout_nrmse": rep.get("final_heldout", last["heldout"])["nrmse"]}
 
     def stage_train(self, method: str, model: LatencyModel, budget: float) -> dict | None:
         from aows.train.loop import TrainConfig, branch_from_warmup, train_supernet, warmup_epochs
@@ -504,6 +550,7 @@ class Pipeline:
                   "val_images": next(iter(self.done(f"final_{m}")["val_images"]
                                           for m in self.methods())),
                   "target": meas["target"], "latency_model": lat,
+                  "latency_refine": self.done("refine"),
                   "methods": entries}
         stages = {p.stem: json.loads(p.read_text()).get("seconds")
                   for p in sorted((self.out / "stages").glob("*.json"))}
@@ -516,8 +563,9 @@ class Pipeline:
         atomic_write_text(self.out / "report.md", md)
         self.log("")
         self.log(md.split("\n\n", 2)[1] if "\n\n" in md else md)
-        files = [f for f in ("report.md", "report.json", "latency_fit.png", "pareto.png",
-                             "widths.png") if (self.out / f).exists()]
+        files = [f for f in ("report.md", "report.json", "latency_fit.png",
+                             "latency_refine.png", "pareto.png", "widths.png")
+                 if (self.out / f).exists()]
         self.log(f"\nin {self.out}/: {', '.join(files)}")
         return report
 

@@ -29,6 +29,15 @@ def report_markdown(r: dict) -> str:
     latline = (f"Latency model: {lat.get('networks')} timed networks, held-out NRMSE "
                f"{100 * bb['nrmse']:.2f} % (FLOPs fit {100 * lat['flops_baseline']['nrmse']:.2f}"
                f" %), noise floor {100 * lat['noise_floor']:.2f} %.\n\n" if bb else "")
+    ref = r.get("latency_refine")
+    if ref:
+        rounds = ", ".join(f"{100 * a:.2f} %" for a in ref["picks_nrmse"])
+        latline += (f"Refined on the search's picks: NRMSE on the picks by round {rounds} "
+                    f"(worst pick {100 * ref['picks_worst'][-1]:.2f} %, tolerance "
+                    f"{100 * ref['tolerance']:.2f} %): "
+                    + ("every pick within" if ref["converged"] else "NOT every pick within")
+                    + f"; held-out NRMSE after refinement "
+                    f"{100 * ref['final_heldout_nrmse']:.2f} %.\n\n")
     floor_txt = (f"{100 * floor:.1f} % ({r['noise_floor_source']})" if floor is not None
                  else "not known")
     p = float(np.mean([e["top1"] for e in r["methods"].values()]))
@@ -42,7 +51,9 @@ def report_markdown(r: dict) -> str:
             f"points: smaller differences are not evidence). Wall time "
             f"{r['wall_seconds']:.0f} s.\n\n"
             + latline +
-            "![latency fit](latency_fit.png)\n![pareto](pareto.png)\n![widths](widths.png)\n")
+            "![latency fit](latency_fit.png)\n"
+            + ("![latency refinement](latency_refine.png)\n" if ref else "")
+            + "![pareto](pareto.png)\n![widths](widths.png)\n")
 
 
 def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: float) -> None:
