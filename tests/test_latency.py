@@ -336,3 +336,29 @@ def test_cover_then_uniform_sampler():
     again = first[:100] + cover_then_uniform(BiasedSampler(space, first[:100]), 50, seed=3,
                                              offset=100)
     assert again == first
+
+
+def test_cross_validation_with_warm_starts_equals_cold_solves():
+    """Each fold starts from its previous solution: the optimum, and so every CV error
+    and the chosen weights, are those of solves from the FLOPs-shaped start."""
+    from aows.latency.fit import Fitter, _flops_init
+    space = mobilenet_v1(resolution=32, levels=4, max_width=0.5)
+    rng = np.random.default_rng(11)
+    x_true = synthetic_truth(space, rng)
+    configs = space.uniform_sample(rng, 60)
+    y = design_matrix(space, configs) @ x_true * rng.uniform(0.97, 1.03, 60)
+    f = Fitter(space)
+    K, lam, table = f.cross_validate(configs, y, K_grid=(1.0, 100.0), smooth_grid=(0.1, 10.0))
+    A = design_matrix(space, configs)
+    perm = np.random.default_rng(0).permutation(60)
+    parts = np.array_split(perm, 4)
+    for key, value in table.items():
+        k, s = (float(t.split("=")[1]) for t in key.split(","))
+        err = 0.0
+        for p in parts:
+            tr = np.setdiff1d(perm, p)
+            x0 = _flops_init(A[tr], y[tr], f.f, space.n_layers)[0]
+            x, _ = solve(A[tr], y[tr], f.Dm, f.Ds, k, s, x0)
+            err += float(np.sum((A[p] @ x - y[p]) ** 2))
+        assert value == pytest.approx(np.sqrt(err / 60), rel=1e-6), key
+    assert table[f"K={K:g},smooth={lam:g}"] == min(table.values())
