@@ -479,10 +479,11 @@ def cmd_latency_refine(args) -> None:
     state = ("every pick within the tolerance" if rep["converged"] else
              f"NOT every pick within the tolerance after {len(rep['rounds'])} rounds (the "
              "refined model has all their timings; --rounds for more)")
-    print(f"{args.out}/latency.json: {state}; round {last['round']}: picks' NRMSE "
+    out = Path(args.out)
+    print(f"{out / 'latency.json'}: {state}; round {last['round']}: picks' NRMSE "
           f"{_pct(last['picks']['nrmse'])}, worst {_pct(last['picks']['max_abs_pct_err'])}, "
-          f"tolerance {_pct(last['tolerance'])}. Rounds: {args.out}/refine.json, "
-          f"{args.out}/refine.png")
+          f"tolerance {_pct(last['tolerance'])}. Rounds: {out / 'refine.json'}, "
+          f"{out / 'refine.png'}")
 
 
 def cmd_latency_lut(args) -> None:
