@@ -174,5 +174,11 @@ def test_cli_train_export_finetune_measure(tmp_path, capsys):
     assert config == json.loads((tmp_path / "found.json").read_text())["config"]
     assert main(["export", "--run", str(run), "--config", "8,8", "--out",
                  str(tmp_path / "x")]) == 2
+    capsys.readouterr()
+    # BatchNorm re-estimated on other data than the supernet's: said, not refused
+    assert main(["export", "--run", str(run), "--config", str(tmp_path / "found.json"),
+                 "--data", "digits", "--out", str(tmp_path / "other")]) == 0
+    err = capsys.readouterr().err
+    assert "not the data the supernet was trained on (fake)" in err
     assert main(["measure", str(fin), "--latency", str(tmp_path / "lat.json"), "--repeats",
                  "1", "--json"]) == 0

@@ -210,3 +210,26 @@ def test_aows_branched_from_the_ows_warmup_equals_aows_from_scratch(tmp_path):
     la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def test_a_checkpoint_from_before_the_data_was_recorded_resumes(tmp_path):
+    """Checkpoints of earlier versions have no "data" (nor "scratch") in their settings:
+    they resume as this data; a checkpoint of other recorded data is refused, naming
+    it."""
+    from aows.train.runtime import load_checkpoint, save_checkpoint
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    out = tmp_path / "run"
+    quiet = lambda s: None  # noqa: E731
+    train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="fake"), out, log=quiet)
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["data"] == "fake"
+    old = {k: v for k, v in state["config"].items() if k not in ("data", "scratch")}
+    save_checkpoint(out / "checkpoint.pt", {**state, "config": old})
+    lines = []
+    train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="fake"), out,
+                   log=lines.append, resume=True)  # accepted: nothing left to train
+    assert any("resumed from" in line for line in lines)
+    save_checkpoint(out / "checkpoint.pt", state)  # the data recorded again
+    with pytest.raises(AowsError, match="data: 'fake' -> 'digits'"):
+        train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="digits"), out,
+                       log=quiet, resume=True)

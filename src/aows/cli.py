@@ -503,7 +503,7 @@ def cmd_search(args) -> None:
 def cmd_train(args) -> None:
     from aows.latency.model import LatencyModel
     from aows.space import get_space
-    from aows.train.data import get_data
+    from aows.train.data import data_id, get_data
     from aows.train.loop import TrainConfig, train_supernet
     from aows.train.runtime import check_run_folder, init_distributed
     rank, world = init_distributed(args.device)
@@ -521,7 +521,8 @@ def cmd_train(args) -> None:
                           sampled=args.sampled, method=args.method, budget=args.budget,
                           sampling=args.sampling, seed=args.seed, device=args.device,
                           amp=args.amp, channels_last=args.channels_last,
-                          progress=not args.no_progress, scratch=args.scratch)
+                          progress=not args.no_progress, scratch=args.scratch,
+                          data=data_id(args.data))
         with _Signals() as sig:
             train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume,
                            should_stop=sig.flag, val_batches=None if args.no_val else data.val,
@@ -581,17 +582,21 @@ def _config_arg(text: str) -> list[int]:
 def cmd_export(args) -> None:
     from itertools import islice
 
-    from aows.final import export_onnx, load_supernet, save_final
+    from aows.final import export_onnx, load_supernet_state, save_final
     from aows.search import load_unaries_space
-    from aows.train.data import get_data
+    from aows.train.data import data_id, get_data
     space = load_unaries_space(Path(args.run) / "unaries.json")
     if args.preset:
         from aows.presets import preset_config
         config = preset_config(args.preset, space)
     else:
         config = space.validate(_config_arg(args.config))
-    net = load_supernet(args.run, space)
+    net, trained = load_supernet_state(args.run, space)
     calib = None
+    if args.data and trained.get("data") and trained["data"] != data_id(args.data):
+        print(f"warning: --data {args.data} is not the data the supernet was trained on "
+              f"({trained['data']}): BatchNorm statistics are re-estimated on it; give "
+              f"--data {trained['data']} for those of the training data", file=sys.stderr)
     if args.data:
         data = get_data(args.data, space.layers[0].in_res, args.batch_size)
         calib = (x for x, _ in islice(data.train(0), args.calib_batches))

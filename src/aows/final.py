@@ -96,6 +96,13 @@ def load_final(folder: str | Path) -> tuple[nn.Sequential, SearchSpace, list[int
 
 def load_supernet(checkpoint: str | Path, space: SearchSpace) -> SlimmableNetwork:
     """The supernet of an `aows train` run folder's checkpoint."""
+    return load_supernet_state(checkpoint, space)[0]
+
+
+def load_supernet_state(checkpoint: str | Path, space: SearchSpace
+                        ) -> tuple[SlimmableNetwork, dict]:
+    """The supernet of an `aows train` run folder's checkpoint, and the training settings
+    it was written with (``TrainConfig`` as a dict)."""
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -109,7 +116,7 @@ def load_supernet(checkpoint: str | Path, space: SearchSpace) -> SlimmableNetwor
         raise AowsError(f"{path} is not a supernet checkpoint of this space "
                         f"({str(err).splitlines()[0]}); check --space/--resolution/--data "
                         "against the training run") from None
-    return net
+    return net, dict(state.get("config") or {})
 
 
 def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int = 1,

@@ -403,6 +403,7 @@ class Pipeline:
                 "final_heldout_nrmse": rep.get("final_heldout", last["heldout"])["nrmse"]}
 
     def stage_train(self, method: str, model: LatencyModel, budget: float) -> dict | None:
+        from aows.train.data import data_id
         from aows.train.loop import TrainConfig, branch_from_warmup, train_supernet, warmup_epochs
         t, d = self.cfg["train"], self.cfg["data"]
         cfg = TrainConfig(epochs=t["epochs"], batch_size=d["batch_size"], lr=t["lr"],
@@ -410,7 +411,7 @@ class Pipeline:
                           sampled=t["sampled"], method=method, budget=budget,
                           sampling=t["sampling"], unary_mode=t["unary_mode"],
                           calib_batches=t["calib_batches"], seed=self.cfg["seed"],
-                          device=self.cfg["device"])
+                          device=self.cfg["device"], data=data_id(d["name"]))
         folder = self.out / f"supernet_{method}"
         keep = ()
         if method == "ows" and "aows" in t["methods"]:

@@ -133,3 +133,10 @@ def get_data(name: str, resolution: int, batch: int, seed: int = 0, rank: int = 
     if Path(name).is_dir():
         return folder_data(name, resolution, batch, seed, workers, rank, world)
     raise AowsError(f"--data {name}: give a folder (ImageFolder layout), 'digits' or 'fake'")
+
+
+def data_id(name: str) -> str:
+    """What identifies a data set across commands: a folder's absolute path, else the
+    name (digits, fake)."""
+    p = Path(name)
+    return str(p.resolve()) if p.exists() else name

@@ -87,6 +87,7 @@ class TrainConfig:
     calib_batches: int = 8  # BN recalibration batches before each validation
     progress: bool = True
     scratch: bool = False  # a model's space: re-initialise instead of its own weights
+    data: str | None = None  # the data trained on (``data_id``); export checks its --data
 
 
 def train_supernet(space: SearchSpace, batches: Callable[[int], Iterable],
@@ -176,8 +177,10 @@ def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
-        # a checkpoint of a version before `scratch` existed trained from the weights
-        diff = settings_diff({"scratch": False, **state["config"]}, asdict(cfg))
+        # a checkpoint of a version before `scratch` existed trained from the weights; one
+        # before `data` was recorded is taken to be of this data
+        diff = settings_diff({"scratch": False, "data": cfg.data, **state["config"]},
+                             asdict(cfg))
         if state["position"].get("world", 1) != world:
             diff.append(f"processes: {state['position'].get('world', 1)} -> {world}")
         if diff:
