@@ -205,6 +205,15 @@ class Pipeline:
             import torch.distributed as dist
             dist.barrier()
 
+    def agree(self, value):
+        """Rank 0's ``value`` on every process (a JSON-like object)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     # ------------------------------------------------------------ plumbing
     def _marker(self, stage: str) -> Path:
         return self.out / "stages" / f"{stage}.json"
@@ -217,7 +226,12 @@ class Pipeline:
                everyone: bool = False) -> dict | None:
         """Run a stage unless done. ``everyone``: all processes run it (training);
         otherwise rank 0 does and the others wait and read its marker."""
-        done = self.done(stage)
+        # Rank 0 decides whether the stage is done and tells the others: each reading the
+        # marker itself raced with rank 0 writing it (a fast stage, such as reusing a
+        # latency model, was marked done before another process looked, which then skipped
+        # the stage's barrier and every later collective paired with the wrong one: the
+        # intermittent hang of the two-process test, seen in a py-spy dump)
+        done = self.agree(self.done(stage) if self.rank == 0 else None)
         if done is not None:
             self.log(f"[{stage}] done before, skipped")
         else:
