@@ -256,9 +256,7 @@ def cmd_latency_generate(args) -> None:
 
 def cmd_latency_retest(args) -> None:
     """Re-time networks of an existing file with the same target and protocol."""
-    from aows.latency.backends import Target
-    from aows.latency.measure import collect
-    from aows.latency.protocol import Protocol
+    from aows.latency.measure import collect, target_of
     from aows.latency.store import read_samples
     from aows.latency.validate import test_retest
     from aows.space import SearchSpace
@@ -267,10 +265,7 @@ def cmd_latency_retest(args) -> None:
         raise AowsError(f"{args.samples} has no aows header: retest needs the target it was "
                         "timed on")
     space = SearchSpace.from_description(first.header["space"])
-    t = first.header["target"]
-    target = Target(t["backend"], t["batch_size"], t.get("threads"), t["dtype"],
-                    t.get("channels_last", False))
-    proto = Protocol(**first.header["protocol"])
+    target, proto = target_of(first)
     count = min(args.count or len(first), len(first))
     collect(space, target, proto, args.output, count, "given", configs=first.configs,
             progress=not args.quiet)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from aows.errors import AowsError
 from aows.latency.backends import Target, get_backend
 from aows.latency.protocol import AnchoredTimer, Protocol
 from aows.latency.sampling import BiasedSampler, cover_then_uniform, uniform_configs
@@ -70,6 +71,19 @@ def header(space: SearchSpace, target: Target, protocol: Protocol, backend) -> d
     return {"aows": "samples", "version": 1, "space": space.describe(),
             "target": {**backend.info(), "threads": target.threads},
             "protocol": protocol.asdict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def target_of(samples) -> tuple[Target, Protocol]:
+    """The target and protocol a sample file was timed with (from its header, the
+    inverse of ``header``)."""
+    h = samples.header
+    if h is None or "target" not in h or not h.get("protocol"):
+        raise AowsError(f"{samples.path} has no aows header with its target and protocol "
+                        "(reference layout?): new networks are timed the same way, so this "
+                        "needs a file written by `aows latency generate`")
+    t = h["target"]
+    return (Target(t["backend"], t["batch_size"], t.get("threads"), t["dtype"],
+                   t.get("channels_last", False)), Protocol(**h["protocol"]))
 
 
 def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,

@@ -45,12 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from aows.errors import AowsError
-from aows.latency.backends import Target
 from aows.latency.fit import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH, REFINE_WEIGHT, fit
 from aows.latency.measure import header as samples_header
-from aows.latency.measure import time_configs
+from aows.latency.measure import target_of, time_configs
 from aows.latency.model import LatencyModel, atomic_write_text
-from aows.latency.protocol import Protocol
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
 from aows.space import SearchSpace
@@ -95,18 +93,6 @@ def picks(model: LatencyModel, unaries: Sequence[np.ndarray], budgets: Sequence[
         raise AowsError(f"no budget in {[round(b, 3) for b in budgets]} ms is above the "
                         "latency model's fastest configuration; give larger --budgets")
     return out
-
-
-def target_of(samples: Samples) -> tuple[Target, Protocol]:
-    """The target and protocol a sample file was timed with (from its header)."""
-    h = samples.header
-    if h is None or "target" not in h or not h.get("protocol"):
-        raise AowsError(f"{samples.path} has no aows header with its target and protocol "
-                        "(reference layout?): refine times new networks the same way, so it "
-                        "needs a file written by `aows latency generate`")
-    t = h["target"]
-    return (Target(t["backend"], t["batch_size"], t.get("threads"), t["dtype"],
-                   t.get("channels_last", False)), Protocol(**h["protocol"]))
 
 
 def _read_rounds(path: Path) -> list[list[dict]]:
