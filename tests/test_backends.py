@@ -150,3 +150,28 @@ def test_bad_target_values():
         get_backend(Target("torch-cpu", dtype="fp16"))
     with pytest.raises(AowsError, match="unknown backend"):
         get_backend(Target("tpu"))
+
+
+def test_time_configs_fills_the_chunk_and_retimes_disturbed_chunks(tiny_space, configs,
+                                                                   monkeypatch):
+    """``fill`` times a short chunk among other networks up to the protocol's chunk size,
+    and an anchor slower than ``anchor_min_ms`` allows has the chunk timed again."""
+    import aows.latency.protocol as protocol
+    calls = []
+    real = protocol.time_runners
+
+    def spy(runners, proto, rng=None):
+        calls.append(len(runners))
+        return real(runners, proto, rng)
+
+    monkeypatch.setattr(protocol, "time_runners", spy)
+    target = Target("torch-cpu", threads=1)
+    ms = time_configs(tiny_space, configs, target, FAST, fill=True)
+    assert ms.shape == (3,) and np.all(ms > 0)
+    assert calls == [1 + FAST.chunk]  # anchor + 3 networks + 1 filler, one attempt
+    calls.clear()
+    # no chunk can be as fast as 1 ns: every attempt is "disturbed", all retries are used
+    ms, anchors = time_configs(tiny_space, configs, target, FAST, with_anchor=True,
+                               anchor_min_ms=1e-6)
+    assert calls == [1 + 3] * (FAST.retries + 1)
+    assert ms.shape == (3,) and anchors[0] > 0

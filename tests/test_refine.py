@@ -101,7 +101,7 @@ def test_priors_are_chosen_on_the_picks():
 
 
 @pytest.mark.slow
-def test_refine_times_the_picks_and_resumes(tmp_path, capsys):
+def test_refine_times_the_picks_and_resumes(tmp_path, capsys, monkeypatch):
     samples = tmp_path / "s.jsonl"
     common = ["--space", "mobilenet_v1", "--resolution", "32", "--levels", "3",
               "--max-width", "0.5"]
@@ -117,10 +117,22 @@ def test_refine_times_the_picks_and_resumes(tmp_path, capsys):
         calls["n"] += 1
         return calls["n"] >= 2
 
+    import aows.latency.refine as refine_mod
+    seen_kwargs = []
+    real_time = refine_mod.time_configs
+
+    def spy(*args, **kwargs):
+        seen_kwargs.append(kwargs)
+        return real_time(*args, **kwargs)
+
+    monkeypatch.setattr(refine_mod, "time_configs", spy)
     # tolerance 0: no round can pass, so both rounds run
     rep = refine(space, bulk, out, n_budgets=4, rounds=2, tolerance=1e-9, progress=False,
                  should_stop=stop_before_round_2)
     assert rep["stopped"] and len(rep["rounds"]) == 1
+    # the picks are timed as the samples were: a full chunk, retimed when disturbed
+    assert [k["fill"] for k in seen_kwargs] == [True, True]
+    assert seen_kwargs[0]["anchor_min_ms"] == min(bulk.anchors)
     assert not (out / "latency.json").exists()
     lines = (out / "refine.jsonl").read_text().splitlines()
     recs = [json.loads(x) for x in lines[1:]]

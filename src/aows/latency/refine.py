@@ -10,7 +10,8 @@ distribution it was fitted on. Refinement times the distribution that matters:
     model = fit(bulk samples)
     repeat (at most ``rounds`` times):
         picks = the exact search's best configuration at each of n budgets
-        time every pick twice (two interleaved, anchored chunks); measured = their mean
+        time every pick twice (two interleaved, anchored chunks, filled to the samples'
+            chunk size, retimed when disturbed); measured = their mean
         if every |predicted / measured - 1| <= tolerance: done
         append the timings to refine.jsonl (sampler "refine"); choose the prior weights
         under which the bulk best predicts the picks so far (``select_priors``, leave
@@ -18,7 +19,7 @@ distribution it was fitted on. Refinement times the distribution that matters:
 
 The search exploits the model: it picks the configurations whose latency the model
 underestimates, so its picks are predicted worse than random networks (measured here:
-12 % too fast against 4 % on uniform held-out networks, ``benchmarks/refine.py``), and
+14 % too fast against 4 % on uniform held-out networks, ``benchmarks/refine.py``), and
 a model that fits its training networks closely is the most exploitable. Choosing the
 priors on the picks moves the model toward FLOPs-shaped tables exactly when the bulk
 does not carry over to the picks.
@@ -211,8 +212,14 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
             t0 = time.perf_counter()
             recs = []
             for rep in (0, 1):  # two interleaved chunks: the picks' own test-retest
+                # timed as the samples were: a chunk filled to the protocol's size, and
+                # retimed when its anchor is slower than the samples' fastest allows
+                seen = [a for a in samples.anchors if a is not None] + [
+                    x["anchor_ms"] for rs in done for x in rs if x.get("anchor_ms")]
                 ms, anchors = time_configs(space, configs, target, protocol,
-                                           seed=1000 * (r + 1) + rep, with_anchor=True)
+                                           seed=1000 * (r + 1) + rep, with_anchor=True,
+                                           anchor_min_ms=min(seen, default=float("inf")),
+                                           fill=True)
                 recs += [{"config": list(c), "latency_ms": float(m), "anchor_ms": a,
                           "round": r, "rep": rep, "budget_ms": b,
                           "predicted_ms": float(p)}
