@@ -106,6 +106,41 @@ def test_solver_matches_lbfgs_on_the_full_prior():
         assert obj(x) <= ref.fun * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("seed,n,K,lam", [(1, 120, 100.0, 1000.0), (2, 40, 1000.0, 100.0)])
+def test_solver_leaving_cycling_active_sets_early_reaches_the_same_optimum(
+        seed, n, K, lam, monkeypatch):
+    """Where the active-set iterations stop improving, Newton finishes from the best
+    iterate (``PDAS_PATIENCE``): the optimum is the one reached without the shortcut and
+    by L-BFGS-B."""
+    import aows.latency.fit as fitmod
+    space = mobilenet_v1(resolution=64, levels=5)
+    rng = np.random.default_rng(seed)
+    x_true = synthetic_truth(space, rng)
+    configs = space.uniform_sample(rng, n)
+    A = design_matrix(space, configs)
+    y = A @ x_true * rng.uniform(0.9, 1.1, size=n)
+    Dm, Ds = monotonicity_matrix(space), smoothness_matrix(space)
+    x0 = np.full(A.shape[1], y.mean() / space.n_layers)
+    rho = 1e-4 * (A.multiply(A).sum() / A.shape[1])
+
+    def obj(z):
+        r, h, q = A @ z - y, np.maximum(Dm @ z, 0), Ds @ z
+        return r @ r + K * h @ h + lam * q @ q + rho * (z - x0) @ (z - x0)
+
+    x, info = solve(A, y, Dm, Ds, K, lam, x0)
+    assert info.get("pdas_stalled")  # the case this test is about
+    monkeypatch.setattr(fitmod, "PDAS_PATIENCE", 10 ** 6)
+    x_long, info_long = solve(A, y, Dm, Ds, K, lam, x0)
+    assert not info_long.get("pdas_stalled")
+    assert obj(x) <= obj(x_long) * (1 + 1e-9)
+    ref = scipy.optimize.minimize(
+        obj, x0, method="L-BFGS-B", bounds=[(0, None)] * x0.size,
+        jac=lambda z: 2 * (A.T @ (A @ z - y)) + 2 * K * (Dm.T @ np.maximum(Dm @ z, 0))
+        + 2 * lam * (Ds.T @ (Ds @ z)) + 2 * rho * (z - x0),
+        options={"maxiter": 50000, "ftol": 1e-15, "gtol": 1e-12})
+    assert x.min() >= 0 and obj(x) <= ref.fun * (1 + 1e-6)
+
+
 def test_monotonicity_prior_orders_neighbours():
     space = mobilenet_v1(resolution=64, levels=4)
     Dm = monotonicity_matrix(space)

@@ -154,6 +154,14 @@ def _one_blas_pool():
 
 FLOAT64_FLIPS = 2  # active-set changes at or below which the iterations go to float64
 FLOAT32_ITERS = 12  # float32 iterations at most
+# float64 active-set iterations without a better iterate (of either precision), after which
+# the projected Newton finishes from the best one. Where the sets cycle they come within a
+# few members of the optimum and then swing away again (measured at 500 networks, smooth
+# 1000: 14 flips at iteration 18, 723 at 21), so waiting out ``max_pdas`` only repeats
+# factorisations. Measured on the cross-validation at 500 networks (40 solves): float64
+# active-set steps 454 -> 106, Newton steps 395 -> 371, 42 -> 34 s, every CV error the
+# same to 6 digits (the optimum does not change, only the path to it).
+PDAS_PATIENCE = 3
 
 
 def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
@@ -171,8 +179,9 @@ def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
     (finite, usually 10 to 20 steps). They run in float32 (half the time of a float64
     factorisation) until the sets stop changing; the same step is then repeated in
     float64, and only a float64 step that leaves the sets unchanged ends the method, so
-    the answer is the float64 optimum. Where the iterations cycle, a projected Newton
-    method with an Armijo line search (Bertsekas) finishes from the best iterate.
+    the answer is the float64 optimum. Where the iterations cycle (``PDAS_PATIENCE``
+    float64 steps without a better iterate), a projected Newton method with an Armijo
+    line search (Bertsekas) finishes from the best iterate.
 
     ``start`` is where the iterations begin (default ``x0``): the solution of a nearby
     problem (another fold, a neighbouring prior weight) guesses the active sets almost
@@ -272,6 +281,7 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
     Z = np.zeros(U, dtype=bool) if start is None else x <= 0
     c = float(np.trace(G)) / U
     best_x, best_f = x, fg(x)[0]
+    stale = 0
     dtype = np.float32
     for it in range(max_pdas):
         if info.get("float32_failed"):
@@ -296,7 +306,12 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
         xp = np.maximum(xn, 0.0)
         fp = fg(xp)[0]
         if fp < best_f:
-            best_x, best_f = xp, fp
+            best_x, best_f, stale = xp, fp, 0
+        elif dtype == np.float64:
+            stale = stale + 1
+            if stale >= PDAS_PATIENCE:
+                info["pdas_stalled"] = True
+                break
         Z, R = Zn, Rn
     # --- projected Newton from the best iterate (globally convergent)
     x = best_x
