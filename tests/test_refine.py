@@ -192,3 +192,30 @@ def test_refine_user_errors(tmp_path, capsys, tiny_space):
     assert main(["latency", "refine", str(ref), "--latency", str(tmp_path / "m.json"),
                  "-o", str(tmp_path / "o"), "--retest", str(ref)]) == 2
     assert "--retest needs --heldout" in capsys.readouterr().err
+
+
+def test_latency_retest_checks_load_against_the_first_timing(tmp_path, capsys, monkeypatch):
+    """`aows latency retest` re-times a file's networks on its target and protocol, its
+    chunks checked against the first timing's fastest anchor from the start."""
+    samples = tmp_path / "s.jsonl"
+    common = ["--space", "mobilenet_v1", "--resolution", "32", "--levels", "3",
+              "--max-width", "0.5"]
+    assert main(["latency", "generate", *common, "--threads", "1", "--count", "6",
+                 "--uniform", "-q", "-o", str(samples), *PROTO]) == 0
+    import aows.latency.measure as measure
+    bars = []
+    real = measure.Timer.__init__
+
+    def spy(self, space, target, protocol, anchor_min_ms=float("inf")):
+        bars.append(anchor_min_ms)
+        real(self, space, target, protocol, anchor_min_ms)
+
+    monkeypatch.setattr(measure.Timer, "__init__", spy)
+    capsys.readouterr()
+    out = tmp_path / "retest.jsonl"
+    assert main(["latency", "retest", str(samples), "--count", "4", "-o", str(out), "-q"]) == 0
+    first = read_samples(samples)
+    assert bars == [min(first.anchors)]
+    second = read_samples(out)
+    assert second.configs == first.configs[:4] and second.header["target"] == first.header["target"]
+    assert "noise floor (test-retest over 4 networks)" in capsys.readouterr().out

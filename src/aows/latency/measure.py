@@ -103,20 +103,24 @@ def target_of(samples) -> tuple[Target, Protocol]:
 def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,
             sampler: str = "biased", configs: Sequence[Sequence[int]] | None = None,
             seed: int = 0, progress: bool = True,
-            should_stop: Callable[[], bool] | None = None) -> int:
+            should_stop: Callable[[], bool] | None = None,
+            anchor_min_ms: float = float("inf")) -> int:
     """Time networks until ``path`` holds ``count`` records (resumes an existing file).
 
     sampler: "biased" (seed section A), "cover" (biased until every unknown is covered,
     then uniform), "uniform", or "given" (time ``configs`` in order, e.g. to re-time
     another file's networks for a test-retest noise floor).
     ``should_stop`` is polled between chunks (a raised flag ends the call early; every
-    chunk timed so far is in the file). Returns the number of networks timed by this call.
+    chunk timed so far is in the file). ``anchor_min_ms``: the fastest anchor of another
+    file timed on the same target (a retest of it), so that its first chunks are checked
+    for load too; the file's own anchors count as well. Returns the number of networks
+    timed by this call.
     """
     probe = get_backend(target)
     writer = SampleWriter(path, header(space, target, protocol, probe))
     done = len(writer.existing)
     prior = [r for r in writer.existing.anchors if r is not None]
-    timer = Timer(space, target, protocol, min(prior, default=float("inf")))
+    timer = Timer(space, target, protocol, min([*prior, anchor_min_ms]))
     if sampler in ("biased", "cover"):
         state = BiasedSampler(space, writer.existing.configs)
     elif sampler == "given":
