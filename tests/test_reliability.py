@@ -166,6 +166,31 @@ def test_appending_under_another_timing_protocol_is_refused(tmp_path):
                 "uniform", progress=False)
 
 
+def test_samples_record_the_thread_count_in_effect_and_older_files_resume(tmp_path):
+    """Without --threads a sample file records torch's thread count, not null; a file
+    from before (null: the default) resumes with the default and refuses another count."""
+    from aows.latency.measure import collect
+    from aows.latency.store import SampleFileError, read_samples
+    space = mobilenet_v1(resolution=32, levels=2, max_width=0.3, classes=4)
+    proto = Protocol(warmup=1, rounds=1, runs=1, chunk=2)
+    path = tmp_path / "s.jsonl"
+    collect(space, Target("torch-cpu"), proto, path, 2, "uniform", progress=False)
+    t = read_samples(path).header["target"]
+    assert t["threads"] == torch.get_num_threads() and t["threads_default"] is True
+    # an older file: threads null, no threads_default
+    lines = path.read_text().splitlines()
+    head = json.loads(lines[0])
+    head["target"]["threads"] = None
+    del head["target"]["threads_default"]
+    path.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    other = 1 if torch.get_num_threads() != 1 else 2
+    with pytest.raises(SampleFileError, match="threads=None"):
+        collect(space, Target("torch-cpu", threads=other), proto, path, 4, "uniform",
+                progress=False)
+    assert collect(space, Target("torch-cpu"), proto, path, 4, "uniform", progress=False) == 2
+    assert len(read_samples(path)) == 4
+
+
 def test_training_into_an_unwritable_folder_fails_before_it_starts(tmp_path, capsys):
     (tmp_path / "file").write_text("x")  # a folder cannot be made under a file, even by root
     out = tmp_path / "file" / "run"

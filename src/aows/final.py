@@ -26,7 +26,7 @@ from torch import nn
 
 from aows.errors import AowsError
 from aows.latency.backends import Target, onnx_bytes
-from aows.latency.measure import Timer, input_shape
+from aows.latency.measure import Timer, input_shape, target_record
 from aows.latency.model import LatencyModel, atomic_write_bytes, atomic_write_text
 from aows.latency.protocol import Protocol
 from aows.nn import build_network
@@ -206,7 +206,7 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     floor_src = "latency model's held-out re-timing (NRMSE)"
     if floor is None:
         floor, floor_src = spread, "re-timing of these networks (RMS)"
-    out = {"target": {**timer.backend.info(), "threads": target.threads},
+    out = {"target": target_record(target, timer.backend),
            "protocol": protocol.asdict(), "repeats": repeats, "fillers": n_fill,
            "noise_floor": floor, "noise_floor_source": floor_src, "retest_spread": spread,
            "normalised": ref is not None, "networks": {}}

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from aows.latency.backends import Target
-from aows.latency.measure import Timer
+from aows.latency.measure import Timer, target_record
 from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
 from aows.nn import build_layer, layer_input_shape
@@ -58,6 +58,6 @@ def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
         x[list(chunk)] = secs * 1e3 / target.batch_size
         bar.update(len(chunk))
     bar.close()
-    meta = {"target": {**backend.info(), "threads": target.threads},
+    meta = {"target": target_record(target, backend),
             "fit": {"method": "lookup-table", "protocol": protocol.asdict()}}
     return LatencyModel.from_unknowns(space, x, "lookup-table", meta)

@@ -81,9 +81,19 @@ def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: T
     return (ms, anchors) if with_anchor else ms
 
 
+def target_record(target: Target, backend) -> dict:
+    """What a sample file, model or measurement records of its target: the backend's own
+    account (``info()``), whose thread count is the one in effect (torch's default when
+    ``--threads`` was not given) where the backend can tell, else the one asked for;
+    ``threads_default`` says whether it was left to the backend."""
+    info = backend.info()
+    return {**info, "threads": info.get("threads") or target.threads,
+            "threads_default": target.threads is None}
+
+
 def header(space: SearchSpace, target: Target, protocol: Protocol, backend) -> dict:
     return {"aows": "samples", "version": 1, "space": space.describe(),
-            "target": {**backend.info(), "threads": target.threads},
+            "target": target_record(target, backend),
             "protocol": protocol.asdict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

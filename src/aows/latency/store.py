@@ -191,6 +191,11 @@ class SampleWriter:
             SearchSpace.from_description(header["space"]).check_same(
                 SearchSpace.from_description(old["space"]), f"sample file {self.path}")
             for key in _TARGET_KEYS:
+                if (key == "threads" and old["target"].get(key) is None
+                        and header["target"].get("threads_default")):
+                    # written before the thread count in effect was recorded, when null
+                    # meant the backend's default: still the default, so the same
+                    continue
                 if old["target"].get(key) != header["target"].get(key):
                     raise SampleFileError(
                         f"{self.path} was timed with {key}={old['target'].get(key)!r}, not "
