@@ -41,7 +41,7 @@ def distill(logits, soft):
 def sliced_runner(space, x, y, G, out):
     """The library's training step at G sampled configurations, on CPU, OWS sampling."""
     run = prepare_run(space, TrainConfig(batch_size=x.shape[0], sampled=G, lr=0.01,
-                                         device="cpu", progress=False), out, log=lambda s: None)
+                                         device="cpu", progress=False), out)
     return lambda: run.step(x, y, None)
 
 

@@ -63,8 +63,7 @@ def main(out):
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     sp = space()
-    net, stats = train_supernet(sp, batches(), config(2), out, latency(sp),
-                                log=lambda s: None)
+    net, stats = train_supernet(sp, batches(), config(2), out, latency(sp))
     torch.save({"stats": stats.state_dict(),
                 "params": {k: v.detach().clone() for k, v in net.named_parameters()},
                 "unaries": [torch.from_numpy(np.asarray(u)) for u in stats.unaries()]},

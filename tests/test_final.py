@@ -97,7 +97,7 @@ def test_finetune_learns_and_resumes_exactly(tmp_path):
     cfg = FinetuneConfig(epochs=3, batch_size=16, lr=0.2, mixup=0.2, device="cpu",
                          progress=False)
     a, _ = exported(space)
-    finetune(a, _tiny(), _tiny(2, seed=1), cfg, tmp_path / "a", 4, log=lambda s: None)
+    finetune(a, _tiny(), _tiny(2, seed=1), cfg, tmp_path / "a", 4)
     lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["train_top1"] > lines[0]["train_top1"]
     assert lines[-1]["loss"] < lines[0]["loss"]
@@ -109,12 +109,22 @@ def test_finetune_learns_and_resumes_exactly(tmp_path):
         return calls["n"] == 6
 
     assert finetune(b, _tiny(), _tiny(2, seed=1), cfg, tmp_path / "b", 4,
-                    log=lambda s: None, should_stop=stop_at_6)["stopped"]
+                    should_stop=stop_at_6)["stopped"]
     b, _ = exported(space)
-    finetune(b, _tiny(), _tiny(2, seed=1), cfg, tmp_path / "b", 4, log=lambda s: None,
-             resume=True)
+    asked = []
+
+    def rest(epoch, start=0):  # data that can start mid-epoch is asked for the rest only
+        asked.append((epoch, start))
+        return _tiny()(epoch)[start:]
+
+    finetune(b, rest, _tiny(2, seed=1), cfg, tmp_path / "b", 4, resume=True)
+    assert asked == [(1, 2), (2, 0)]  # stopped during epoch 2 after 2 of its 4 steps
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), k
+    # the resumed epoch's record counts its whole epoch, as the uninterrupted run's
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    assert ([strip(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+            == [strip(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()])
 
 
 def test_evaluate_top1_and_top5_against_a_count_by_hand():
@@ -141,7 +151,7 @@ def test_measure_reports_predicted_and_measured_with_a_noise_floor():
     for k in range(2):
         nets[f"n{k}"], configs[f"n{k}"] = exported(space, k)
     res = measure_networks(nets, model, configs, repeats=2,
-                           protocol=Protocol(warmup=1, rounds=2, runs=1), log=lambda s: None)
+                           protocol=Protocol(warmup=1, rounds=2, runs=1))
     assert res["noise_floor"] is not None  # no recorded floor: the networks' re-timing
     for k, r in res["networks"].items():
         assert r["measured_latency_ms"] > 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from aows.cli import main
+from aows.errors import AowsError
 from aows.latency.backends import Target
 from aows.latency.measure import time_configs
 from aows.latency.protocol import Protocol
@@ -150,7 +151,7 @@ def test_run_configuration_errors_are_all_reported_before_anything_runs(tmp_path
         assert part in msg
     p.write_text("latency: {K: auto, networks: 300}\n")
     cfg = load_config(p)
-    assert cfg["latency"]["K"] == "auto" and cfg["latency"]["networks"] == 300
+    assert cfg.latency.K == "auto" and cfg.latency.networks == 300
 
 
 def test_appending_under_another_timing_protocol_is_refused(tmp_path):
@@ -196,3 +197,32 @@ def test_training_into_an_unwritable_folder_fails_before_it_starts(tmp_path, cap
     out = tmp_path / "file" / "run"
     assert main(["train", "--data", "fake", "--epochs", "1", "--out", str(out)]) == 2
     assert "cannot write in" in capsys.readouterr().err
+
+
+def test_onnx_check_is_not_fooled_by_an_untrained_network(tmp_path, monkeypatch):
+    """An untrained network outputs its classifier's bias whatever the input (its features
+    vanish through the layers), so an export with a wrong convolution compared equal on
+    the outputs; the check must still catch it."""
+    pytest.importorskip("onnxruntime")
+    import copy
+
+    import aows.final as final
+    from aows.nn import build_network
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    torch.manual_seed(0)
+    net = build_network(space, space.narrowest()).eval()
+    with torch.no_grad():
+        outs = torch.stack([net(torch.randn(1, 3, 32, 32)) for _ in range(3)])
+    assert float((outs - outs[0]).abs().max()) < 1e-9  # the premise: input-independent
+    assert final.export_onnx(net, space, tmp_path / "ok.onnx") < 1e-4
+    real = final.onnx_bytes
+
+    def one_conv_two_percent_off(module, shape):
+        wrong = copy.deepcopy(module)
+        with torch.no_grad():
+            [m for m in wrong.modules() if isinstance(m, torch.nn.Conv2d)][3].weight.mul_(1.02)
+        return real(wrong, shape)
+
+    monkeypatch.setattr(final, "onnx_bytes", one_conv_two_percent_off)
+    with pytest.raises(AowsError, match="not faithful"):
+        final.export_onnx(net, space, tmp_path / "bad.onnx")

@@ -337,7 +337,7 @@ def test_train_export_and_reload_a_space_file_network(tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=8, method="aows", budget=budget, progress=False,
                       warmup_epochs=0)
     sup, stats = train_supernet(space, data.train, cfg, tmp_path / "run", model,
-                                log=lambda *a: None, val_batches=data.val)
+                                val_batches=data.val)
     unaries = json.loads((tmp_path / "run" / "unaries.json").read_text())["unaries"]
     assert [len(u) for u in unaries] == [len(c) for c in space.searchable_choices]
     config = search(Problem(model, stats.unaries()), budget)["config"]

@@ -1,6 +1,7 @@
 """The supernet training loop on tiny synthetic data, end to end into `aows search`."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -32,8 +33,7 @@ def tiny_latency(space):
 def test_ows_training_writes_unaries_that_search_reads(tmp_path, capsys):
     space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
     out = tmp_path / "run"
-    _, stats = train_supernet(space, tiny_data(), TrainConfig(epochs=2, sampled=2), out,
-                              log=lambda s: None)
+    _, stats = train_supernet(space, tiny_data(), TrainConfig(epochs=2, sampled=2), out)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert all(np.isfinite(m["loss_max"]) for m in metrics)
@@ -54,7 +54,7 @@ def test_aows_training_needs_latency_and_budget_and_decodes_each_epoch(tmp_path)
     model = tiny_latency(space)
     budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
     train_supernet(space, tiny_data(), TrainConfig(epochs=4, method="aows", budget=budget),
-                   tmp_path / "aows", latency=model, log=lambda s: None)
+                   tmp_path / "aows", latency=model)
     metrics = [json.loads(line)
                for line in (tmp_path / "aows" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["temperature"] is None  # uniform warm-up
@@ -67,20 +67,18 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     model = tiny_latency(space)
     budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
     cfg = TrainConfig(epochs=3, batch_size=16, method="aows", budget=budget, sampled=2)
-    net_a, stats_a = train_supernet(space, tiny_data(), cfg, tmp_path / "a", latency=model,
-                                    log=lambda s: None)
+    net_a, stats_a = train_supernet(space, tiny_data(), cfg, tmp_path / "a", latency=model)
     calls = {"n": 0}
 
     def stop_once():  # as if SIGTERM arrived during step 6 (epoch 2, step 2)
         calls["n"] += 1
         return calls["n"] == 6
 
-    train_supernet(space, tiny_data(), cfg, tmp_path / "b", latency=model,
-                   log=lambda s: None, should_stop=stop_once)
+    train_supernet(space, tiny_data(), cfg, tmp_path / "b", latency=model, should_stop=stop_once)
     ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert ckpt["position"]["epoch"] == 1 and ckpt["position"]["iteration"] == 2
     net_b, stats_b = train_supernet(space, tiny_data(), cfg, tmp_path / "b", latency=model,
-                                    log=lambda s: None, resume=True)
+                                    resume=True)
     for (k, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         assert torch.equal(a, b), k
     for ua, ub in zip(stats_a.unaries(), stats_b.unaries()):
@@ -91,7 +89,7 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     assert [strip(x) for x in la] == [strip(x) for x in lb]
     with pytest.raises(AowsError, match=r"other settings \(.*epochs: 3 -> 4"):
         train_supernet(space, tiny_data(), TrainConfig(epochs=4, batch_size=16), tmp_path / "b",
-                       resume=True, log=lambda s: None)
+                       resume=True)
 
 
 def test_signal_handlers_are_restored_and_batch_size_checked(tmp_path):
@@ -99,11 +97,11 @@ def test_signal_handlers_are_restored_and_batch_size_checked(tmp_path):
     space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     train_supernet(space, tiny_data(n_batches=1), TrainConfig(epochs=1, batch_size=16),
-                   tmp_path / "a", log=lambda s: None)
+                   tmp_path / "a")
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     with pytest.raises(AowsError, match="batch_size"):
         train_supernet(space, tiny_data(n_batches=1), TrainConfig(epochs=1, batch_size=8),
-                       tmp_path / "b", log=lambda s: None)
+                       tmp_path / "b")
 
 
 @pytest.mark.slow
@@ -172,7 +170,7 @@ def test_amp_and_channels_last_paths_run_and_validate(tmp_path):
     budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
     cfg = TrainConfig(epochs=1, batch_size=16, amp=True, channels_last=True, budget=budget,
                       calib_batches=2, progress=False)
-    train_supernet(space, tiny_data(), cfg, tmp_path, latency=model, log=lambda s: None,
+    train_supernet(space, tiny_data(), cfg, tmp_path, latency=model,
                    val_batches=tiny_data(n_batches=2, seed=1))
     m = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert np.isfinite(m["loss_max"]) and np.isfinite(m["loss_sampled"])
@@ -192,16 +190,14 @@ def test_aows_branched_from_the_ows_warmup_equals_aows_from_scratch(tmp_path):
                        progress=False)
     ows = TrainConfig(**{**aows.__dict__, "method": "ows"})
     assert warmup_epochs(aows) == 1
-    net_a, stats_a = train_supernet(space, tiny_data(), aows, tmp_path / "a", latency=model,
-                                    log=lambda s: None)
-    train_supernet(space, tiny_data(), ows, tmp_path / "ows", latency=model,
-                   log=lambda s: None, keep_epochs=[1])
+    net_a, stats_a = train_supernet(space, tiny_data(), aows, tmp_path / "a", latency=model)
+    train_supernet(space, tiny_data(), ows, tmp_path / "ows", latency=model, keep_epochs=[1])
     assert branch_from_warmup(tmp_path / "ows", aows, tmp_path / "b") == 1
     assert branch_from_warmup(tmp_path / "ows", aows, tmp_path / "b") == 0  # started
     other = TrainConfig(**{**aows.__dict__, "lr": 0.05})
     assert branch_from_warmup(tmp_path / "ows", other, tmp_path / "c") == 0
     net_b, stats_b = train_supernet(space, tiny_data(), aows, tmp_path / "b", latency=model,
-                                    log=lambda s: None, resume=True)
+                                    resume=True)
     for (k, x), y in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         assert torch.equal(x, y), k
     for ua, ub in zip(stats_a.unaries(), stats_b.unaries()):
@@ -212,24 +208,23 @@ def test_aows_branched_from_the_ows_warmup_equals_aows_from_scratch(tmp_path):
     assert [strip(x) for x in la] == [strip(x) for x in lb]
 
 
-def test_a_checkpoint_from_before_the_data_was_recorded_resumes(tmp_path):
+def test_a_checkpoint_from_before_the_data_was_recorded_resumes(tmp_path, caplog):
     """Checkpoints of earlier versions have no "data" (nor "scratch") in their settings:
     they resume as this data; a checkpoint of other recorded data is refused, naming
     it."""
     from aows.train.runtime import load_checkpoint, save_checkpoint
     space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
     out = tmp_path / "run"
-    quiet = lambda s: None  # noqa: E731
-    train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="fake"), out, log=quiet)
+    train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="fake"), out)
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["data"] == "fake"
     old = {k: v for k, v in state["config"].items() if k not in ("data", "scratch")}
     save_checkpoint(out / "checkpoint.pt", {**state, "config": old})
-    lines = []
-    train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="fake"), out,
-                   log=lines.append, resume=True)  # accepted: nothing left to train
-    assert any("resumed from" in line for line in lines)
+    with caplog.at_level(logging.INFO, logger="aows"):
+        train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="fake"), out,
+                       resume=True)  # accepted: nothing left to train
+    assert any("resumed from" in r.getMessage() for r in caplog.records)
     save_checkpoint(out / "checkpoint.pt", state)  # the data recorded again
     with pytest.raises(AowsError, match="data: 'fake' -> 'digits'"):
         train_supernet(space, tiny_data(), TrainConfig(epochs=1, data="digits"), out,
-                       log=quiet, resume=True)
+                       resume=True)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from aows.search import search
 from aows.train.sampler import sample_configs
@@ -116,3 +117,42 @@ def test_imagefolder_data_shards_between_processes(tmp_path):
         assert len(xs) == 3 and xs[0][0].shape == (2, 3, 32, 32)
         seen.append(sum(y.numel() for _, y in d.val(0)))
     assert sum(seen) == 6  # every validation image once over both processes
+
+
+def test_tensor_batches_start_yields_the_rest_of_the_epoch():
+    """``batches(e, start=k)`` is items k.. of ``batches(e)``, for every process's share,
+    shuffled (training) or not (validation, with a partial last batch)."""
+    from aows.train.data import fake_data
+    for rank in (0, 1):
+        d = fake_data(resolution=8, batch=4, n=100, seed=3, rank=rank, world=2)
+        for batches, epoch in ((d.train, 0), (d.train, 2), (d.val, 1)):
+            full = list(batches(epoch))
+            assert len(full) >= 3
+            for k in (0, 1, len(full) - 1, len(full), len(full) + 2):
+                rest = list(batches(epoch, start=k))
+                assert len(rest) == max(len(full) - k, 0)
+                for (x, y), (x2, y2) in zip(full[k:], rest):
+                    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_imagefolder_start_yields_the_rest_of_the_epoch(tmp_path):
+    pytest.importorskip("torchvision", reason="ImageFolder data needs torchvision")
+    from PIL import Image
+
+    from aows.train.data import get_data
+    for split, n in (("train", 6), ("val", 2)):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for k in range(n):
+                img = np.full((40, 40, 3), 20 * k + (100 if cls == "b" else 0), np.uint8)
+                Image.fromarray(img).save(tmp_path / split / cls / f"{k}.png")
+    d = get_data(str(tmp_path), 32, batch=2, seed=1, workers=0)
+    # the random crops differ between calls: compare which images (labels and mean
+    # brightness, which a crop of a uniform image keeps)
+    key = lambda b: [(int(c), round(float(m), 2))  # noqa: E731
+                     for c, m in zip(b[1], b[0].mean((1, 2, 3)))]
+    full = [key(b) for b in d.train(1)]
+    assert len(full) == 6
+    for k in (1, 4):
+        assert [key(b) for b in d.train(1, start=k)] == full[k:]
+

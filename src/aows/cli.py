@@ -143,27 +143,26 @@ def _width_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--divisor", type=POS_INT, default=None, help="widths rounded to multiples")
 
 
+# the options of the library's settings objects that the commands expose; their types,
+# defaults, ranges and help come from the dataclass fields (aows.settings)
+PROTOCOL_OPTIONS = ["warmup", "rounds", "runs", "reduce", "chunk", "anchor"]
+TRAIN_OPTIONS = ["epochs", "method", "budget", "sampled", "sampling", "batch_size",
+                 "lr", "schedule", "warmup_epochs", "seed", "device", "amp", "channels_last",
+                 "scratch", "progress"]
+FINETUNE_OPTIONS = ["epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup",
+                    "weight_decay", "seed", "device", "progress"]
+
+
 def _target_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch-cpu",
-                   help="torch-cpu | torch-cuda | onnxruntime | onnxruntime-cuda | onnxruntime-trt"
-                   " | openvino")
-    p.add_argument("--batch-size", type=POS_INT, default=1)
-    p.add_argument("--threads", type=POS_INT, default=None,
-                   help="CPU threads (torch-cpu, onnxruntime, openvino); recorded with the "
-                   "samples")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
-    p.add_argument("--channels-last", action="store_true")
+    from aows.latency.target import Target
+    from aows.settings import add_options
+    add_options(p.add_argument_group("target (what is timed)"), Target)
 
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("timing protocol")
-    g.add_argument("--warmup", type=NONNEG_INT, default=3)
-    g.add_argument("--rounds", type=POS_INT, default=6, help="interleaved rounds per chunk")
-    g.add_argument("--runs", type=POS_INT, default=5, help="consecutive runs per round")
-    g.add_argument("--reduce", default="min", help="min | p10 | p25 | median | mean")
-    g.add_argument("--chunk", type=POS_INT, default=50, help="networks timed together")
-    g.add_argument("--no-anchor", action="store_true",
-                   help="do not time the anchor network to detect disturbed chunks")
+    from aows.latency.protocol import Protocol
+    from aows.settings import add_options
+    add_options(p.add_argument_group("timing protocol"), Protocol, PROTOCOL_OPTIONS)
 
 
 def _preset_args(p, many: bool = True) -> None:
@@ -226,13 +225,14 @@ def cmd_space_show(args) -> None:
 
 def _target(args):
     from aows.latency.backends import Target
-    return Target(args.backend, args.batch_size, args.threads, args.dtype, args.channels_last)
+    from aows.settings import from_args
+    return Target(**from_args(Target, args))
 
 
 def _protocol(args):
     from aows.latency.protocol import Protocol
-    return Protocol(warmup=args.warmup, rounds=args.rounds, runs=args.runs, reduce=args.reduce,
-                    chunk=args.chunk, anchor=not args.no_anchor)
+    from aows.settings import from_args
+    return Protocol(**from_args(Protocol, args, PROTOCOL_OPTIONS))
 
 
 def _print_json(obj) -> None:
@@ -316,23 +316,13 @@ def cmd_latency_fit(args) -> None:
 def cmd_latency_validate(args) -> None:
     from aows.latency.model import LatencyModel
     from aows.latency.store import read_samples
-    from aows.latency.validate import error_metrics, scatter_plot, test_retest
+    from aows.latency.validate import check_model, error_metrics, scatter_plot
     model = LatencyModel.load(args.latency)
     samples = read_samples(args.samples, model.space)
-    pred = model.predict_many(samples.configs)
-    ref = None if args.raw or not samples.has_anchors else model.anchor_ref_ms
-    y = samples.normalised(ref)
-    met = error_metrics(pred, y)
-    met["drift_normalised"] = ref is not None
-    if ref is not None:
-        met["raw"] = error_metrics(pred, samples.latency_ms)
-    noise = None
-    if args.retest:
-        retest = read_samples(args.retest, model.space)
-        r = ref if retest.has_anchors else None
-        noise = test_retest(samples.by_config(r), retest.by_config(r))
-        met["noise_floor_nrmse"] = noise["nrmse"]
-        met["noise_floor_n"] = noise["n"]
+    retest = read_samples(args.retest, model.space) if args.retest else None
+    met, pred, y = check_model(model, samples, retest, raw=args.raw)
+    noise = met.pop("noise_floor", None)
+    ref = model.anchor_ref_ms if met["drift_normalised"] else None
     baselines = {}
     for path in args.baseline or []:
         other = LatencyModel.load(path, model.space)
@@ -494,12 +484,42 @@ def cmd_latency_lut(args) -> None:
 
 # ------------------------------------------------------------------- search
 def cmd_search(args) -> None:
-    from aows.search import run_search_cli
-    run_search_cli(args)
+    from aows.latency.model import LatencyModel
+    from aows.search import Problem, load_unaries, pareto, plot_pareto, search
+    model = LatencyModel.load(args.latency)
+    problem = Problem(model, load_unaries(args.unaries, model.space))
+    if args.pareto:
+        res = pareto(problem, args.budgets)
+        if args.plot:
+            plot_pareto(problem, res, args.plot)
+            res["plot"] = args.plot
+        if args.json:
+            _print_json(res)
+            return
+        print(f"exact front: {len(res['front'])} configurations from "
+              f"{res['front'][0]['predicted_latency_ms']:.3f} to "
+              f"{res['front'][-1]['predicted_latency_ms']:.3f} ms/image")
+        for row in res["sweep"][:: max(1, len(res["sweep"]) // 10)]:
+            print(f"  budget {row['budget_ms']:8.3f} ms: {row['predicted_latency_ms']:8.3f} ms, "
+                  f"score {row['score']:+.4f}  {','.join(map(str, row['config']))}")
+        if args.plot:
+            print(f"plot: {args.plot}")
+        return
+    if args.budget is None:
+        raise AowsError("give --budget MS (or --pareto for the whole front)")
+    res = search(problem, args.budget, args.solver)
+    if args.json:
+        _print_json(res)
+        return
+    print(f"{res['solver']}: {','.join(map(str, res['config']))}")
+    print(f"  predicted latency {res['predicted_latency_ms']:.4f} ms/image "
+          f"({100 * res['budget_used']:.1f} % of the {args.budget:g} ms budget), "
+          f"score {res['score']:+.5f}")
 
 
 def cmd_train(args) -> None:
     from aows.latency.model import LatencyModel
+    from aows.settings import from_args
     from aows.space import get_space
     from aows.train.data import data_id, get_data
     from aows.train.loop import TrainConfig, train_supernet
@@ -514,12 +534,7 @@ def cmd_train(args) -> None:
         space = get_space(_space_name(args), classes=data.classes,
                           **{**_space_params(args), "resolution": res})
         latency = LatencyModel.load(args.latency, space) if args.latency else None
-        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                          sampled=args.sampled, method=args.method, budget=args.budget,
-                          sampling=args.sampling, seed=args.seed, device=args.device,
-                          amp=args.amp, channels_last=args.channels_last,
-                          progress=not args.no_progress, scratch=args.scratch,
+        cfg = TrainConfig(**from_args(TrainConfig, args, TRAIN_OPTIONS),
                           data=data_id(args.data))
         with _Signals() as sig:
             train_supernet(space, data.train, cfg, args.out, latency, resume=args.resume,
@@ -535,29 +550,46 @@ def cmd_train(args) -> None:
               f"{args.out}/metrics.jsonl: the log")
 
 
-def cmd_run(args) -> None:
-    from aows.pipeline import run_pipeline
+def _run(cfg, out: str, until: str | None = None) -> None:
+    from aows.pipeline import run_pipeline, summary
     with _Signals() as sig:
-        run_pipeline(args.config, args.out, until=args.until, should_stop=sig.flag)
+        report = run_pipeline(cfg, out, until=until, should_stop=sig.flag)
     sig.check("run the same command again to continue")
+    if report is not None:
+        print(summary(report, out))
+
+
+def cmd_run(args) -> None:
+    from aows.config import load_config
+    _run(load_config(args.config), args.out, args.until)
+
+
+def cmd_config(args) -> None:
+    from aows.config import load_config
+    from aows.settings import describe_fields
+    cfg = load_config(args.config)
+    print(f"# every setting of `aows run`{' with ' + args.config if args.config else ''}"
+          " (defaults, then the file); YAML")
+    print(describe_fields(cfg))
 
 
 def cmd_quickstart(args) -> None:
-    from aows.pipeline import Pipeline, quickstart_config
+    import dataclasses
+
+    from aows.config import quickstart_config
     cfg = quickstart_config()
     out = args.out
     if args.model:
         from aows.models import is_model_spec
-        cfg["model"] = args.model if is_model_spec(args.model) else f"torchvision:{args.model}"
+        model = args.model if is_model_spec(args.model) else f"torchvision:{args.model}"
+        cfg = dataclasses.replace(cfg, model=model)
         out = out or f"quickstart_{args.model.rsplit(':', 1)[-1]}"
-        print(f"aows quickstart on your model {cfg['model']}: its width graph, then")
+        print(f"aows quickstart on your model {model}: its width graph, then")
     out = out or "quickstart"
     print("aows quickstart: latency model of this CPU, OWS and AOWS supernets on the "
           "digits, search, fine-tuning and timing of the final networks; 5 to 10 minutes "
           f"here -> {out}/")
-    with _Signals() as sig:
-        Pipeline(cfg, out, should_stop=sig.flag).run()
-    sig.check("run the same command again to continue")
+    _run(cfg, out)
 
 
 # ------------------------------------------------------------- final network
@@ -578,9 +610,7 @@ def _config_arg(text: str) -> list[int]:
 
 
 def cmd_export(args) -> None:
-    from itertools import islice
-
-    from aows.final import export_onnx, load_supernet_state, save_final
+    from aows.final import export_config, export_onnx, load_supernet_state, save_final
     from aows.search import load_unaries_space
     from aows.train.data import data_id, get_data
     space = load_unaries_space(Path(args.run) / "unaries.json")
@@ -590,33 +620,33 @@ def cmd_export(args) -> None:
     else:
         config = space.validate(_config_arg(args.config))
     net, trained = load_supernet_state(args.run, space)
-    calib = None
+    batches = None
     if args.data and trained.get("data") and trained["data"] != data_id(args.data):
         print(f"warning: --data {args.data} is not the data the supernet was trained on "
               f"({trained['data']}): BatchNorm statistics are re-estimated on it; give "
               f"--data {trained['data']} for those of the training data", file=sys.stderr)
     if args.data:
-        data = get_data(args.data, space.layers[0].in_res, args.batch_size)
-        calib = (x for x, _ in islice(data.train(0), args.calib_batches))
+        batches = get_data(args.data, space.layers[0].in_res, args.batch_size).train(0)
     else:
         print("no --data: BatchNorm statistics are the supernet's shared ones, not "
               "recalibrated for this configuration (give --data to recalibrate)",
               file=sys.stderr)
-    plain = net.export(config, calibration=calib).eval()
+    plain = export_config(net, config, batches, args.calib_batches)
     save_final(args.out, plain, space, config, supernet=str(args.run),
-               recalibrated=calib is not None,
+               recalibrated=batches is not None,
                **({"preset": args.preset} if args.preset else {}))
     print(f"{args.out}/config.json + weights.pt: {','.join(map(str, config))}")
     if args.onnx:
         diff = export_onnx(plain, space, Path(args.out) / "model.onnx")
         print(f"{args.out}/model.onnx" + ("" if diff is None else
-                                          f": ONNX Runtime matches PyTorch (max |diff| "
-                                          f"{diff:.1e})"))
+                                          f": ONNX Runtime matches PyTorch (max difference "
+                                          f"{diff:.1e} of the output's scale)"))
 
 
 def cmd_finetune(args) -> None:
     from aows.final import load_final, save_final
     from aows.nn import build_network
+    from aows.settings import from_args
     from aows.train.data import get_data
     from aows.train.finetune import FinetuneConfig, evaluate, finetune
     from aows.train.runtime import init_distributed
@@ -628,10 +658,7 @@ def cmd_finetune(args) -> None:
         net = build_network(space, config)
     data = get_data(args.data, space.layers[0].in_res, args.batch_size, args.seed, rank, world)
     out = Path(args.out or Path(args.final) / "finetuned")
-    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                         mixup=args.mixup, weight_decay=args.weight_decay, seed=args.seed,
-                         device=args.device, progress=not args.no_progress)
+    cfg = FinetuneConfig(**from_args(FinetuneConfig, args, FINETUNE_OPTIONS))
     with _Signals() as sig:
         res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
                        resume=args.resume, should_stop=sig.flag)
@@ -677,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aows", description="Optimal channel widths of a CNN under a latency budget "
         "(AOWS, CVPR 2020).")
     sub = ap.add_subparsers(dest="command", required=True)
+    from aows.config import MeasureSection
+    from aows.settings import add_options
+    from aows.train.config import FinetuneConfig, TrainConfig
 
     sp = sub.add_parser("space", help="inspect a search space")
     ssub = sp.add_subparsers(dest="space_command", required=True)
@@ -817,32 +847,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default=None, help=SPACE_HELP + " (default mobilenet_v1)")
     p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
     _model_args(p)
-    p.add_argument("--scratch", action="store_true",
-                   help="with --model: re-initialise instead of starting from its weights")
     _width_args(p)
     p.add_argument("--data", required=True, help="ImageFolder root (train/, val/), digits or fake")
-    p.add_argument("--epochs", type=POS_INT, required=True)
-    p.add_argument("--method", default="ows", choices=["ows", "aows"])
     p.add_argument("--latency", default=None, help="latency model JSON (needed by aows)")
-    p.add_argument("--budget", type=POS_FLOAT, default=None, help="ms/image (needed by aows)")
-    p.add_argument("--sampled", type=POS_INT, default=2,
-                   help="sampled configurations per step, each on its own batch slice")
-    p.add_argument("--sampling", default="joint", choices=["joint", "marginal"])
-    p.add_argument("--batch-size", type=POS_INT, default=64)
-    p.add_argument("--lr", type=POS_FLOAT, default=0.1, help="for batch 256 (scaled)")
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
-    p.add_argument("--warmup-epochs", type=NONNEG_FLOAT, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision (default: on with CUDA)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels_last memory format (default: on with CUDA)")
     p.add_argument("--no-val", action="store_true", help="skip the per-epoch validation")
     p.add_argument("--workers", type=POS_INT, default=4, help="data loader processes (folders)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_options(p.add_argument_group("training"), TrainConfig, TRAIN_OPTIONS,
+                required=["epochs"])
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="a chosen configuration as a plain network (+ ONNX)")
@@ -852,8 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_args(which, many=False)
     p.add_argument("--data", default=None,
                    help="data for BatchNorm recalibration (folder, digits or fake)")
-    p.add_argument("--batch-size", type=POS_INT, default=64)
-    p.add_argument("--calib-batches", type=POS_INT, default=8)
+    add_options(p, TrainConfig, ["batch_size", "calib_batches"])
     p.add_argument("--onnx", action="store_true", help="also write model.onnx, checked "
                    "against PyTorch in ONNX Runtime")
     p.add_argument("--out", required=True, help="final-network folder")
@@ -862,26 +874,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5")
     p.add_argument("final", help="final-network folder (`aows export`)")
     p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
-    p.add_argument("--epochs", type=POS_INT, required=True)
     p.add_argument("--scratch", action="store_true", help="from random weights")
-    p.add_argument("--batch-size", type=POS_INT, default=64, help="per process")
-    p.add_argument("--lr", type=POS_FLOAT, default=0.1, help="for batch 256 (scaled)")
-    p.add_argument("--warmup-epochs", type=NONNEG_FLOAT, default=1.0)
-    p.add_argument("--label-smoothing", type=NONNEG_FLOAT, default=0.1)
-    p.add_argument("--mixup", type=NONNEG_FLOAT, default=0.0, help="Beta(a, a); 0 = off")
-    p.add_argument("--weight-decay", type=NONNEG_FLOAT, default=4e-5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="default FINAL/finetuned")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    add_options(p.add_argument_group("fine-tuning"), FinetuneConfig, FINETUNE_OPTIONS,
+                required=["epochs"])
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("measure", help="time final networks; measured vs predicted")
     p.add_argument("final", nargs="*", help="final-network folders")
     p.add_argument("--latency", required=True, help="the latency model they were chosen with")
     _preset_args(p)
-    p.add_argument("--repeats", type=POS_INT, default=3)
+    add_options(p, MeasureSection, ["repeats"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
 
@@ -890,6 +894,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="aows_run", help="run folder (resumes if it exists)")
     p.add_argument("--until", default=None, help="stop after this stage (e.g. latency)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="every setting of `aows run`: default or the file's "
+                       "value, and what it does")
+    p.add_argument("config", nargs="?", default=None, help="YAML file (default: none, the "
+                   "defaults)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("quickstart", help="the whole pipeline on an embedded default, "
                        "offline, on this CPU")
@@ -908,8 +918,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "ridge", "unset") is None:
         from aows.latency.fit import DEFAULT_RIDGE
         args.ridge = DEFAULT_RIDGE
+    from aows.log import console
     try:
-        args.func(args)
+        with console():
+            args.func(args)
     except Interrupted as err:
         print(f"aows: {err}", file=sys.stderr)
         return err.exit_code

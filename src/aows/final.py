@@ -16,8 +16,10 @@ one clear error, never a silent or partial load.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,8 @@ from aows.nn import build_network
 from aows.nn.slimmable import SlimmableNetwork, make_supernet
 from aows.space import SearchSpace, SpaceError
 from aows.train.runtime import load_tensors
+
+log = logging.getLogger(__name__)
 
 
 def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
@@ -119,11 +123,48 @@ def load_supernet_state(checkpoint: str | Path, space: SearchSpace
     return net, dict(state.get("config") or {})
 
 
+def export_config(supernet: SlimmableNetwork, config: Sequence[int],
+                  batches: Iterable | None = None, calib_batches: int = 8) -> nn.Module:
+    """The plain network of ``config``, weights sliced from the supernet.
+
+    Args:
+        supernet: the trained supernet (``load_supernet``).
+        config: the widths.
+        batches: (images, labels) to re-estimate the BatchNorm statistics of this
+            configuration on (the shared ones of the supernet fit none of its widths
+            well); None keeps the supernet's.
+        calib_batches: how many of ``batches``.
+    """
+    calib = None if batches is None else (x for x, _ in islice(batches, calib_batches))
+    return supernet.export(config, calibration=calib).eval()
+
+
 def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int = 1,
-                check: bool = True, atol: float = 1e-4) -> float | None:
-    """Write ``net`` as ONNX; with ``check``, run it in ONNX Runtime on a random input
-    and return the largest absolute difference to PyTorch's output (an error above
-    ``atol`` relative to the output's scale). None when onnxruntime is absent."""
+                check: bool = True, rtol: float = 1e-4, inputs: int = 3) -> float | None:
+    """Write ``net`` as ONNX and, with ``check``, compare it with PyTorch in ONNX Runtime.
+
+    Args:
+        net: the plain network (eval mode is set).
+        space: its space (the input shape).
+        path: the .onnx file (written atomically).
+        batch: the exported batch size.
+        check: run ``inputs`` random inputs through both.
+        rtol: the largest accepted difference, relative to the largest output magnitude.
+
+    An untrained network (random weights, BatchNorm statistics at their initial values)
+    can output its classifier's bias whatever the input: its features shrink to ~1e-13
+    through the layers, so comparing outputs would test only the last bias. When the
+    outputs do not depend on the input, the check runs on a copy whose BatchNorm
+    statistics are re-estimated on the random inputs (the same graph, other constants),
+    exported the same way.
+
+    Returns:
+        The largest difference relative to the output's scale; None when not checked or
+        onnxruntime is absent.
+
+    Raises:
+        AowsError: the difference is above ``rtol`` or not finite.
+    """
     shape = input_shape(space, batch)
     data = onnx_bytes(net.eval(), shape)
     path = Path(path)
@@ -134,35 +175,72 @@ def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int
         import onnxruntime as ort
     except ImportError:
         return None
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.randn(shape, generator=gen) for _ in range(max(inputs, 2))]
     with torch.no_grad():
-        ref = net(x).numpy()
+        ref = np.stack([net(x).numpy() for x in xs])
+    if not _depends_on_input(ref):
+        net = _bn_recalibrated(net, xs)
+        data = onnx_bytes(net, shape)
+        with torch.no_grad():
+            ref = np.stack([net(x).numpy() for x in xs])
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"input": x.numpy()})[0]
-    diff = float(np.max(np.abs(got - ref)))
-    if diff > atol * max(1.0, float(np.max(np.abs(ref)))):
-        raise AowsError(f"{path}: ONNX Runtime output differs from PyTorch by {diff:.2e} "
-                        f"(tolerance {atol:.0e}); the export is not faithful")
-    return diff
+    got = np.stack([sess.run(None, {"input": x.numpy()})[0] for x in xs])
+    scale = float(np.max(np.abs(ref)))
+    rel = float(np.max(np.abs(got - ref))) / scale if scale > 0 else float(
+        np.max(np.abs(got)) > 0)
+    if not rel <= rtol:
+        raise AowsError(f"{path}: ONNX Runtime output differs from PyTorch by {rel:.2e} of "
+                        f"the output's scale {scale:.2e} (tolerance {rtol:.0e}); the export "
+                        "is not faithful")
+    return rel
+
+
+def _depends_on_input(outputs: np.ndarray) -> bool:
+    """Whether the outputs for different inputs (first axis) differ by more than 1e-3 of
+    their scale."""
+    scale = float(np.max(np.abs(outputs)))
+    return scale > 0 and float(np.max(np.ptp(outputs, axis=0))) > 1e-3 * scale
+
+
+def _bn_recalibrated(net: nn.Module, xs: Sequence[torch.Tensor]) -> nn.Module:
+    """A copy of ``net`` whose BatchNorm running statistics are those of ``xs``."""
+    import copy
+    probe = copy.deepcopy(net)
+    bns = [m for m in probe.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    probe.train()
+    with torch.no_grad():
+        probe(torch.cat(list(xs)))
+    return probe.eval()
 
 
 def target_of(model: LatencyModel) -> tuple[Target, Protocol]:
     """The target and protocol a latency model was measured with (from its file)."""
-    t = model.meta.get("target") or {}
-    target = Target(t.get("backend", "torch-cpu"), int(t.get("batch_size", 1)),
-                    t.get("threads"), t.get("dtype", "fp32"), bool(t.get("channels_last")))
-    p = model.meta.get("protocol") or {}
-    fields = Protocol.__dataclass_fields__
-    return target, Protocol(**{k: v for k, v in p.items() if k in fields})
+    return (Target.from_record(model.meta.get("target") or {}),
+            Protocol.from_record(model.meta.get("protocol") or {}))
 
 
 def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: dict,
                      repeats: int = 3, seed: int = 0, target: Target | None = None,
-                     protocol: Protocol | None = None, log=print, fill: bool = True
+                     protocol: Protocol | None = None, fill: bool = True
                      ) -> dict:
     """Time each final network (the actual modules) on the latency model's target with
     its protocol, ``repeats`` interleaved times, next to the model's anchor network, and
     compare with the prediction.
+
+    Args:
+        nets: name -> the plain module (``load_final``).
+        model: the latency model the configurations were chosen with.
+        configs: name -> its configuration (for the prediction).
+        repeats: interleaved timing rounds; each network's measurement is the median.
+        seed: seed of the round orders and of the filler networks.
+        target, protocol: default the model's; another target or protocol is timed
+            as given, without the retiming of disturbed chunks against the model's
+            reference anchor (which only holds on its own target).
+        fill: fill the chunk up to the protocol's chunk size (below).
 
     Timings are drift-normalised like the model's training data (scaled by the model's
     anchor reference / this chunk's anchor), and, with ``fill``, the chunk is filled up
@@ -197,7 +275,7 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
         raw.append(ms)
         a = None if anchor is None else anchor * scale
         norm.append(ms * ref / a if (ref is not None and a) else ms)
-        log(f"  timing round {r + 1}/{repeats}: " + ", ".join(
+        log.info(f"timing round {r + 1}/{repeats}: " + ", ".join(
             f"{n} {v:.3f} ms" for n, v in zip(names, norm[-1])))
     raw, norm = np.array(raw), np.array(norm)
     measured = np.median(norm, axis=0)

@@ -251,7 +251,17 @@ def search(problem: Problem, budget: float, solver: str = "exact") -> dict:
 # ------------------------------------------------------------------- Pareto
 def pareto(problem: Problem, n_budgets: int = 100) -> dict:
     """The exact score/latency front, and the exact answer at n budgets spread from the
-    fastest configuration to the widest one (OWS re-targets any budget, no retraining)."""
+    fastest configuration to the widest one (OWS re-targets any budget, no retraining).
+
+    Args:
+        problem: a latency model and unaries on one space.
+        n_budgets: budgets in the sweep, evenly spaced over the front's latency range.
+
+    Returns:
+        ``{"front": [...], "sweep": [...]}``: every Pareto-optimal configuration
+        (config, predicted_latency_ms, score), fastest first, and per budget the best
+        one under it.
+    """
     bp = problem.budget_problem
     paths, costs, scores = bp.pareto_front()
     lo, hi = float(costs[0]), float(costs[-1])
@@ -288,36 +298,3 @@ def plot_pareto(problem: Problem, result: dict, path, marks: dict | None = None)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# ---------------------------------------------------------------------- CLI
-def run_search_cli(args) -> None:
-    model = LatencyModel.load(args.latency)
-    problem = Problem(model, load_unaries(args.unaries, model.space))
-    if args.pareto:
-        res = pareto(problem, args.budgets)
-        if args.plot:
-            plot_pareto(problem, res, args.plot)
-            res["plot"] = args.plot
-        if args.json:
-            print(json.dumps(res, indent=2))
-            return
-        print(f"exact front: {len(res['front'])} configurations from "
-              f"{res['front'][0]['predicted_latency_ms']:.3f} to "
-              f"{res['front'][-1]['predicted_latency_ms']:.3f} ms/image")
-        for row in res["sweep"][:: max(1, len(res["sweep"]) // 10)]:
-            print(f"  budget {row['budget_ms']:8.3f} ms: {row['predicted_latency_ms']:8.3f} ms, "
-                  f"score {row['score']:+.4f}  {','.join(map(str, row['config']))}")
-        if args.plot:
-            print(f"plot: {args.plot}")
-        return
-    if args.budget is None:
-        raise AowsError("give --budget MS (or --pareto for the whole front)")
-    res = search(problem, args.budget, args.solver)
-    if args.json:
-        print(json.dumps(res, indent=2))
-        return
-    print(f"{res['solver']}: {','.join(map(str, res['config']))}")
-    print(f"  predicted latency {res['predicted_latency_ms']:.4f} ms/image "
-          f"({100 * res['budget_used']:.1f} % of the {args.budget:g} ms budget), "
-          f"score {res['score']:+.5f}")

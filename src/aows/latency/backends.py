@@ -15,37 +15,18 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from aows.errors import AowsError
+from aows.latency.target import Target
 
 Runner = Callable[[], float]
 
 
 class BackendUnavailable(AowsError, RuntimeError):
     """The backend cannot run here (no GPU, runtime not installed)."""
-
-
-@dataclass
-class Target:
-    """What a latency is measured on; recorded with every sample file and model."""
-
-    backend: str = "torch-cpu"
-    batch_size: int = 1
-    threads: int | None = None
-    dtype: str = "fp32"  # fp32 | fp16
-    channels_last: bool = False
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise AowsError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.dtype not in ("fp32", "fp16"):
-            raise AowsError(f"--dtype must be fp32 or fp16, got '{self.dtype}'")
-        if self.threads is not None and self.threads < 1:
-            raise AowsError(f"--threads must be >= 1, got {self.threads}")
 
 
 class Backend:

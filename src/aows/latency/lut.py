@@ -34,6 +34,19 @@ class _Repeat(nn.Module):
 
 def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
                        progress: bool = True) -> LatencyModel:
+    """The baseline the paper compares with: every layer timed alone, its table entry
+    being its own time (no fitting; the sum over a network ignores what layers share).
+
+    Args:
+        space: the search space; each (layer type, c_in, c_out) is timed once.
+        target: where to time.
+        protocol: how (the chunks of layers are timed like the networks of a sample file,
+            interleaved, with the anchor).
+        progress: show a progress bar (stderr).
+
+    Returns:
+        A ``LatencyModel`` of kind "lookup-table".
+    """
     timer = Timer(space, target, protocol)  # the anchored protocol of the samples
     backend = timer.backend
     keys, _ = space.unknowns()

@@ -105,9 +105,7 @@ def target_of(samples) -> tuple[Target, Protocol]:
         raise AowsError(f"{samples.path} has no aows header with its target and protocol "
                         "(reference layout?): new networks are timed the same way, so this "
                         "needs a file written by `aows latency generate`")
-    t = h["target"]
-    return (Target(t["backend"], t["batch_size"], t.get("threads"), t["dtype"],
-                   t.get("channels_last", False)), Protocol(**h["protocol"]))
+    return Target.from_record(h["target"]), Protocol.from_record(h["protocol"])
 
 
 def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,
@@ -117,14 +115,27 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
             anchor_min_ms: float = float("inf")) -> int:
     """Time networks until ``path`` holds ``count`` records (resumes an existing file).
 
-    sampler: "biased" (seed section A), "cover" (biased until every unknown is covered,
-    then uniform), "uniform", or "given" (time ``configs`` in order, e.g. to re-time
-    another file's networks for a test-retest noise floor).
-    ``should_stop`` is polled between chunks (a raised flag ends the call early; every
-    chunk timed so far is in the file). ``anchor_min_ms``: the fastest anchor of another
-    file timed on the same target (a retest of it), so that its first chunks are checked
-    for load too; the file's own anchors count as well. Returns the number of networks
-    timed by this call.
+    Args:
+        space: the search space the networks are drawn from.
+        target: where to time (recorded in the file's header; an existing file of
+            another target, protocol or space is refused).
+        protocol: how to time.
+        path: the JSONL sample file.
+        count: records the file must hold at the end.
+        sampler: "biased" (seed section A), "cover" (biased until every unknown is
+            covered, then uniform), "uniform", or "given" (time ``configs`` in order,
+            e.g. to re-time another file's networks for a test-retest noise floor).
+        configs: the networks of sampler "given".
+        seed: seed of the sampler and of the round orders.
+        progress: show a progress bar (stderr).
+        should_stop: polled between chunks; a raised flag ends the call early, with
+            every chunk timed so far in the file.
+        anchor_min_ms: the fastest anchor of another file timed on the same target (a
+            retest of it), so that its first chunks are checked for load too; the
+            file's own anchors count as well.
+
+    Returns:
+        The number of networks timed by this call.
     """
     probe = get_backend(target)
     writer = SampleWriter(path, header(space, target, protocol, probe))

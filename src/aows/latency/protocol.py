@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from aows.errors import AowsError
+from aows.settings import NONNEGATIVE, POSITIVE, setting
 
 REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "min": lambda t: t.min(axis=1),
@@ -36,21 +37,32 @@ class Protocol:
     """How each network is timed: warm-up calls, then `rounds` interleaved rounds of
     `runs` consecutive calls; all rounds x runs times reduced by `reduce`."""
 
-    warmup: int = 3
-    rounds: int = 6
-    runs: int = 5
-    reduce: str = "min"
-    chunk: int = 50
-    seed: int = 0
-    anchor: bool = True
-    anchor_tolerance: float = 0.05
-    retries: int = 3
+    warmup: int = setting(3, "untimed calls of each network first", check=NONNEGATIVE)
+    rounds: int = setting(6, "interleaved rounds per chunk", check=POSITIVE)
+    runs: int = setting(5, "consecutive runs per round", check=POSITIVE)
+    reduce: str = setting("min", "reduction of all rounds x runs times",
+                          choices=list(REDUCTIONS))
+    chunk: int = setting(50, "networks timed together", check=POSITIVE)
+    seed: int = setting(0, "seed of the round orders")
+    anchor: bool = setting(True, "time the anchor network with every chunk to detect "
+                           "disturbed chunks")
+    anchor_tolerance: float = setting(0.05, "a chunk whose anchor is this much above the "
+                                      "fastest anchor is timed again", check=NONNEGATIVE)
+    retries: int = setting(3, "times a disturbed chunk is timed again at most",
+                           check=NONNEGATIVE)
 
     def __post_init__(self):
         if self.reduce not in REDUCTIONS:
             raise AowsError(f"unknown reduction '{self.reduce}'; choose from {sorted(REDUCTIONS)}")
         if min(self.rounds, self.runs, self.chunk) < 1 or self.warmup < 0:
             raise AowsError("rounds, runs and chunk must be >= 1, warmup >= 0")
+
+    @classmethod
+    def from_record(cls, record: dict) -> Protocol:
+        """The protocol a file records (``asdict``; a field missing from an older file:
+        its default)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in record.items() if k in names})
 
     def asdict(self) -> dict:
         return asdict(self)

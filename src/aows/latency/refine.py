@@ -37,8 +37,8 @@ of the files, refitted on resume.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,12 +47,12 @@ import numpy as np
 
 from aows.errors import AowsError
 from aows.latency.fit import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH, REFINE_WEIGHT, fit
-from aows.latency.measure import header as samples_header
-from aows.latency.measure import target_of, time_configs
 from aows.latency.model import LatencyModel, atomic_write_text
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
 from aows.space import SearchSpace
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROUNDS = 3
 DEFAULT_BUDGETS = 10
@@ -116,7 +116,6 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
            tolerance: float | None = None, noise_floor: float | None = None,
            K: float | None = None, smooth: float | None = None, ridge: float | None = None,
            heldout: Samples | None = None, select: bool = True, progress: bool = True,
-           log: Callable[[str], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> dict:
     """Time the search's picks, add them to the samples, refit; until the picks' measured
     latency is within the tolerance of the prediction (see the module docstring).
@@ -141,7 +140,8 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
         heldout: timed networks on which each round's model is also scored.
         select: choose the fit's smoothness and ridge on the picks timed so far
             (``select_priors``) instead of keeping ``smooth`` and ``ridge``.
-        progress: print one line per round (``log``, default stderr).
+        progress: log one line per round (``aows.latency.refine`` logger, INFO) and show
+            the timing's progress bar.
         should_stop: polled before each round's timing; a raised flag returns early with
             everything timed so far in refine.jsonl.
 
@@ -158,12 +158,15 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
     ridge = DEFAULT_RIDGE if ridge is None else ridge
     if rounds < 1 or n_budgets < 1:
         raise AowsError("refine needs rounds >= 1 and at least one budget")
+    # the runtimes (torch, ...) are imported when there is timing to do, not before
+    from aows.latency.backends import get_backend
+    from aows.latency.measure import header as samples_header
+    from aows.latency.measure import target_of, time_configs
     target, protocol = target_of(samples)
-    say = log or ((lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None))
+    say = log.info if progress else (lambda m: None)
     scores = "given" if unaries is not None else "proxy: log(width / widest), summed"
     unaries = list(unaries) if unaries is not None else proxy_unaries(space)
     path = out / "refine.jsonl"
-    from aows.latency.backends import get_backend
     # checks an existing file's space, target and protocol, and cuts a torn last line
     SampleWriter(path, samples_header(space, target, protocol, get_backend(target)))
 

@@ -62,3 +62,34 @@ def scatter_plot(pred, meas, path, title: str = "", noise_nrmse: float | None = 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def check_model(model, samples, retest=None, raw: bool = False
+                ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Error of a latency model on timed networks, in the model's units.
+
+    Args:
+        model: the ``LatencyModel``.
+        samples: timed networks (``Samples``) it did not see.
+        retest: the same networks timed again: adds the test-retest noise floor
+            (``noise_floor``: its metrics; ``noise_floor_nrmse``, ``noise_floor_n``).
+        raw: compare with raw timings, not drift-normalised to the model's reference
+            anchor (which is the default where both have anchors).
+
+    Returns:
+        (metrics, predicted ms, measured ms); the metrics also give ``raw`` (against the
+        raw timings) when the comparison was drift-normalised.
+    """
+    ref = None if raw or not samples.has_anchors else model.anchor_ref_ms
+    pred = model.predict_many(samples.configs)
+    y = samples.normalised(ref)
+    met = error_metrics(pred, y)
+    met["drift_normalised"] = ref is not None
+    if ref is not None:
+        met["raw"] = error_metrics(pred, samples.latency_ms)
+    if retest is not None:
+        r = ref if retest.has_anchors else None
+        noise = test_retest(samples.by_config(r), retest.by_config(r))
+        met.update(noise_floor=noise, noise_floor_nrmse=noise["nrmse"],
+                   noise_floor_n=noise["n"])
+    return met, pred, y

@@ -1,5 +1,7 @@
 """Training data: a callable ``batches(epoch)`` that yields (images, labels), the same
-sequence every time for the same epoch (so an interrupted run resumes exactly).
+sequence every time for the same epoch (so an interrupted run resumes exactly), and
+``batches(epoch, start=k)`` its items k.. only (a run resumed mid-epoch asks for the
+rest without loading, decoding or augmenting the batches it already trained on).
 
 - ``fake``: random images whose label is a simple function of them (for tests).
 - ``digits``: scikit-learn's handwritten digits (1797 real 8x8 images that ship inside
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from aows.errors import AowsError
 
-Batches = Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
+Batches = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]  # (epoch, start=0)
 
 
 @dataclass
@@ -40,10 +42,10 @@ def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int,
     shuffling); this process takes its contiguous ``batch`` of each."""
     step = batch * world
 
-    def batches(epoch: int):
+    def batches(epoch: int, start: int = 0):
         order = (torch.randperm(len(y), generator=torch.Generator().manual_seed(
             seed * 100_003 + epoch)) if shuffle else torch.arange(len(y)))
-        for k in range(0, len(y) - (step - 1 if shuffle else 0), step):
+        for k in range(start * step, len(y) - (step - 1 if shuffle else 0), step):
             sel = order[k:k + step][rank * batch:(rank + 1) * batch]
             if sel.numel():
                 yield x[sel], y[sel]
@@ -108,11 +110,14 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
     pin = torch.cuda.is_available()
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-    def train_batches(epoch: int):
+    def train_batches(epoch: int, start: int = 0):
         sampler = DistributedSampler(train, world, rank, shuffle=True, seed=seed,
                                      drop_last=True)
         sampler.set_epoch(epoch)
-        return iter(DataLoader(train, batch_size=batch, sampler=sampler, num_workers=workers,
+        # the epoch's order, from batch `start` on: the same images in the same order as
+        # the whole epoch's from there (random augmentations are drawn anew)
+        order = list(sampler)[start * batch:]
+        return iter(DataLoader(train, batch_size=batch, sampler=order, num_workers=workers,
                                pin_memory=pin, drop_last=True))
 
     val_part = Subset(val, range(rank, len(val), world))  # every image once overall
