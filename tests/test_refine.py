@@ -169,11 +169,23 @@ def test_refine_times_the_picks_and_resumes(tmp_path, capsys, monkeypatch):
     assert [e["measured_ms"] for e in rep2["rounds"]] == [e["measured_ms"]
                                                           for e in rep["rounds"]]
 
-    # the CLI: a converging refinement (a tolerance nothing can miss)
+    # the CLI: a converging refinement (a tolerance nothing can miss), with the fit
+    # settings of the model it refines (its ridge, when --ridge is not given)
+    fit(space, bulk, ridge=0.01).save(tmp_path / "m2.json")
+    import aows.latency.refine as refine_mod
+    given = {}
+    real_refine = refine_mod.refine
+
+    def spy_refine(*args, **kwargs):
+        given.update(kwargs)
+        return real_refine(*args, **kwargs)
+
+    monkeypatch.setattr(refine_mod, "refine", spy_refine)
     capsys.readouterr()
-    assert main(["latency", "refine", str(samples), "--latency", str(tmp_path / "m.json"),
+    assert main(["latency", "refine", str(samples), "--latency", str(tmp_path / "m2.json"),
                  "-o", str(tmp_path / "cli"), "--n-budgets", "3", "--tolerance", "1000",
                  "-q"]) == 0
+    assert given["ridge"] == 0.01
     out_text = capsys.readouterr().out
     assert "every pick within the tolerance" in out_text
     assert json.loads((tmp_path / "cli" / "refine.json").read_text())["converged"]

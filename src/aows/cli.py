@@ -705,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(AOWS, CVPR 2020).")
     sub = ap.add_subparsers(dest="command", required=True)
     from aows.config import MeasureSection
+    from aows.latency.fit import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
     from aows.settings import add_options
     from aows.train.config import FinetuneConfig, TrainConfig
 
@@ -746,14 +747,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = lsub.add_parser("fit", help="fit the per-layer latency tables")
     p.add_argument("samples", nargs="+")
     _space_args(p)
-    p.add_argument("-K", default="100", type=_nonneg(float, auto=True),
-                   help="monotonicity prior weight, or 'auto' (CV)")
-    p.add_argument("--smooth", default=None, type=_nonneg(float, auto=True),
-                   help="smoothness prior weight, or 'auto' (CV); default from benchmarks")
+    p.add_argument("-K", default=DEFAULT_K, type=_nonneg(float, auto=True),
+                   help=f"monotonicity prior weight, or 'auto' (CV); default {DEFAULT_K:g}")
+    p.add_argument("--smooth", default=DEFAULT_SMOOTH, type=_nonneg(float, auto=True),
+                   help=f"smoothness prior weight, or 'auto' (CV); default {DEFAULT_SMOOTH:g}"
+                   " (chosen in benchmarks/latency_model.py)")
     p.add_argument("--method", default="blackbox", choices=["blackbox", "flops"])
-    p.add_argument("--ridge", type=NONNEG_FLOAT, default=None,
-                   help="pull toward the FLOPs-shaped tables (default 1e-4; 1e-2 when far "
-                   "fewer networks than unknowns were timed)")
+    p.add_argument("--ridge", type=NONNEG_FLOAT, default=DEFAULT_RIDGE,
+                   help=f"pull toward the FLOPs-shaped tables (default {DEFAULT_RIDGE:g}; "
+                   "try 1e-2 when far fewer networks than unknowns were timed)")
     p.add_argument("--raw", action="store_true",
                    help="fit raw timings (default: drift-normalised by the chunk anchors)")
     p.add_argument("-o", "--output", required=True)
@@ -912,12 +914,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "smooth", "unset") is None:
-        from aows.latency.fit import DEFAULT_SMOOTH
-        args.smooth = str(DEFAULT_SMOOTH)
-    if getattr(args, "ridge", "unset") is None:
-        from aows.latency.fit import DEFAULT_RIDGE
-        args.ridge = DEFAULT_RIDGE
     from aows.log import console
     try:
         with console():
