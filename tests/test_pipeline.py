@@ -109,7 +109,7 @@ def test_shipped_configurations_load():
     assert len(files) >= 3
     for f in files:
         cfg = load_config(f)
-        assert cfg.space["resolution"] == 224 and cfg.train.epochs == 20, f
+        assert cfg.space.resolution == 224 and cfg.train.epochs == 20, f
     assert quickstart_config().data.name == "digits"
 
 

@@ -94,3 +94,15 @@ def test_add_options_ranges_are_the_fields(capsys):
         ap.parse_args(["--epochs", "2", "--mixup", "-1"])
     assert "must be >= 0" in capsys.readouterr().err
     assert ap.parse_args(["--epochs", "2"]).mixup == FinetuneConfig().mixup
+
+
+def test_space_settings_are_typed_too(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("space: {resolution: abc, levles: 3}\n")
+    assert main(["run", str(p), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "'space.resolution' must be an integer" in err
+    assert "unknown setting 'space.levles'" in err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    cfg = load_config({"space": {"resolution": 32, "levels": 3}})
+    assert cfg.space.params() == {"resolution": 32, "levels": 3}

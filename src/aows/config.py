@@ -65,6 +65,32 @@ FinetuneSection = project(
 
 
 @dataclasses.dataclass
+class SpaceSection:
+    """The search space (or, with ``model``, the width rule applied to your model); a
+    setting left null keeps the space's own default."""
+
+    name: str = setting("mobilenet_v1", "mobilenet_v1, resnet18, resnet50, mobilenet_v2, "
+                        "or a space file FILE.yaml")
+    resolution: int = setting(224, "input resolution (px)", check=POSITIVE)
+    min_width: float | None = setting(None, "smallest width multiplier (Table D.1: 0.2)",
+                                      check=POSITIVE)
+    max_width: float | None = setting(None, "largest width multiplier (Table D.1: 1.5; a "
+                                      "model: at most 1.0)", check=POSITIVE)
+    levels: int | None = setting(None, "width multipliers from min to max (Table D.1: 14)",
+                                 check=POSITIVE)
+    divisor: int | None = setting(None, "widths rounded to multiples of it (8)",
+                                  check=POSITIVE)
+    input_shape: list[int] | None = setting(None, "a model's input C, H, W (default 3, R, R "
+                                            "with R the resolution)")
+    weights: str | None = setting(None, "a model's tensors-only state_dict file")
+
+    def params(self) -> dict:
+        """The parameters given (not null), for ``get_space``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "name" and getattr(self, f.name) is not None}
+
+
+@dataclasses.dataclass
 class SearchSection:
     budget_ms: float | None = setting(None, "latency budget in ms/image", check=POSITIVE)
     budget_multiplier: float | None = setting(
@@ -89,9 +115,7 @@ class RunConfig:
 
     seed: int = setting(0, "seed of everything random", check=NONNEGATIVE)
     device: str = setting("auto", "training device: auto, cpu, cuda[:k]")
-    space: dict = setting({"name": "mobilenet_v1", "resolution": 224},
-                          "the search space: name and its parameters (resolution, "
-                          "min_width, max_width, levels, divisor)")
+    space: SpaceSection = dataclasses.field(default_factory=SpaceSection)
     model: str | None = setting(None, "your model instead of space.name: torchvision:NAME, "
                                 "timm:NAME, file.py:FUNCTION; space's other settings "
                                 "(resolution, widths, input_shape, weights) apply to it")

@@ -44,15 +44,17 @@ METHOD_LABELS = {"uniform": "uniform width multiplier", "greedy": "greedy (AutoS
 
 
 def _space_of(cfg: RunConfig, classes: int) -> SearchSpace:
-    params = {k: v for k, v in cfg.space.items() if k != "name"}
-    name = cfg.model or cfg.space.get("name", "mobilenet_v1")
-    if not isinstance(name, str):
-        raise AowsError(f"model: {name!r} is not a model name; give torchvision:NAME, "
-                        "timm:NAME or path/to/file.py:FUNCTION")
+    params = {**cfg.space.params(), "resolution": _resolution(cfg)}
+    name = cfg.model or cfg.space.name
     try:
         return get_space(name, classes=classes, **params)
     except TypeError as err:
         raise AowsError(f"space: {err}; check the settings of the space section") from None
+
+
+def _resolution(cfg: RunConfig) -> int:
+    """The input size: a model's input_shape where given, else space.resolution."""
+    return cfg.space.input_shape[-1] if cfg.space.input_shape else cfg.space.resolution
 
 
 class Pipeline:
@@ -74,7 +76,7 @@ class Pipeline:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(saved, yaml.safe_dump(as_dict(cfg), sort_keys=False))
         from aows.train.data import get_data
-        self.data = get_data(cfg.data.name, cfg.space.get("resolution", 224),
+        self.data = get_data(cfg.data.name, _resolution(cfg),
                              cfg.data.batch_size, cfg.seed, self.rank, self.world)
         self.space = _space_of(cfg, self.data.classes)
         self.until: str | None = None
@@ -406,7 +408,9 @@ class Pipeline:
                 "score": found["methods"][m]["score_base"]}
         report = {"budget_ms": budget, "noise_floor": meas["noise_floor"],
                   "noise_floor_source": meas["noise_floor_source"],
-                  "space": self.cfg.space, "data": self.cfg.data.name,
+                  "space": self.cfg.space.params() | {"name": self.cfg.model or
+                                                       self.cfg.space.name},
+                  "data": self.cfg.data.name,
                   "val_images": next(iter(self.done(f"final_{m}")["val_images"]
                                           for m in self.methods())),
                   "target": meas["target"], "latency_model": lat,
