@@ -15,6 +15,9 @@ raw (as a file without anchors, the reference implementation's layout, is fitted
    make the training configurations look uniform (a logistic density ratio on the
    one-hot widths), and a non-additive term in the network's weight bytes.
 4. the weight of a refinement timing in the fit (``REFINE_WEIGHT``).
+5. which 500: the bias of a fit on 500 biased networks depends on which 500 of the
+   sequence (the biased sampler's mix changes as it goes), against uniform slices; and
+   non-additive size terms, max(0, MB - t), which do not remove it.
 """
 
 from __future__ import annotations
@@ -62,14 +65,17 @@ def _weight_mb(space, configs) -> np.ndarray:
                      for c in configs]) * 4 / 2 ** 20
 
 
-def _with_weight_bytes(space, fitter, configs, y, iters=6):
-    """The fit plus gamma * (weight MB of the network), by backfitting."""
-    mb, A = _weight_mb(space, configs), design_matrix(space, configs)
+def _with_weight_bytes(space, fitter, configs, y, iters=6, phi=None, mb=None):
+    """The fit plus gamma * phi(weight MB of the network) (default phi: the identity), by
+    backfitting."""
+    mb = _weight_mb(space, configs) if mb is None else mb
+    f = mb if phi is None else phi(mb)
+    A = design_matrix(space, configs)
     gamma = 0.0
     for _ in range(iters):
-        x = fitter.fit_x(configs, y - gamma * mb)
+        x = fitter.fit_x(configs, y - gamma * f)
         r = y - A @ x
-        (g, _), *_ = np.linalg.lstsq(np.c_[mb, np.ones_like(mb)], r, rcond=None)
+        (g, _), *_ = np.linalg.lstsq(np.c_[f, np.ones_like(f)], r, rcond=None)
         gamma += g
     return x, gamma
 
@@ -139,6 +145,34 @@ def main():
         print(_row(f"+ {gamma * 1e3:.1f} us per MB of weights (backfitted)",
                    error_metrics(A @ x + gamma * _weight_mb(space, held.configs), yh)))
     refine_weight(space, biased, held, retest)
+    which_500(space, biased, uniform, held)
+
+
+def which_500(space, biased, uniform, held) -> None:
+    """Held-out error of fits on different 500-network slices of the same sets (drift-
+    normalised), then size terms on the first 500 biased networks."""
+    print("\n5. which 500 networks (drift-normalised):")
+    n, nu = len(biased), len(uniform)
+    slices = [("biased 0:500 (what `--biased --count 500` times)", biased, np.arange(500)),
+              ("biased 500:1000", biased, np.arange(500, 1000)),
+              ("biased 1000:1500", biased, np.arange(1000, 1500)),
+              ("biased 1500:2000", biased, np.arange(n - 500, n)),
+              ("biased, every 4th of 2000", biased, np.arange(0, n, 4)),
+              ("uniform 0:500", uniform, np.arange(500)),
+              ("uniform 500:1000", uniform, np.arange(nu - 500, nu))]
+    for name, src, idx in slices:
+        m = fit(space, src.subset(idx))
+        print(_row(name, error_metrics(m.predict_many(held.configs), m.comparable(held))))
+    sub = biased.subset(np.arange(500))
+    ref = sub.anchor_reference()
+    y, yh = sub.normalised(ref), held.normalised(ref)
+    fitter, A = Fitter(space), design_matrix(space, held.configs)
+    mb, mbh = _weight_mb(space, sub.configs), _weight_mb(space, held.configs)
+    for t in (6.0, 9.0, 12.0, 15.0):
+        x, gamma = _with_weight_bytes(space, fitter, sub.configs, y,
+                                      phi=lambda m, t=t: np.maximum(m - t, 0.0), mb=mb)
+        print(_row(f"biased 0:500 + gamma * max(0, MB - {t:g})",
+                   error_metrics(A @ x + gamma * np.maximum(mbh - t, 0.0), yh)))
 
 
 def refine_weight(space, biased, held, retest) -> None:

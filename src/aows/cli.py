@@ -727,7 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=POS_INT, required=True, help="networks the file must hold")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--biased", action="store_true",
-                      help="biased sampling: least-seen layer widths first (seed section A)")
+                      help="biased sampling: least-seen layer widths first (seed section A). "
+                      "A short run of it is a narrow, shifting mix: fits on 4 consecutive "
+                      "slices of 500 were -1.7 to +5.0 %% off on uniform networks "
+                      "(benchmarks/latency_bias.py); prefer --cover")
     mode.add_argument("--cover", action="store_true",
                       help="biased until every layer width pair is timed once, then uniform "
                       "(lowest held-out error per timed network measured here)")
