@@ -106,3 +106,34 @@ def test_space_settings_are_typed_too(tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # refused before anything was written
     cfg = load_config({"space": {"resolution": 32, "levels": 3}})
     assert cfg.space.params() == {"resolution": 32, "levels": 3}
+
+
+def test_prior_weights_take_a_number_or_auto_only():
+    for bad, words in (("abc", "must be a number or 'auto'"), (-5, "must be at least 0"),
+                       (None, "must be a number")):
+        with pytest.raises(AowsError, match=words):
+            load_config({"latency": {"K": bad}})
+    cfg = load_config({"latency": {"K": "auto", "smooth": 10}})
+    assert (cfg.latency.K, cfg.latency.smooth) == ("auto", 10.0)
+
+
+def test_console_shows_progress_and_leaves_the_logger_as_it_was():
+    import io
+    import logging
+
+    from aows.log import console, indented
+    root = logging.getLogger("aows")
+    before = (root.level, root.propagate, list(root.handlers))
+    out, inner = io.StringIO(), console(io.StringIO())
+    with console(out):
+        inner.__enter__()  # nested uses share the outermost handler
+        with indented():
+            try:
+                raise ZeroDivisionError("division by zero")
+            except ZeroDivisionError:
+                logging.getLogger("aows.test").exception("boom")
+        inner.__exit__(None, None, None)
+        logging.getLogger("aows.test").info("still shown")
+    assert (root.level, root.propagate, list(root.handlers)) == before
+    text = out.getvalue()
+    assert "  error: boom" in text and "ZeroDivisionError" in text and "still shown" in text

@@ -43,8 +43,7 @@ def _nonneg(kind, auto: bool = False):
     return parse
 
 
-POS_INT, POS_FLOAT, NONNEG_INT, NONNEG_FLOAT = (_positive(int), _positive(float),
-                                                _nonneg(int), _nonneg(float))
+POS_INT, POS_FLOAT, NONNEG_FLOAT = _positive(int), _positive(float), _nonneg(float)
 
 
 class _Signals:
@@ -870,7 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_args(which, many=False)
     p.add_argument("--data", default=None,
                    help="data for BatchNorm recalibration (folder, digits or fake)")
-    add_options(p, TrainConfig, ["batch_size", "calib_batches"])
+    add_options(p, TrainConfig, ["batch_size", "calib_batches"],
+                helps={"batch_size": "images per calibration batch"})
     p.add_argument("--onnx", action="store_true", help="also write model.onnx, checked "
                    "against PyTorch in ONNX Runtime")
     p.add_argument("--out", required=True, help="final-network folder")

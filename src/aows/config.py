@@ -5,7 +5,7 @@ object's own fields (``train`` is part of ``TrainConfig``, ``finetune`` of
 ``FinetuneConfig``, the target part of ``latency`` is ``Target``, ``latency.protocol``
 and ``measure.protocol`` are ``Protocol``), so every default, type, range and help text
 is written once, next to the code that uses it, and the commands' options come from
-the same fields (``aows.settings``). ``aows run --help-config`` prints them all.
+the same fields (``aows.settings``). ``aows config [FILE]`` prints them all.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ LatencySection = project(
     ("blocks", int, setting(3, "the sets are timed in this many alternating blocks",
                             check=POSITIVE)),
     ("protocol", Protocol, dataclasses.field(default_factory=Protocol)),
-    ("K", float | str, setting(DEFAULT_K, "monotonicity prior weight, or auto (CV)",
+    ("K", float, setting(DEFAULT_K, "monotonicity prior weight, or auto (CV)",
                                  check=NONNEGATIVE, auto=True)),
-    ("smooth", float | str, setting(DEFAULT_SMOOTH, "smoothness prior weight, or auto "
+    ("smooth", float, setting(DEFAULT_SMOOTH, "smoothness prior weight, or auto "
                                       "(CV)", check=NONNEGATIVE, auto=True)),
     ("refine", int, setting(DEFAULT_ROUNDS, "after training, rounds of timing the search's picks, "
                             "adding them and refitting (0: off)", check=NONNEGATIVE)),
@@ -49,7 +49,9 @@ LatencySection = project(
                                     check=POSITIVE)),
     # one thread unless asked: a pipeline's latency model should not depend on what else
     # the machine runs, and torch's default (all cores) is what varies most with load
-    defaults={"threads": 1})
+    defaults={"threads": 1},
+    helps={"threads": "CPU threads of the timing (torch-cpu, onnxruntime, openvino); "
+                      "null: the runtime's own; recorded with the samples"})
 
 TrainSection = project(
     "TrainSection", TrainConfig, ["epochs", "sampled", "lr", "schedule", "warmup_epochs",
@@ -83,6 +85,15 @@ class SpaceSection:
     input_shape: list[int] | None = setting(None, "a model's input C, H, W (default 3, R, R "
                                             "with R the resolution)")
     weights: str | None = setting(None, "a model's tensors-only state_dict file")
+    in_channels: int | None = setting(None, "input channels of a built-in space (3)",
+                                      check=POSITIVE)
+
+    def __post_init__(self):
+        shape = self.input_shape
+        if shape is not None and (len(shape) != 3 or any(
+                isinstance(v, bool) or v < 1 for v in shape)):
+            raise AowsError(f"input_shape must be [C, H, W], positive integers, got "
+                            f"{shape}")
 
     def params(self) -> dict:
         """The parameters given (not null), for ``get_space``."""
@@ -194,8 +205,3 @@ def quickstart_config() -> RunConfig:
     text = resources.files("aows").joinpath("configs/quickstart.yaml").read_text()
     return load(RunConfig, yaml.safe_load(text), "quickstart.yaml")
 
-
-def describe() -> str:
-    """Every setting of ``aows run``: section, name, default and help (``--help-config``)."""
-    from aows.settings import describe_fields
-    return describe_fields(RunConfig())

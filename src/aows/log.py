@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 
 _INDENT: contextvars.ContextVar[str] = contextvars.ContextVar("aows_log_indent", default="")
@@ -31,10 +32,15 @@ def indented(prefix: str = "  ") -> Iterator[None]:
 
 
 class _Lines(logging.Formatter):
+    """Bare lines for progress; "warning:" / "error:" before the others, and the
+    traceback of a logged exception."""
+
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
         if record.levelno >= logging.WARNING:
-            msg = f"warning: {msg}"
+            msg = f"{'warning' if record.levelno < logging.ERROR else 'error'}: {msg}"
+        if record.exc_info:
+            msg = f"{msg}\n{self.formatException(record.exc_info)}"
         return "\n".join(_INDENT.get() + line if line else line for line in msg.split("\n"))
 
 
@@ -46,21 +52,32 @@ def _rank0(record: logging.LogRecord) -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+_CONSOLE = {"lock": threading.Lock(), "depth": 0, "saved": None, "handler": None}
+
+
 @contextlib.contextmanager
 def console(stream=None, level: int = logging.INFO) -> Iterator[None]:
-    """Show aows's messages on ``stream`` (default stderr) while inside; the ``aows``
-    logger's level, handlers and propagation are restored on exit."""
+    """Show aows's messages on ``stream`` (default stderr) while inside. Nested or
+    concurrent uses share the outermost one's handler; when the last one leaves, the
+    ``aows`` logger's level, handlers and propagation are as they were before."""
     logger = logging.getLogger("aows")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(_Lines())
-    handler.addFilter(_rank0)
-    saved = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False  # shown once, not again by a root handler
+    with _CONSOLE["lock"]:
+        if _CONSOLE["depth"] == 0:
+            handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+            handler.setFormatter(_Lines())
+            handler.addFilter(_rank0)
+            _CONSOLE.update(saved=(logger.level, logger.propagate), handler=handler)
+            logger.addHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = False  # shown once, not again by a root handler
+        _CONSOLE["depth"] += 1
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+        with _CONSOLE["lock"]:
+            _CONSOLE["depth"] -= 1
+            if _CONSOLE["depth"] == 0:
+                logger.removeHandler(_CONSOLE["handler"])
+                logger.setLevel(_CONSOLE["saved"][0])
+                logger.propagate = _CONSOLE["saved"][1]
+                _CONSOLE.update(saved=None, handler=None)

@@ -7,9 +7,10 @@
 Every stage writes its outputs under the run folder and then a marker
 ``stages/<stage>.json``; a stage with a marker is skipped, and a stage without one
 resumes from what it already wrote (timings files, training checkpoints), so an
-interrupted run continues where it stopped. The resolved configuration (the defaults
-below merged with the user's file) is saved as ``config.yaml``; rerunning a folder with
-a different configuration is refused rather than mixing results.
+interrupted run continues where it stopped. The resolved configuration (the defaults of
+``aows.config.RunConfig`` merged with the user's file) is saved as ``config.yaml``;
+rerunning a folder with a different configuration is refused rather than mixing
+results.
 
 Outputs: ``report.json`` (one entry per method: config, predicted and measured latency,
 top-1), ``report.md``, and the figures ``latency_fit.png``, ``pareto.png``,

@@ -89,13 +89,14 @@ def _convert(value: Any, tp, meta: dict) -> Any:
         if optional:
             return None
         raise _WrongType(f"must be {_kind(tp)}, got null")
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # e.g. float | str
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # e.g. int | str
         for alt in typing.get_args(tp):
             try:
-                return _convert(value, alt, {})
-            except ValueError:
+                return _convert(value, alt, meta)
+            except _WrongType:
                 pass
-        raise _WrongType(f"must be one of {typing.get_args(tp)}, got {value!r}")
+        kinds = " or ".join(_kind(a) for a in typing.get_args(tp))
+        raise _WrongType(f"must be {kinds}, got {value!r}")
     origin = typing.get_origin(tp) or tp
     if origin is bool:
         ok = isinstance(value, bool)
@@ -170,10 +171,8 @@ def _load(cls, values: Any, prefix: str, problems: list, base=None):
             problems.append(f"'{name}' {err}")
     try:
         return (dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs))
-    except AowsError as err:  # the dataclass's own consistency checks
-        problems.append(f"{prefix[:-1] or 'config'}: {err}")
-    except TypeError as err:
-        problems.append(f"{prefix[:-1] or 'config'}: {err}")
+    except (AowsError, TypeError) as err:  # the dataclass's own consistency checks
+        problems.append(f"{prefix[:-1]}: {err}" if prefix else str(err))
     return base if base is not None else None
 
 
@@ -182,19 +181,23 @@ def as_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
-def project(name: str, source, names: Iterable[str], *extra, defaults: dict | None = None):
+def project(name: str, source, names: Iterable[str], *extra, defaults: dict | None = None,
+            helps: dict | None = None):
     """A dataclass named ``name`` holding the fields ``names`` of the dataclass ``source``
     (their types, defaults and help: one source of truth), then the ``extra`` fields
     (``(name, type, setting(...))``). ``defaults`` overrides a default, for a section
-    whose context calls for another one; say why where it is used."""
+    whose context calls for another one (say why where it is used), and ``helps`` the
+    help that goes with it."""
     hints, fl = _hints(source), {f.name: f for f in dataclasses.fields(source)}
     specs = []
     for n in names:
         f = fl[n]
         d = (defaults or {}).get(n, _default(f))
-        specs.append((n, hints[n], setting(d, **{k: v for k, v in f.metadata.items()
-                                                 if k in ("help", "check", "choices",
-                                                          "auto")})))
+        meta = {k: v for k, v in f.metadata.items() if k in ("help", "check", "choices",
+                                                              "auto")}
+        if n in (helps or {}):
+            meta["help"] = helps[n]
+        specs.append((n, hints[n], setting(d, **meta)))
     return dataclasses.make_dataclass(name, specs + list(extra))
 
 
@@ -222,11 +225,6 @@ def describe_fields(obj, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
-def defaults_of(cls, name: str) -> Any:
-    """The default of field ``name`` of the dataclass ``cls``."""
-    return _default({f.name: f for f in dataclasses.fields(cls)}[name])
-
-
 # ----------------------------------------------------------------- command line
 def _arg_type(tp, meta: dict, flag: str):
     def parse(text: str):
@@ -252,17 +250,16 @@ def _arg_type(tp, meta: dict, flag: str):
 
 
 def add_options(parser, cls, names: Iterable[str] | None = None, *,
-                required: Iterable[str] = (), defaults: dict | None = None,
-                helps: dict | None = None) -> None:
+                required: Iterable[str] = (), helps: dict | None = None) -> None:
     """``--option`` per field ``names`` of the dataclass ``cls`` (all by default), with
     the field's type, default, range and help; booleans become ``--x/--no-x`` (or a plain
-    switch when off by default). ``defaults`` / ``helps`` adjust one command's options."""
+    switch when off by default). ``helps`` replaces a help text for one command."""
     hints, fl = _hints(cls), {f.name: f for f in dataclasses.fields(cls)}
     required = set(required)
     for n in names or list(fl):
         f, meta = fl[n], dict(fl[n].metadata)
         flag = "--" + n.replace("_", "-")
-        default = (defaults or {}).get(n, _default(f))
+        default = _default(f)
         help_ = (helps or {}).get(n, meta.get("help", ""))
         base, _ = _split_optional(hints[n])
         if n in required:

@@ -14,7 +14,7 @@ class TrainConfig:
     batch_size: int = setting(64, "images per step and process (the learning rate scales "
                               "with batch x processes)", check=POSITIVE)
     lr: float = setting(0.1, "learning rate for a global batch of 256 (scaled)",
-                        check=POSITIVE)
+                        check=NONNEGATIVE)
     schedule: str = setting("cosine", "learning rate: cosine (to 0 at the end) or constant",
                             choices=["cosine", "constant"])
     warmup_epochs: float = setting(0.0, "linear warm-up of the learning rate",
@@ -52,7 +52,7 @@ class FinetuneConfig:
     epochs: int = setting(10, "fine-tuning epochs", check=POSITIVE)
     batch_size: int = setting(64, "images per step and process", check=POSITIVE)
     lr: float = setting(0.1, "learning rate for a global batch of 256 (scaled)",
-                        check=POSITIVE)
+                        check=NONNEGATIVE)
     warmup_epochs: float = setting(1.0, "linear warm-up of the learning rate",
                                    check=NONNEGATIVE)
     momentum: float = setting(0.9, "SGD (Nesterov) momentum", check=NONNEGATIVE)
