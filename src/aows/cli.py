@@ -704,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(AOWS, CVPR 2020).")
     sub = ap.add_subparsers(dest="command", required=True)
     from aows.config import MeasureSection
-    from aows.latency.fit import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
+    from aows.latency.defaults import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
     from aows.settings import add_options
     from aows.train.config import FinetuneConfig, TrainConfig
 

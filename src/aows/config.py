@@ -17,9 +17,8 @@ from pathlib import Path
 import yaml
 
 from aows.errors import AowsError
-from aows.latency.fit import DEFAULT_K, DEFAULT_SMOOTH
+from aows.latency.defaults import DEFAULT_BUDGETS, DEFAULT_K, DEFAULT_ROUNDS, DEFAULT_SMOOTH
 from aows.latency.protocol import Protocol
-from aows.latency.refine import DEFAULT_BUDGETS, DEFAULT_ROUNDS
 from aows.latency.target import Target
 from aows.settings import NONNEGATIVE, POSITIVE, as_dict, load, pick, project, setting
 from aows.train.config import FinetuneConfig, TrainConfig

@@ -25,13 +25,11 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from aows.errors import AowsError
+from aows.latency.defaults import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
 from aows.latency.model import LatencyModel
 from aows.latency.store import Samples
 from aows.space import TIED_OPS, LayerSpec, SearchSpace
 
-DEFAULT_K = 100.0
-DEFAULT_SMOOTH = 1.0
-DEFAULT_RIDGE = 1e-4
 # Weight of a network timed by `aows latency refine` (sampler "refine") against one of the
 # bulk samples: the refined networks are the search's picks, the ones that decide whether
 # a budget is met, and 20 of them should not be outvoted by 2000 bulk networks. Measured

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from aows.errors import AowsError
+from aows.latency.defaults import DEFAULT_BUDGETS, DEFAULT_ROUNDS
 from aows.latency.fit import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH, REFINE_WEIGHT, fit
 from aows.latency.model import LatencyModel, atomic_write_text
 from aows.latency.store import Samples, SampleWriter
@@ -54,8 +55,7 @@ from aows.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROUNDS = 3
-DEFAULT_BUDGETS = 10
+
 # candidate prior weights for select_priors: from the fit's defaults to tables held
 # close to the FLOPs-shaped start (ridge 100: within 0.2 point of a FLOPs fit here)
 SMOOTH_GRID = (1.0, 100.0)
