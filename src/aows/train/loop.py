@@ -39,6 +39,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -317,7 +318,7 @@ class SupernetRun(Harness):
             configs["decoded"] = decoded
         res = {}
         for name, config in configs.items():
-            calib = (self.to_device(x, y)[0] for x, y in _take(self.batches(epoch),
+            calib = (self.to_device(x, y)[0] for x, y in islice(self.batches(epoch),
                                                                 self.cfg.calib_batches))
             with self.amp.autocast():
                 plain = self.net.export(config, calibration=calib).to(self.device).eval()
@@ -371,13 +372,6 @@ def _rows(idx: np.ndarray, B: int) -> np.ndarray:
     """(B, layers): each image's configuration, G configurations over the batch's slices."""
     return np.concatenate([np.repeat(idx[k][None], s.stop - s.start, axis=0)
                            for k, s in enumerate(_slices(B, len(idx)))])
-
-
-def _take(it: Iterable, n: int):
-    for k, item in enumerate(it):
-        if k >= n:
-            return
-        yield item
 
 
 def _distill(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
