@@ -88,6 +88,35 @@ def test_stage_killed_midway_resumes_to_the_uninterrupted_result(tmp_path):
         assert ra[m]["config"] == rb[m]["config"] and ra[m]["top1"] == rb[m]["top1"], m
 
 
+def test_budget_is_derived_again_on_the_refined_model(tmp_path):
+    """A refined model that predicts everything 40 % slower puts the first model's half-way
+    budget below its narrowest network (what a loaded CI machine did): a derived budget is
+    derived again; a budget in ms stays, and one out of reach is a clear error, before
+    training when the first model already says so."""
+    from aows.pipeline import Pipeline
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
+    f = flops_vector(space)
+    first = LatencyModel.from_unknowns(space, 0.05 + f / f.max(), "synthetic", {})
+    refined = LatencyModel.from_unknowns(space, 1.4 * (0.05 + f / f.max()), "synthetic", {})
+    lo, hi = first.predict(space.narrowest()), first.predict(space.widest())
+    assert lo + 0.1 * (hi - lo) < refined.predict(space.narrowest())  # the CI failure
+
+    def pipeline(search):  # a run folder per configuration
+        key = "_".join(f"{k}{v:g}" for k, v in search.items())
+        return Pipeline(load_config({**TINY, "search": search}), tmp_path / key)
+
+    p = pipeline({"budget_fraction": 0.1})
+    b = p.budget(first)
+    again = p.search_budget(first, refined, b)
+    assert again == pytest.approx(1.4 * b)  # the same fraction of the refined range
+    p = pipeline({"budget_ms": 1.2 * lo})
+    assert p.search_budget(first, first, p.budget(first)) == 1.2 * lo
+    with pytest.raises(AowsError, match="refined latency model predicts"):
+        p.search_budget(first, refined, p.budget(first))
+    with pytest.raises(AowsError, match="narrowest network of the space"):
+        pipeline({"budget_ms": 0.9 * lo}).budget(first)
+
+
 def test_bad_configuration_is_one_clear_error(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train: {epochz: 3}\n")
