@@ -373,6 +373,33 @@ def test_cover_then_uniform_sampler():
     assert again == first
 
 
+def test_warm_started_solve_reaches_the_cold_optimum():
+    """From a neighbouring problem's solution the solver goes straight to the projected
+    Newton method (no active-set iterations) and reaches the optimum of the cold solve."""
+    space = mobilenet_v1(resolution=64, levels=5)
+    rng = np.random.default_rng(1)
+    configs = space.uniform_sample(rng, 120)
+    A = design_matrix(space, configs)
+    y = A @ synthetic_truth(space, rng) * rng.uniform(0.9, 1.1, size=120)
+    Dm, Ds = monotonicity_matrix(space), smoothness_matrix(space)
+    x0 = np.full(A.shape[1], y.mean() / space.n_layers)
+    rho = 1e-4 * (A.multiply(A).sum() / A.shape[1])
+    for K, lam, K_near, lam_near in [(100.0, 1000.0, 100.0, 100.0), (10.0, 1.0, 1000.0, 1.0)]:
+        near, _ = solve(A, y, Dm, Ds, K_near, lam_near, x0)
+        cold, info_cold = solve(A, y, Dm, Ds, K, lam, x0)
+        warm, info = solve(A, y, Dm, Ds, K, lam, x0, start=near)
+        assert info["pdas_iters"] == 0 and info["converged"] == "newton"
+        assert info_cold["pdas_iters"] > 0
+
+        def obj(z, K=K, lam=lam):
+            r, h, q = A @ z - y, np.maximum(Dm @ z, 0), Ds @ z
+            return r @ r + K * h @ h + lam * q @ q + rho * (z - x0) @ (z - x0)
+
+        assert warm.min() >= 0
+        assert obj(warm) == pytest.approx(obj(cold), rel=1e-9)
+        assert np.abs(warm - cold).max() <= 1e-5 * np.abs(cold).max()
+
+
 def test_cross_validation_with_warm_starts_equals_cold_solves():
     """Each fold starts from its previous solution: the optimum, and so every CV error
     and the chosen weights, are those of solves from the FLOPs-shaped start."""

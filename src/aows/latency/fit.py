@@ -181,9 +181,10 @@ def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
     float64 steps without a better iterate), a projected Newton method with an Armijo
     line search (Bertsekas) finishes from the best iterate.
 
-    ``start`` is where the iterations begin (default ``x0``): the solution of a nearby
-    problem (another fold, a neighbouring prior weight) guesses the active sets almost
-    right, so fewer iterations are needed. It does not change the optimum.
+    ``start`` is a solution of a nearby problem (another fold, a neighbouring prior
+    weight): from it, the projected Newton method runs alone, because the active sets
+    are nearly right already. It does not change the optimum. Newton steps that stay on
+    the same piece of the objective (same sets) reuse the last factorisation.
     """
     with _one_blas_pool():
         return _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start)
@@ -191,12 +192,16 @@ def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
 
 def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
     U = A.shape[1]
-    G = (A.T @ A).toarray()
-    rho = ridge * max(float(np.trace(G)) / U, 1e-12)
-    if lam > 0:
-        G += lam * (Ds.T @ Ds).toarray()
+    AtA = A.T @ A
+    rho = ridge * max(float(AtA.diagonal().sum()) / U, 1e-12)
+    G = (AtA + lam * (Ds.T @ Ds) if lam > 0 else AtA).toarray(order="C")  # see bufs
     G[np.diag_indices(U)] += rho
-    G32 = G.astype(np.float32)
+    # The systems are built in these buffers, one per precision, and factored in place,
+    # from a C-ordered G (toarray gave a Fortran-ordered one, which LAPACK then copied
+    # again). Profiled on the cross-validation at 500 networks (1612 unknowns): building
+    # a system 13.6 -> 6.6 ms, against 24-28 ms for a float64 Cholesky.
+    bufs: dict[type, np.ndarray] = {}
+    g32: list[np.ndarray] = []  # G in float32, made on first use
     b = A.T @ y + rho * x0
     Dm = Dm.tocsr()
     Dmt = Dm.T.tocsr()
@@ -212,7 +217,10 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
         """The Hessian with hinge rows R active, in ``dtype``, restricted to the free
         unknowns F by turning the rows and columns of the others into the identity
         (their step is then 0): a copy instead of a gather, same solution."""
-        M = (G32 if dtype == np.float32 else G).copy()
+        if dtype == np.float32 and not g32:
+            g32.append(G.astype(np.float32))
+        M = bufs.setdefault(dtype, np.empty((U, U), dtype))
+        np.copyto(M, g32[0] if dtype == np.float32 else G)
         if use_hinge and R.any():
             if pair_a is None:  # a general Dm: through the dense term
                 DR = Dm[R]
@@ -256,23 +264,32 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
             g += 2.0 * K * (Dmt @ h)
         return f, g
 
+    last = {"key": None, "factor": None}
+
     def newton_step(R, rhs, F, dtype=np.float64):
-        # symmetric, so the transpose of the C-ordered matrix is the Fortran-ordered one
-        # LAPACK wants: factored in place, no further copy
-        M = system(R, F, dtype).T
-        try:
-            cf = scipy.linalg.cho_factor(M, check_finite=False, overwrite_a=True)
-        except np.linalg.LinAlgError:
-            if dtype != np.float32:
-                raise
-            info["float32_failed"] = True  # too ill-conditioned for float32
-            return newton_step(R, rhs, F, np.float64)
+        key = (R.tobytes(), F.tobytes(), dtype)
+        if key == last["key"]:  # the same piece of the objective: the same matrix
+            cf = last["factor"]
+            info["factors_reused"] += 1
+        else:
+            last["key"] = None  # its buffer is about to be overwritten
+            # symmetric, so the transpose of the C-ordered matrix is the Fortran-ordered
+            # one LAPACK wants: factored in place, no further copy
+            M = system(R, F, dtype).T
+            try:
+                cf = scipy.linalg.cho_factor(M, check_finite=False, overwrite_a=True)
+            except np.linalg.LinAlgError:
+                if dtype != np.float32:
+                    raise
+                info["float32_failed"] = True  # too ill-conditioned for float32
+                return newton_step(R, rhs, F, np.float64)
+            last.update(key=key, factor=cf)
         out = scipy.linalg.cho_solve(cf, np.where(F, rhs, 0.0).astype(dtype),
                                      check_finite=False).astype(np.float64)
         out[~F] = 0.0
         return out
 
-    info = {"pdas_iters": 0, "pdas_float32_iters": 0, "newton_iters": 0}
+    info = {"pdas_iters": 0, "pdas_float32_iters": 0, "newton_iters": 0, "factors_reused": 0}
     # --- primal-dual active set: float32 until the sets settle, then float64
     x = np.maximum(x0 if start is None else start, 0.0)
     R = (Dm @ x) > 0 if use_hinge else np.zeros(Dm.shape[0], bool)
@@ -281,7 +298,13 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
     best_x, best_f = x, fg(x)[0]
     stale = 0
     dtype = np.float32
-    for it in range(max_pdas):
+    # From a nearby problem's solution, the projected Newton alone is faster: the active
+    # sets are nearly right, and the active-set iterations would first swing them away
+    # (see PDAS_PATIENCE). Measured on the cross-validation (32 of its 36 solves start
+    # so), old and new code alternating in one process, with the buffers above: at 500
+    # networks 35.2, 31.8 s -> 14.0, 13.9 s; at 2000, 17.9, 14.5 s -> 15.7, 15.1 s; every
+    # CV error the same to 3e-10 (relative).
+    for it in range(max_pdas if start is None else 0):
         if info.get("float32_failed"):
             dtype = np.float64
         xn = newton_step(R, b, ~Z, dtype)
