@@ -361,6 +361,8 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
             x, f, g = xn, fn, gn
             break
         x, f, g = xn, fn, gn
+    else:  # the objective still decreasing after max_newton steps: record it
+        info["newton_limit"] = True
     info["converged"] = "newton"
     return x, info
 
