@@ -92,10 +92,14 @@ def test_written_files_follow_the_umask_and_leave_no_temp_files(tmp_path):
     try:
         atomic_write_text(tmp_path / "a.json", "{}")
         save_checkpoint(tmp_path / "c.pt", {"x": torch.zeros(2)})
+        os.umask(0o027)  # the umask of the moment, not of the import
+        atomic_write_text(tmp_path / "b.json", "{}")
+        assert os.umask(0o022) == 0o027  # read without being changed
     finally:
         os.umask(old)
     for f in ("a.json", "c.pt"):
         assert (tmp_path / f).stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
     with pytest.raises(AowsError, match="is a folder"):
         atomic_write_text(tmp_path, "{}")
 
@@ -105,7 +109,7 @@ def test_written_files_follow_the_umask_and_leave_no_temp_files(tmp_path):
     from aows.latency.model import atomic_write_bytes
     with pytest.raises(AowsError, match="No space left"):
         atomic_write_bytes(tmp_path / "c.pt", write=fail)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "c.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.pt"]
     assert torch.load(tmp_path / "c.pt", weights_only=True)["x"].shape == (2,)
 
 

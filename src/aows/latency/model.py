@@ -34,9 +34,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _umask() -> int:
+    """The process's umask. Linux reports it in /proc/self/status; elsewhere it can only
+    be read by setting and restoring it, and a file another thread creates in between
+    would get umask 0, so the module reads it that way once, at import."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+def _read_umask_by_setting() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _read_umask_by_setting()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | None = None, write=None) -> None:
