@@ -3,8 +3,11 @@ measured within the noise floor of its prediction after refinement?
 
     python benchmarks/refine.py [--out benchmarks/out/refine128] [--train 500]
         [--sampler biased] [--rounds 3] [--figures docs/figures]
+    python benchmarks/refine.py --space resnet18 --resolution 64 --sampler cover \
+        --train 600 --out benchmarks/out/refine_resnet18_64     # a residual space
 
-MobileNet-v1 space at 128 px, torch-cpu, batch 1, 1 thread, default protocol. Times
+MobileNet-v1 space at 128 px (or ``--space``), torch-cpu, batch 1, 1 thread, default
+protocol. Times
 (resumable) ``--train`` networks by ``--sampler`` and 100 uniform held-out networks
 twice (the noise floor), interleaved in 5 blocks; fits the default model; then runs
 ``aows.latency.refine`` with the widest-balanced proxy scores at 10 budgets, the
@@ -42,9 +45,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budgets", type=int, default=10)
     ap.add_argument("--figures", default=None, help="also copy refine.png here")
+    ap.add_argument("--space", default="mobilenet_v1")
+    ap.add_argument("--resolution", type=int, default=128)
     args = ap.parse_args()
     out = Path(args.out)
-    space = get_space("mobilenet_v1", resolution=128)
+    space = get_space(args.space, resolution=args.resolution)
     target, proto = Target("torch-cpu", batch_size=1, threads=1), Protocol()
     t0 = time.time()
     plan = [(out / f"train_{args.sampler}.jsonl", args.train, args.sampler, {}),
@@ -87,7 +92,9 @@ def main():
           f"(worst {100 * np.max(np.abs(last['errors'])):.2f} % vs {100 * floor['nrmse']:.2f} %)")
     if args.figures:
         Path(args.figures).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "refined" / "refine.png", Path(args.figures) / "latency_refine.png")
+        tag = "" if args.space == "mobilenet_v1" else f"_{args.space}_{args.resolution}"
+        shutil.copyfile(out / "refined" / "refine.png",
+                        Path(args.figures) / f"latency_refine{tag}.png")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from aows.latency.fit import (
     solve,
 )
 from aows.latency.model import LatencyModel, ModelFileError
-from aows.latency.protocol import Protocol, time_runners
+from aows.latency.protocol import AnchoredTimer, Protocol, time_runners
 from aows.latency.sampling import BiasedSampler
 from aows.latency.store import SampleFileError, Samples, SampleWriter, read_samples
 from aows.latency.validate import error_metrics
@@ -168,6 +168,57 @@ def test_timing_protocol_times_every_runner():
     assert calls.count(0) == calls.count(1) == 1 + 3 * 2
 
 
+def _time_chunk(timer, values):
+    """Times one chunk whose anchor returns ``values`` on its successive attempts: the
+    number of attempts made, and the anchor kept."""
+    it = iter(values)
+    made = []
+
+    def net():
+        return 2.0
+
+    def attempt_anchor():
+        made.append(next(it))
+        return made[-1]
+    # time_runners calls each runner once per attempt (rounds=runs=1, warmup=0); the
+    # anchor comes first in the list, so it draws the attempt's value
+    timer.anchor = attempt_anchor
+    _, a = timer([net], np.random.default_rng(0))
+    return len(made), a
+
+
+def test_anchor_bar_of_a_slower_session_falls_to_its_own_fastest(caplog):
+    """Every attempt above a bar this session never reached: the machine is slower as a
+    whole (measured here: 1.26-1.34x a day later), so later chunks are held to the
+    session's own fastest anchor instead of being timed 4 times each."""
+    proto = Protocol(warmup=0, rounds=1, runs=1, retries=3, anchor_tolerance=0.05)
+    timer = AnchoredTimer(proto, lambda: 0.0, anchor_min=1.0)  # the samples' fastest: 1 s
+    with caplog.at_level("WARNING", logger="aows.latency.protocol"):
+        n, a = _time_chunk(timer, [1.32, 1.30, 1.31, 1.33])
+    assert (n, a) == (4, 1.30)  # all 3 retries spent, the least disturbed kept
+    assert timer.lowered == 1.30 and "slower now" in caplog.text
+    assert _time_chunk(timer, [1.33, 9.0])[0] == 1  # within 5 % of 1.30: no retry
+    assert _time_chunk(timer, [1.60, 1.31])[0] == 2  # load on top of it: still retried
+    assert timer.retimed == 4
+
+
+def test_anchor_bar_reached_once_stays(caplog):
+    """A session that reached the given bar can reach it again: a chunk that misses it
+    after every retry was disturbed, and the bar stays (nothing lowered, no warning);
+    nor is a fresh collection's own bar ever lowered."""
+    proto = Protocol(warmup=0, rounds=1, runs=1, retries=3, anchor_tolerance=0.05)
+    timer = AnchoredTimer(proto, lambda: 0.0, anchor_min=1.0)
+    with caplog.at_level("WARNING", logger="aows.latency.protocol"):
+        assert _time_chunk(timer, [1.02]) == (1, 1.02)
+        assert _time_chunk(timer, [1.3, 1.3, 1.3, 1.3])[0] == 4
+        assert _time_chunk(timer, [1.3, 1.3, 1.3, 1.3])[0] == 4
+        fresh = AnchoredTimer(proto, lambda: 0.0)
+        assert _time_chunk(fresh, [1.0]) == (1, 1.0)
+        assert _time_chunk(fresh, [1.3, 1.3, 1.3, 1.3])[0] == 4
+        assert _time_chunk(fresh, [1.3, 1.3, 1.3, 1.3])[0] == 4
+    assert timer.lowered is None and fresh.lowered is None and not caplog.text
+
+
 def _write(path, lines):
     path.write_text("".join(line + "\n" for line in lines))
 
@@ -299,6 +350,16 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
         assert main(["latency", "generate", "--space", "mobilenet_v1", "--backend",
                      "torch-cuda", "--count", "1", "-o", str(tmp_path / "x.jsonl")]) == 2
         assert "torch-cuda needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_generate_samples_as_aows_run_does_by_default(tmp_path, fast_protocol_args):
+    """One default sampler (``DEFAULT_SAMPLER``, cover) for `latency generate` and `run`."""
+    from aows.latency.defaults import DEFAULT_SAMPLER
+    out = tmp_path / "s.jsonl"
+    assert main(["latency", "generate", "--space", "mobilenet_v1", "--resolution", "32",
+                 "--threads", "1", "--count", "2", "-q", "-o", str(out),
+                 *fast_protocol_args]) == 0
+    assert DEFAULT_SAMPLER == "cover" and read_samples(out).samplers == ["cover"] * 2
 
 
 @pytest.mark.slow

@@ -132,7 +132,9 @@ def test_refine_times_the_picks_and_resumes(tmp_path, capsys, monkeypatch):
     assert rep["stopped"] and len(rep["rounds"]) == 1
     # the picks are timed as the samples were: a full chunk, retimed when disturbed
     assert [k["fill"] for k in seen_kwargs] == [True, True]
-    assert seen_kwargs[0]["anchor_min_ms"] == min(bulk.anchors)
+    timer = seen_kwargs[0]["timer"]  # one timer, its bar the samples' fastest anchor
+    assert all(k["timer"] is timer for k in seen_kwargs)
+    assert timer.timer.given_min == pytest.approx(min(bulk.anchors) / 1e3)
     assert not (out / "latency.json").exists()
     lines = (out / "refine.jsonl").read_text().splitlines()
     recs = [json.loads(x) for x in lines[1:]]

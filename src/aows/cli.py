@@ -246,7 +246,9 @@ def _pct(x: float) -> str:
 def cmd_latency_generate(args) -> None:
     from aows.latency.measure import collect
     space, target = _space(args), _target(args)
-    sampler = "biased" if args.biased else "cover" if args.cover else "uniform"
+    from aows.latency.defaults import DEFAULT_SAMPLER
+    sampler = ("biased" if args.biased else "uniform" if args.uniform else "cover" if args.cover
+               else DEFAULT_SAMPLER)
     timed = collect(space, target, _protocol(args), args.output, args.count, sampler,
                     seed=args.seed, progress=not args.quiet)
     print(f"{args.output}: {args.count} networks ({timed} timed now, "
@@ -732,8 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "(benchmarks/latency_bias.py); prefer --cover")
     mode.add_argument("--cover", action="store_true",
                       help="biased until every layer width pair is timed once, then uniform "
-                      "(lowest held-out error per timed network measured here)")
-    mode.add_argument("--uniform", action="store_true", help="uniform sampling (default)")
+                      "(lowest held-out error per timed network measured here; the default)")
+    mode.add_argument("--uniform", action="store_true",
+                      help="uniform sampling (held-out sets: networks drawn as a user's are)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("-q", "--quiet", action="store_true")

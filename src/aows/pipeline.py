@@ -30,6 +30,7 @@ import yaml
 
 from aows.config import RunConfig, load_config, quickstart_config
 from aows.errors import AowsError
+from aows.latency.defaults import DEFAULT_SAMPLER
 from aows.latency.model import LatencyModel, atomic_write_text
 from aows.log import indented
 from aows.report import figures, report_markdown
@@ -253,7 +254,7 @@ class Pipeline:
         from aows.latency.validate import check_model, error_metrics, scatter_plot
         log.info(f"timing {c.networks} networks and {c.heldout} held-out ones twice on "
                  f"{c.backend} (batch {c.batch_size}, {c.threads} threads)")
-        plan = [(folder / "train.jsonl", c.networks, "cover", {}),
+        plan = [(folder / "train.jsonl", c.networks, DEFAULT_SAMPLER, {}),
                 *heldout_plan(self.space, folder, c.heldout)]
         collect_interleaved(self.space, self.cfg.target(), c.protocol, plan, c.blocks,
                             should_stop=self.should_stop)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from aows.errors import AowsError
 from aows.latency.backends import Target, get_backend
+from aows.latency.defaults import DEFAULT_SAMPLER
 from aows.latency.protocol import AnchoredTimer, Protocol
 from aows.latency.sampling import BiasedSampler, cover_then_uniform, uniform_configs
 from aows.latency.store import SampleWriter
@@ -54,7 +55,8 @@ class Timer:
 
 def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: Target,
                  protocol: Protocol, seed: int = 0, with_anchor: bool = False,
-                 anchor_min_ms: float = float("inf"), fill: bool = False):
+                 anchor_min_ms: float = float("inf"), fill: bool = False,
+                 timer: Timer | None = None):
     """ms per image of configurations, in chunks of ``protocol.chunk``; with
     ``with_anchor`` also the anchor's ms of each configuration's chunk (None if off).
 
@@ -66,9 +68,10 @@ def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: T
     1.31 times the samples' median, and the picks' two timings differed by 34 % NRMSE).
     ``fill`` fills a short last chunk up to ``protocol.chunk`` with uniformly drawn
     networks of the space (timed, discarded), so caches and interleaving are as in
-    the file's chunks.
+    the file's chunks. ``timer``: a ``Timer`` of an earlier call to carry on with (its
+    anchor network and bar, ``anchor_min_ms`` then unused).
     """
-    timer = Timer(space, target, protocol, anchor_min_ms)
+    timer = timer or Timer(space, target, protocol, anchor_min_ms)
     out, anchors = [], []
     for k in range(0, len(configs), protocol.chunk):
         chunk = list(configs[k:k + protocol.chunk])
@@ -109,7 +112,7 @@ def target_of(samples) -> tuple[Target, Protocol]:
 
 
 def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,
-            sampler: str = "biased", configs: Sequence[Sequence[int]] | None = None,
+            sampler: str = DEFAULT_SAMPLER, configs: Sequence[Sequence[int]] | None = None,
             seed: int = 0, progress: bool = True,
             should_stop: Callable[[], bool] | None = None,
             anchor_min_ms: float = float("inf")) -> int:

@@ -160,8 +160,8 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
         raise AowsError("refine needs rounds >= 1 and at least one budget")
     # the runtimes (torch, ...) are imported when there is timing to do, not before
     from aows.latency.backends import get_backend
+    from aows.latency.measure import Timer, target_of, time_configs
     from aows.latency.measure import header as samples_header
-    from aows.latency.measure import target_of, time_configs
     target, protocol = target_of(samples)
     say = log.info if progress else (lambda m: None)
     scores = "given" if unaries is not None else "proxy: log(width / widest), summed"
@@ -193,6 +193,7 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
     report: dict = {"budgets_ms": given, "rounds": [], "converged": False,
                     "scores": scores, "stopped": False}
     pairs_a, pairs_b = [], []
+    timer = None  # one for every chunk this call times (made when there is one to time)
     for r in range(rounds):
         if r > 0:
             model, choice = fit_on(done[:r])
@@ -214,15 +215,16 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
                 break
             t0 = time.perf_counter()
             recs = []
-            for rep in (0, 1):  # two interleaved chunks: the picks' own test-retest
+            if timer is None:
                 # timed as the samples were: a chunk filled to the protocol's size, and
                 # retimed when its anchor is slower than the samples' fastest allows
                 seen = [a for a in samples.anchors if a is not None] + [
                     x["anchor_ms"] for rs in done for x in rs if x.get("anchor_ms")]
+                timer = Timer(space, target, protocol, min(seen, default=float("inf")))
+            for rep in (0, 1):  # two interleaved chunks: the picks' own test-retest
                 ms, anchors = time_configs(space, configs, target, protocol,
                                            seed=1000 * (r + 1) + rep, with_anchor=True,
-                                           anchor_min_ms=min(seen, default=float("inf")),
-                                           fill=True)
+                                           fill=True, timer=timer)
                 recs += [{"config": list(c), "latency_ms": float(m), "anchor_ms": a,
                           "round": r, "rep": rep, "budget_ms": b,
                           "predicted_ms": float(p)}
@@ -257,6 +259,9 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
         if heldout is not None:
             report["final_heldout"] = error_metrics(model.predict_many(heldout.configs),
                                                     model.comparable(heldout))
+    if timer is not None and timer.timer.lowered is not None:
+        # the machine was slower than when the samples were timed (see protocol.py)
+        report["slower_than_samples"] = timer.timer.lowered / timer.timer.given_min
     if report["stopped"]:
         return report  # the timings so far are in refine.jsonl; a rerun continues them
     model.meta["refine"] = {"rounds": len(report["rounds"]), "converged": report["converged"],
