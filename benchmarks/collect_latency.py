@@ -15,6 +15,10 @@ the model.
 
 Another space: ``--space resnet18 --resolution 64 --train 600 --sampler cover --uniform 0
 --heldout 200 --out benchmarks/out/resnet18_64`` (the residual-space benchmark).
+
+A second MobileNet-v1 set without anchors, as the reference implementation's files
+are (``benchmarks/latency_targets.py --second``): ``--train 500 --uniform 500
+--heldout 200 --no-anchor --no-lut --out benchmarks/out/cpu128_noanchor``.
 """
 
 import argparse
@@ -39,11 +43,14 @@ def main():
     ap.add_argument("--sampler", default="biased", choices=["biased", "cover"])
     ap.add_argument("--uniform", type=int, default=1000, help="uniform training networks")
     ap.add_argument("--heldout", type=int, default=300)
+    ap.add_argument("--no-anchor", action="store_true",
+                    help="no anchor network, so no retiming of disturbed chunks")
+    ap.add_argument("--no-lut", action="store_true", help="skip the per-layer lookup table")
     args = ap.parse_args()
     out = Path(args.out)
     space = get_space(args.space, resolution=args.resolution)
     target = Target("torch-cpu", batch_size=1, threads=1)
-    proto = Protocol()
+    proto = Protocol(anchor=not args.no_anchor)
     n_train = max(BLOCKS, int(args.train * args.scale))
     n_held = max(2 * BLOCKS, int(args.heldout * args.scale)) // (2 * BLOCKS) * (2 * BLOCKS)
     plan = [(out / f"train_{args.sampler}.jsonl", n_train, args.sampler, {}),
@@ -53,7 +60,7 @@ def main():
                         {"seed": 777}))
 
     def lut(b):
-        if b == BLOCKS // 2 and not (out / "lut.json").exists():
+        if b == BLOCKS // 2 and not args.no_lut and not (out / "lut.json").exists():
             build_lookup_table(space, target, proto).save(out / "lut.json")
 
     collect_interleaved(space, target, proto, plan, BLOCKS, between=lut)
