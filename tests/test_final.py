@@ -161,6 +161,27 @@ def test_measure_reports_predicted_and_measured_with_a_noise_floor():
         assert isinstance(r["within_noise_floor"], bool)
 
 
+def test_measure_on_a_machine_slower_than_the_models_reference_says_so(caplog):
+    """The model's anchor reference is out of this machine's reach (as a day later on a
+    slower machine): the first chunk is retried, the bar then falls to this session's
+    anchor (one chunk of retries, not one per round), and the measurement says so."""
+    from aows.final import describe_measurement
+    space = small_space()
+    f = flops_vector(space)
+    proto = Protocol(warmup=1, rounds=2, runs=1, retries=1)
+    model = LatencyModel.from_unknowns(space, 0.01 + f / f.max(), "synthetic", {
+        "target": {"backend": "torch-cpu", "threads": 1}, "protocol": proto.asdict(),
+        "anchor": {"ref_ms": 1e-6}})
+    nets, configs = {}, {}
+    nets["n0"], configs["n0"] = exported(space, 0)
+    with caplog.at_level("WARNING", logger="aows.latency.protocol"):
+        res = measure_networks(nets, model, configs, repeats=3, fill=False)
+    assert res["slower_than_reference"] > 100
+    assert caplog.text.count("slower now") == 1
+    assert "slower than when the latency model's samples were timed" in \
+        describe_measurement(res)
+
+
 @pytest.mark.slow
 def test_cli_train_export_finetune_measure(tmp_path, capsys):
     run, fin = tmp_path / "run", tmp_path / "final"

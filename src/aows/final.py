@@ -288,6 +288,8 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
            "protocol": protocol.asdict(), "repeats": repeats, "fillers": n_fill,
            "noise_floor": floor, "noise_floor_source": floor_src, "retest_spread": spread,
            "normalised": ref is not None, "networks": {}}
+    if timer.timer.lowered is not None:  # slower as a whole than the model's reference
+        out["slower_than_reference"] = timer.timer.lowered / timer.timer.given_min
     for k, n in enumerate(names):
         pred = model.predict(configs[n])
         err = float(measured[k] / pred - 1)
@@ -312,4 +314,8 @@ def describe_measurement(m: dict) -> str:
                      + verdict)
     if floor is not None:
         lines.append(f"noise floor {100 * floor:.1f} % ({m['noise_floor_source']})")
+    if m.get("slower_than_reference"):
+        lines.append(f"the machine ran {m['slower_than_reference']:.2f}x slower than when the "
+                     "latency model's samples were timed (its anchor network); the timings "
+                     "are drift-normalised by it, which corrects that only in part")
     return "\n".join(lines)
