@@ -15,7 +15,8 @@ above its running minimum, the chunk was disturbed and is timed again (up to
 The running minimum can start from another file's anchors (a resumed collection, the
 samples a refinement or a final measurement is checked against). A machine can be slower
 as a whole in a later session: measured here, the same networks took 1.26 to 1.34 times
-as long a day later, after drift normalisation. Then no retry reaches that bar, and
+as long a day later, after drift normalisation, and the anchor 1.43 times the fastest
+of the committed benchmark set's the day after that. Then no retry reaches that bar, and
 every chunk would be timed ``retries + 1`` times for nothing. So when a chunk's every
 attempt misses a bar that this session has never reached, the bar falls to this
 session's fastest anchor (with a warning); the timings stay drift-normalised by their
@@ -136,9 +137,10 @@ class AnchoredTimer:
             # is slower than when that bar was timed, not disturbed for a moment
             self.lowered = self.anchor_min = self.session_min
             log.warning(
-                f"the anchor network timed {a / self.given_min:.2f}x the fastest anchor it "
-                f"is checked against, in all {self.protocol.retries + 1} attempts: the "
-                "machine is slower now than when those samples were timed. Later chunks "
+                f"the anchor network timed {a / self.given_min:.2f}x the anchor it is "
+                "checked against (the samples' fastest, or the latency model's reference) "
+                f"in all {self.protocol.retries + 1} attempts: the machine is slower now "
+                "than when those were timed. Later chunks "
                 "are held to this session's fastest anchor instead of being timed again "
                 "each. Timings stay drift-normalised by their chunk's anchor, which "
                 "corrects a slowdown by one factor for every network, so only in part: "
