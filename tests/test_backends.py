@@ -30,10 +30,23 @@ def test_torch_cpu_records_threads(tiny_space, configs):
     assert info["threads"] == 1 and info["backend"] == "torch-cpu"
 
 
-def test_batch_size_gives_ms_per_image(tiny_space, configs):
-    ms = time_configs(tiny_space, configs[:1], Target("torch-cpu", batch_size=4, threads=1),
+def test_batch_size_gives_ms_per_image(tiny_space, configs, monkeypatch):
+    """A runner that takes 20 ms a call on a batch of 4 is 5 ms per image; the runner is
+    given a batch of 4 (a backend whose calls take a known time: the arithmetic, not the
+    clock, is under test)."""
+    from aows.latency import backends
+    shapes = []
+
+    class Fixed(backends.TorchCPU):
+        def prepare(self, model, input_shape):
+            shapes.append(tuple(input_shape))
+            return lambda: 0.020
+
+    monkeypatch.setitem(backends.BACKENDS, "torch-cpu", Fixed)
+    ms = time_configs(tiny_space, configs[:2], Target("torch-cpu", batch_size=4, threads=1),
                       FAST)
-    assert ms[0] > 0
+    np.testing.assert_allclose(ms, [5.0, 5.0])
+    assert shapes and all(s[0] == 4 for s in shapes)
 
 
 def test_onnxruntime_cpu(tiny_space, configs):
