@@ -131,3 +131,42 @@ class _Odd(nn.Module):
 
 def odd(kind: str = "dict"):
     return _Odd(kind)
+
+
+class _ResSE(nn.Module):
+    """Two residual stages with squeeze-and-excitation (a small trained-model stand-in):
+    the adds tie each stage's widths, the SE gates multiply them."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU())
+        self.b1 = nn.ModuleList([nn.Conv2d(w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w),
+                                 nn.Conv2d(w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w)])
+        self.se1 = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(w, w // 4, 1), nn.ReLU(),
+                                 nn.Conv2d(w // 4, w, 1), nn.Sigmoid())
+        self.down = nn.Sequential(nn.Conv2d(w, 2 * w, 1, 2, bias=False), nn.BatchNorm2d(2 * w))
+        self.b2 = nn.ModuleList([nn.Conv2d(w, 2 * w, 3, 2, 1, bias=False),
+                                 nn.BatchNorm2d(2 * w),
+                                 nn.Conv2d(2 * w, 2 * w, 3, 1, 1, bias=False),
+                                 nn.BatchNorm2d(2 * w)])
+        self.se2 = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(2 * w, w // 2, 1),
+                                 nn.ReLU(), nn.Conv2d(w // 2, 2 * w, 1), nn.Sigmoid())
+        self.fc = nn.Linear(2 * w, num_classes)
+
+    @staticmethod
+    def _block(x, convs, se):
+        y = torch.relu(convs[1](convs[0](x)))
+        y = convs[3](convs[2](y))
+        return y * se(y)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(x + self._block(x, self.b1, self.se1))
+        x = torch.relu(self.down(x) + self._block(x, self.b2, self.se2))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def res_se(num_classes: int = 10):
+    return _ResSE(num_classes)

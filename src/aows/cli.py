@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from aows.defaults import DEFAULT_IMPORTANCE, IMPORTANCE_CRITERIA
 from aows.errors import AowsError, Interrupted
 
 
@@ -147,7 +148,7 @@ def _width_args(p: argparse.ArgumentParser) -> None:
 PROTOCOL_OPTIONS = ["warmup", "rounds", "runs", "reduce", "chunk", "anchor"]
 TRAIN_OPTIONS = ["epochs", "method", "budget", "sampled", "sampling", "batch_size",
                  "lr", "schedule", "warmup_epochs", "seed", "device", "amp", "channels_last",
-                 "scratch", "progress"]
+                 "scratch", "importance", "progress"]
 FINETUNE_OPTIONS = ["epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup",
                     "weight_decay", "seed", "device", "progress"]
 
@@ -610,38 +611,112 @@ def _config_arg(text: str) -> list[int]:
     return parse_config(text)
 
 
-def cmd_export(args) -> None:
-    from aows.final import export_config, export_onnx, load_supernet_state, save_final
-    from aows.search import load_unaries_space
-    from aows.train.data import data_id, get_data
-    space = load_unaries_space(Path(args.run) / "unaries.json")
+def _export_config(args, space) -> tuple[list[int], dict]:
+    """The configuration --config or --preset names, and what to record of it."""
     if args.preset:
         from aows.presets import preset_config
-        config = preset_config(args.preset, space)
+        return preset_config(args.preset, space), {"preset": args.preset}
+    return space.validate(_config_arg(args.config)), {}
+
+
+def cmd_export(args) -> None:
+    from aows.final import export_config, export_from_model, export_onnx, save_final
+    from aows.train.data import data_id, get_data
+    if bool(args.run) == bool(args.model):
+        raise AowsError("give --run RUN_DIR (a trained supernet) or --model MODEL (prune "
+                        "your model now), one of them")
+    if args.importance is not None and not args.model:
+        raise AowsError("--importance orders a model's channels before slicing it: it goes "
+                        "with --model (a supernet's run folder keeps the order it was trained "
+                        "with)")
+    if args.model:
+        importance = args.importance or DEFAULT_IMPORTANCE
+        if importance == "taylor" and not args.data:
+            raise AowsError("--importance taylor reads a few batches of data: give --data "
+                            "(or --importance bn, l1 or none)")
+        data = (get_data(args.data, args.input_shape[-1] if args.input_shape else
+                         args.resolution or 224, args.batch_size) if args.data else None)
+        classes = args.classes or (data.classes if data is not None else None)
+        space = _space_from(args, classes)
+        config, meta = _export_config(args, space)
+        if data is None:
+            print("no --data: BatchNorm statistics are the model's own (of its full "
+                  "widths), not re-estimated for this configuration (give --data)",
+                  file=sys.stderr)
+        plain, order = export_from_model(
+            space, config, importance, None if data is None else (lambda: data.train(0)),
+            args.calib_batches)
+        meta.update(source="model", importance=importance,
+                    recalibrated=data is not None)
+        _check_out(args)
+        save_final(args.out, plain, space, config, **meta)
+        from aows.latency.model import atomic_write_text
+        atomic_write_text(Path(args.out, "channel_order.json"), json.dumps(order))
     else:
-        config = space.validate(_config_arg(args.config))
-    net, trained = load_supernet_state(args.run, space)
-    batches = None
-    if args.data and trained.get("data") and trained["data"] != data_id(args.data):
-        print(f"warning: --data {args.data} is not the data the supernet was trained on "
-              f"({trained['data']}): BatchNorm statistics are re-estimated on it; give "
-              f"--data {trained['data']} for those of the training data", file=sys.stderr)
-    if args.data:
-        batches = get_data(args.data, space.layers[0].in_res, args.batch_size).train(0)
-    else:
-        print("no --data: BatchNorm statistics are the supernet's shared ones, not "
-              "recalibrated for this configuration (give --data to recalibrate)",
-              file=sys.stderr)
-    plain = export_config(net, config, batches, args.calib_batches)
-    save_final(args.out, plain, space, config, supernet=str(args.run),
-               recalibrated=batches is not None,
-               **({"preset": args.preset} if args.preset else {}))
+        from aows.final import load_supernet_state
+        from aows.search import load_unaries_space
+        space = load_unaries_space(Path(args.run) / "unaries.json")
+        config, meta = _export_config(args, space)
+        net, trained = load_supernet_state(args.run, space)
+        batches = None
+        if args.data and trained.get("data") and trained["data"] != data_id(args.data):
+            print(f"warning: --data {args.data} is not the data the supernet was trained on "
+                  f"({trained['data']}): BatchNorm statistics are re-estimated on it; give "
+                  f"--data {trained['data']} for those of the training data", file=sys.stderr)
+        if args.data:
+            batches = get_data(args.data, space.layers[0].in_res, args.batch_size).train(0)
+        else:
+            print("no --data: BatchNorm statistics are the supernet's shared ones, not "
+                  "recalibrated for this configuration (give --data to recalibrate)",
+                  file=sys.stderr)
+        plain = export_config(net, config, batches, args.calib_batches)
+        _check_out(args)
+        save_final(args.out, plain, space, config, supernet=str(args.run),
+                   recalibrated=batches is not None, **meta)
     print(f"{args.out}/config.json + weights.pt: {','.join(map(str, config))}")
     if args.onnx:
         diff = export_onnx(plain, space, Path(args.out) / "model.onnx")
         print(f"{args.out}/model.onnx" + ("" if diff is None else
                                           f": ONNX Runtime matches PyTorch (max difference "
                                           f"{diff:.1e} of the output's scale)"))
+
+
+def _check_out(args) -> None:
+    """An existing final-network folder is replaced only with --force."""
+    if (Path(args.out) / "config.json").exists() and not args.force:
+        raise AowsError(f"--out {args.out} already holds a final network; give another "
+                        "folder, or --force to replace it")
+
+
+def _space_from(args, classes):
+    from aows.space import get_space
+    return get_space(_space_name(args), classes=classes, **_space_params(args))
+
+
+def cmd_evaluate(args) -> None:
+    from aows.final import load_final
+    from aows.train.data import get_data
+    from aows.train.finetune import evaluate
+    if bool(args.final) == bool(args.model):
+        raise AowsError("give a final-network folder (`aows export`) or --model MODEL "
+                        "(your model as it is), one of them")
+    if args.final:
+        net, space, _ = load_final(args.final)
+        res = space.layers[0].in_res
+        data = get_data(args.data, res, args.batch_size)
+        what = args.final
+    else:
+        res = args.input_shape[-1] if args.input_shape else args.resolution or 224
+        data = get_data(args.data, res, args.batch_size)
+        from aows.models import load_model
+        net = load_model(_space_name(args), args.classes or data.classes, args.weights)
+        what = args.model
+    ev = evaluate(net, data.val(0))
+    if args.json:
+        _print_json(ev)
+        return
+    print(f"{what}: top-1 {100 * ev['top1']:.2f} %, top-5 {100 * ev['top5']:.2f} % on "
+          f"{ev['images']} validation images")
 
 
 def cmd_finetune(args) -> None:
@@ -865,8 +940,21 @@ def build_parser() -> argparse.ArgumentParser:
                 required=["epochs"])
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="a chosen configuration as a plain network (+ ONNX)")
-    p.add_argument("--run", required=True, help="`aows train` run folder (the supernet)")
+    p = sub.add_parser("export", help="a chosen configuration as a plain network (+ ONNX): "
+                       "from a trained supernet (--run) or straight from your model "
+                       "(--model, prune now)")
+    p.add_argument("--run", default=None, help="`aows train` run folder (the supernet)")
+    p.add_argument("--resolution", type=POS_INT, default=None,
+                   help="--model: input resolution (px; default 224)")
+    p.add_argument("--classes", type=POS_INT, default=None,
+                   help="--model: output classes (default: the --data's, else the model's)")
+    _model_args(p)
+    _width_args(p)
+    p.add_argument("--importance", default=None, choices=list(IMPORTANCE_CRITERIA),
+                   help="--model: order each width's channels by this criterion before "
+                   f"slicing (default {DEFAULT_IMPORTANCE}; taylor needs --data; none: the "
+                   "module's order)")
+    p.add_argument("--force", action="store_true", help="replace a final network in --out")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--config", help='widths "8,16,..." or the JSON of `aows search --json`')
     _preset_args(which, many=False)
@@ -878,6 +966,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "against PyTorch in ONNX Runtime")
     p.add_argument("--out", required=True, help="final-network folder")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="top-1 / top-5 of a final network, or of your model "
+                       "as it is, on the validation split")
+    p.add_argument("final", nargs="?", default=None, help="final-network folder")
+    p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
+    p.add_argument("--resolution", type=POS_INT, default=None,
+                   help="--model: input resolution (px; default 224)")
+    p.add_argument("--classes", type=POS_INT, default=None,
+                   help="--model: output classes (default: the data's)")
+    _model_args(p)
+    p.add_argument("--batch-size", type=POS_INT, default=64, help="images per batch")
+    p.add_argument("--json", action="store_true",
+                   help='{"top1", "top5", "images"}, accuracies as fractions')
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5")
     p.add_argument("final", help="final-network folder (`aows export`)")

@@ -54,7 +54,7 @@ LatencySection = project(
 
 TrainSection = project(
     "TrainSection", TrainConfig, ["epochs", "sampled", "lr", "schedule", "warmup_epochs",
-                                  "sampling", "unary_mode", "calib_batches"],
+                                  "sampling", "unary_mode", "calib_batches", "importance"],
     ("methods", list[str], setting(["ows", "aows"], "the supernets to train: ows and/or "
                                    "aows")))
 

@@ -153,10 +153,16 @@ def model_space(model: str, resolution: int | None = None, classes: int | None =
 
 def model_choices(width: int, min_width: float, max_width: float, levels: int,
                   divisor: int) -> tuple[int, ...]:
-    """Table D.1's rule on a module's own width: never wider than the module."""
+    """Table D.1's rule on a module's own width: never wider than the module, and, with
+    ``max_width`` 1.0, the module's own width is the widest choice even where it is not a
+    multiple of the divisor (the widest configuration is the user's model, every trained
+    channel kept)."""
     from aows.space import width_choices
-    return tuple(sorted({min(width, c) for c in
-                         width_choices(width, min_width, max_width, levels, divisor)}))
+    choices = {min(width, c) for c in width_choices(width, min_width, max_width, levels,
+                                                    divisor)}
+    if max_width >= 1.0:
+        choices.add(width)
+    return tuple(sorted(choices))
 
 
 def extract(module: nn.Module, input_shape: Sequence[int], *, name: str = "model",

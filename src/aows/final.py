@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 
@@ -26,13 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from aows.defaults import DEFAULT_IMPORTANCE
 from aows.errors import AowsError
+from aows.importance import order_channels, order_record
 from aows.latency.backends import Target, onnx_bytes
 from aows.latency.measure import Timer, input_shape, target_record
 from aows.latency.model import LatencyModel, atomic_write_bytes, atomic_write_text
 from aows.latency.protocol import Protocol
 from aows.nn import build_network
-from aows.nn.slimmable import SlimmableNetwork, make_supernet
+from aows.nn.modelnet import slice_module
+from aows.nn.slimmable import SlimmableNetwork, make_supernet, reestimate_bn
 from aows.space import SearchSpace, SpaceError
 from aows.train.runtime import load_tensors
 
@@ -139,6 +142,42 @@ def export_config(supernet: SlimmableNetwork, config: Sequence[int],
     return supernet.export(config, calibration=calib).eval()
 
 
+def export_from_model(space, config: Sequence[int], importance: str = DEFAULT_IMPORTANCE,
+                      batches: Callable[[], Iterable] | None = None, calib_batches: int = 8,
+                      module: nn.Module | None = None) -> tuple[nn.Module, dict]:
+    """Prune now, without a supernet: the user's module at ``config``, sliced from its own
+    weights with each width's channels ordered by importance first.
+
+    Args:
+        space: a model's space (``aows.extract.model_space``).
+        config: the searchable widths, in the order ``space.names`` lists them.
+        importance: the channel criterion (``aows.importance.CRITERIA``); ``taylor``
+            needs ``batches``.
+        batches: ``batches()`` yields (images, labels) of the training data: the taylor
+            criterion reads its first batches, and the BatchNorm statistics of the sliced
+            network are re-estimated on ``calib_batches`` of them. None keeps the
+            model's own statistics (those of its full width).
+        calib_batches: batches for the BatchNorm re-estimation.
+        module: the module to slice (default ``space.load_module()``); its channels are
+            permuted in place.
+
+    Returns:
+        The sliced module (the user's class, eval mode) and the channel order applied
+        (``aows.importance.order_record``).
+    """
+    if not hasattr(space, "plan"):
+        raise AowsError(f"space '{space.name}' is not a model's space: export from a model "
+                        "needs --model (a built-in space exports from a trained supernet, "
+                        "--run)")
+    config = space.validate(config)
+    module = space.load_module() if module is None else module
+    order = order_channels(module, space, importance, None if batches is None else batches())
+    net = slice_module(module, space.plan, space.full_widths(config))
+    if batches is not None:
+        reestimate_bn(net, (x for x, _ in islice(batches(), calib_batches)))
+    return net.eval(), order_record(space, order, importance)
+
+
 def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int = 1,
                 check: bool = True, rtol: float = 1e-4, inputs: int = 3) -> float | None:
     """Write ``net`` as ONNX and, with ``check``, compare it with PyTorch in ONNX Runtime.
@@ -207,13 +246,7 @@ def _bn_recalibrated(net: nn.Module, xs: Sequence[torch.Tensor]) -> nn.Module:
     """A copy of ``net`` whose BatchNorm running statistics are those of ``xs``."""
     import copy
     probe = copy.deepcopy(net)
-    bns = [m for m in probe.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    probe.train()
-    with torch.no_grad():
-        probe(torch.cat(list(xs)))
+    reestimate_bn(probe, [torch.cat(list(xs))])
     return probe.eval()
 
 

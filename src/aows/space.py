@@ -320,11 +320,18 @@ class SearchSpace:
         levels = int(self.params.get("levels", 14))
         out = []
         for m in np.linspace(lo, hi, levels):
-            cfg = tuple(min(ch, key=lambda w: (abs(w - b * m), w))
-                        for ch, b in zip(self.searchable_choices, self.base_widths))
+            cfg = self.multiplier_config(m)
             if not out or out[-1][1] != cfg:
                 out.append((float(m), cfg))
         return out
+
+    def multiplier_config(self, multiplier: float) -> tuple[int, ...]:
+        """The uniformly scaled network: every width the choice nearest to ``multiplier``
+        x its 1.0x width (the narrower of two equally near)."""
+        if self.base_widths is None:
+            raise SpaceError(f"space '{self.name}' has no 1.0x widths to scale")
+        return tuple(min(ch, key=lambda w: (abs(w - b * multiplier), w))
+                     for ch, b in zip(self.searchable_choices, self.base_widths))
 
     def uniform_sample(self, rng: np.random.Generator, count: int) -> list[tuple[int, ...]]:
         cols = [rng.integers(0, len(ch), size=count) for ch in self.searchable_choices]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aows.defaults import DEFAULT_IMPORTANCE, IMPORTANCE_CRITERIA
 from aows.settings import NONNEGATIVE, POSITIVE, setting
 
 
@@ -43,6 +44,10 @@ class TrainConfig:
     progress: bool = setting(True, "progress bar")
     scratch: bool = setting(False, "a model's space: re-initialise instead of starting "
                             "from its weights")
+    importance: str = setting(DEFAULT_IMPORTANCE, "a model's space: order each width's "
+                              "channels by this importance before training, so narrow "
+                              "configurations start from the channels the model relies on "
+                              "(none: the module's order)", choices=list(IMPORTANCE_CRITERIA))
     data: str | None = setting(None, "the data trained on (data_id); export checks its "
                                "--data against it")
 

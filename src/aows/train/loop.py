@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from aows.errors import AowsError
+from aows.importance import order_channels, write_order
 from aows.latency.model import LatencyModel, atomic_write_text
 from aows.nn.slimmable import SlimmableNetwork, make_supernet
 from aows.search import Problem, save_unaries, search
@@ -96,6 +97,9 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
             configurations are evaluated after every epoch, BatchNorm recalibrated for
             each.
         steps_per_epoch: batches per epoch (counted from ``batches(0)`` if None).
+            A model's space starting from its weights has its channels ordered by
+            ``cfg.importance`` first (``aows.importance``; ``taylor`` reads the first
+            batches of ``batches(0)``), the order written to ``out``/channel_order.json.
         keep_epochs: also keep the checkpoint of these epochs
             (``checkpoint_epoch<k>.pt``), e.g. the end of AOWS's warm-up, from which an
             AOWS run can branch (``branch_from_warmup``).
@@ -108,7 +112,7 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
         steps_per_epoch = sum(1 for _ in batches(0))  # the schedule needs the run's length
     run = SupernetRun(space=space, cfg=cfg, out=out, latency=latency, resume=resume,
                       val_batches=val_batches, steps_per_epoch=steps_per_epoch,
-                      keep_epochs=keep_epochs)
+                      keep_epochs=keep_epochs, order_batches=lambda: batches(0))
     run.fit(batches, should_stop)
     run.flush()
     return run.net, run.stats
@@ -139,7 +143,8 @@ class SupernetRun(Harness):
     def __init__(self, *, space: SearchSpace, cfg: TrainConfig, out: str | Path,
                  latency: LatencyModel | None = None, resume: bool = False,
                  val_batches: Callable[[int], Iterable] | None = None,
-                 steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = ()):
+                 steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = (),
+                 order_batches: Callable[[], Iterable] | None = None):
         if cfg.method not in ("ows", "aows"):
             raise AowsError("--method must be 'ows' or 'aows'")
         if cfg.method == "aows" and (latency is None or cfg.budget is None):
@@ -158,11 +163,24 @@ class SupernetRun(Harness):
                                 cfg.unary_window)
         self.pending: list[tuple[np.ndarray, torch.Tensor]] = []  # (configs, d) not in stats
         self.T: float | None = None  # the temperature of the last step
+        self.order_batches = order_batches
+        self.resuming = resume and (Path(out) / self.checkpoint_name).exists()
         super().__init__(cfg, out, resume=resume, steps_per_epoch=steps_per_epoch)
 
     # ------------------------------------------------------------- the harness's hooks
     def build_model(self) -> SlimmableNetwork:
-        return make_supernet(self.space, self.cfg.scratch)
+        cfg = self.cfg
+        if not hasattr(self.space, "plan") or cfg.scratch or cfg.importance == "none" \
+                or self.resuming:  # a resumed run's weights come from its checkpoint
+            return make_supernet(self.space, cfg.scratch)
+        # a model's space: its channels ordered by importance once, before training, so
+        # that every leading slice starts from the channels the model relies on most
+        module = self.space.load_module()
+        batches = self.order_batches() if self.order_batches is not None else None
+        order = order_channels(module, self.space, cfg.importance, batches)
+        if self.rank == 0:  # under DDP, rank 0's weights are broadcast: its order holds
+            write_order(self.out / "channel_order.json", self.space, order, cfg.importance)
+        return make_supernet(self.space, module=module)
 
     def build_optimizer(self, net) -> torch.optim.Optimizer:
         cfg = self.cfg
@@ -171,8 +189,9 @@ class SupernetRun(Harness):
 
     def legacy_settings(self) -> dict:
         # a checkpoint of a version before `scratch` existed trained from the weights;
-        # one before `data` was recorded is taken to be of this data
-        return {"scratch": False, "data": self.cfg.data}
+        # one before `data` was recorded is taken to be of this data; one before
+        # `importance` kept the module's channel order
+        return {"scratch": False, "data": self.cfg.data, "importance": "none"}
 
     def extra_state(self) -> dict:
         self.flush()
