@@ -184,6 +184,23 @@ def test_export_from_a_model_round_trips_through_load_final_onnx_and_evaluate(
     orig = json.loads(capsys.readouterr().out)
     assert orig["top1"] == pytest.approx(evaluate(module, data.val(0))["top1"])
     assert orig["top1"] > 0.9  # the trained model, its weights loaded
+    # timed beside the original model, with its speed-up over it
+    samples, lat = tmp_path / "s.jsonl", tmp_path / "lat.json"
+    model_args = ["--model", f"{ZOO}:res_se", "--resolution", "32", "--classes", "10"]
+    proto = ["--warmup", "1", "--rounds", "2", "--runs", "1", "--chunk", "6"]
+    assert main(["latency", "generate", *model_args, *proto, "--count", "12", "-o",
+                 str(samples), "-q"]) == 0
+    assert main(["latency", "fit", str(samples), *model_args, "-o", str(lat)]) == 0
+    capsys.readouterr()
+    assert main(["measure", str(out), "--latency", str(lat), "--repeats", "2", "--json"]) == 0
+    meas = json.loads(capsys.readouterr().out)
+    assert meas["reference"] == "original" and set(meas["networks"]) == {"half", "original"}
+    half, orig = meas["networks"]["half"], meas["networks"]["original"]
+    assert half["speedup"] == pytest.approx(orig["measured_latency_ms"] /
+                                            half["measured_latency_ms"])
+    assert half["params"] == sum(p.numel() for p in net.parameters())
+    assert orig["params"] == sum(p.numel() for p in module.parameters())
+    assert half["macs"] < orig["macs"]
     # the same folder again: refused without --force, replaced with it
     args = ["export", "--model", f"{ZOO}:res_se", "--weights", str(weights), "--resolution",
             "32", "--config", config, "--importance", "none", "--out", str(out)]

@@ -195,8 +195,18 @@ def test_run_pipeline_on_a_model(tmp_path):
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
+    orig = report["original"]  # the user's model, timed and evaluated beside the found
+    assert orig["config"] == [16, 24, 32]  # the module's own widths: its widest
+    assert orig["params"] == sum(p.numel() for p in get_space(
+        f"{ZOO}:res_cat", resolution=32, classes=4).load_module().parameters())
     for m in report["methods"].values():
-        assert len(m["config"]) == 3 and m["measured_latency_ms"] > 0
+        assert len(m["config"]) == 3 and m["params"] <= orig["params"]
+        assert m["macs"] <= orig["macs"]
+        assert m["speedup"] == pytest.approx(
+            orig["measured_latency_ms"] / m["measured_latency_ms"])
+    assert (tmp_path / "run" / "supernet_ows" / "channel_order.json").exists()
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| original (your model) |" in md and "speed-up" in md
     from aows.final import load_final
     net, _, _ = load_final(tmp_path / "run" / "final" / "aows")
     assert type(net).__name__ == "ResCat"

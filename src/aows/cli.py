@@ -767,7 +767,14 @@ def cmd_measure(args) -> None:
             # random weights: the latency of a network does not depend on its weights
             label = name if name not in nets else f"{name} (preset)"
             nets[label], configs[label] = build_network(model.space, config), config
-    res = measure_networks(nets, model, configs, args.repeats)
+    reference = None
+    if hasattr(model.space, "plan") and not args.no_original:
+        # a model's space: the user's own model (the widest configuration) is timed
+        # beside the found networks, and each is compared with it
+        reference = "original" if "original" not in nets else "original (your model)"
+        nets[reference] = model.space.build(model.space.widest())
+        configs[reference] = model.space.widest()
+    res = measure_networks(nets, model, configs, args.repeats, reference=reference)
     if args.json:
         _print_json(res)
         return
@@ -996,6 +1003,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", required=True, help="the latency model they were chosen with")
     _preset_args(p)
     add_options(p, MeasureSection, ["repeats"])
+    p.add_argument("--no-original", action="store_true",
+                   help="a model's networks: do not time the original model beside them "
+                   "(default: timed, and each network's speed-up over it reported)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
 

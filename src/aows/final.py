@@ -258,8 +258,8 @@ def target_of(model: LatencyModel) -> tuple[Target, Protocol]:
 
 def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: dict,
                      repeats: int = 3, seed: int = 0, target: Target | None = None,
-                     protocol: Protocol | None = None, fill: bool = True
-                     ) -> dict:
+                     protocol: Protocol | None = None, fill: bool = True,
+                     reference: str | None = None) -> dict:
     """Time each final network (the actual modules) on the latency model's target with
     its protocol, ``repeats`` interleaved times, next to the model's anchor network, and
     compare with the prediction.
@@ -274,6 +274,9 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
             as given, without the retiming of disturbed chunks against the model's
             reference anchor (which only holds on its own target).
         fill: fill the chunk up to the protocol's chunk size (below).
+        reference: the name in ``nets`` of the network the others are compared with
+            (the user's original model): each other network gets its ``speedup``, the
+            reference's measured latency over its own.
 
     Timings are drift-normalised like the model's training data (scaled by the model's
     anchor reference / this chunk's anchor), and, with ``fill``, the chunk is filled up
@@ -329,9 +332,23 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
         out["networks"][n] = {
             "predicted_latency_ms": pred, "measured_latency_ms": float(measured[k]),
             "measured_raw_ms": float(np.median(raw[:, k])), "relative_error": err,
-            "within_noise_floor": None if floor is None else bool(abs(err) <= floor)}
+            "within_noise_floor": None if floor is None else bool(abs(err) <= floor),
+            **size_of(nets[n], space, configs[n])}
+    if reference is not None:
+        ref_ms = out["networks"][reference]["measured_latency_ms"]
+        out["reference"] = reference
+        for n, r in out["networks"].items():
+            if n != reference:
+                r["speedup"] = ref_ms / r["measured_latency_ms"]
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return out
+
+
+def size_of(net: nn.Module, space: SearchSpace, config: Sequence[int]) -> dict:
+    """Parameters (of the module) and multiply-accumulates per image (of the space's
+    layers at ``config``)."""
+    return {"params": int(sum(p.numel() for p in net.parameters())),
+            "macs": float(space.flops(config))}
 
 
 def describe_measurement(m: dict) -> str:
@@ -342,9 +359,13 @@ def describe_measurement(m: dict) -> str:
                    " (within the noise floor)" if r["within_noise_floor"] else
                    f" ({100 * (abs(r['relative_error']) - floor):.1f} points beyond the "
                    "noise floor)")
+        size = (f"; {r['params'] / 1e6:.3f} M parameters, {r['macs'] / 1e6:.1f} MMACs"
+                if "params" in r else "")
+        speed = (f"; {r['speedup']:.2f}x the speed of {m['reference']}"
+                 if "speedup" in r else "")
         lines.append(f"{n}: predicted {r['predicted_latency_ms']:.3f} ms, measured "
                      f"{r['measured_latency_ms']:.3f} ms ({100 * r['relative_error']:+.1f} %)"
-                     + verdict)
+                     + verdict + size + speed)
     if floor is not None:
         lines.append(f"noise floor {100 * floor:.1f} % ({m['noise_floor_source']})")
     if m.get("slower_than_reference"):

@@ -41,6 +41,7 @@ __all__ = ["Pipeline", "RunConfig", "load_config", "quickstart_config", "run_pip
 log = logging.getLogger(__name__)
 
 # method -> label in logs and reports
+ORIGINAL = "original (your model)"
 METHOD_LABELS = {"uniform": "uniform width multiplier", "greedy": "greedy (AutoSlim-style)",
                  "ows": "OWS", "aows": "AOWS"}
 
@@ -417,12 +418,41 @@ class Pipeline:
         nets, configs = {}, {}
         for m in self.methods():
             nets[m], _, configs[m] = load_final(self.out / "final" / m)
+        reference = None
+        if self.is_model:  # the user's own model, timed beside what was found
+            reference = ORIGINAL
+            nets[reference] = self.space.build(self.space.widest())
+            configs[reference] = self.space.widest()
         res = measure_networks(nets, model, configs, self.cfg.measure.repeats,
-                               seed=self.cfg.seed, protocol=self.cfg.measure.protocol)
+                               seed=self.cfg.seed, protocol=self.cfg.measure.protocol,
+                               reference=reference)
         log.info(describe_measurement(res))
         return res
 
     # -------------------------------------------------------------- report
+    @property
+    def is_model(self) -> bool:
+        """Whether the space is a user's model's (its widest configuration is the
+        model)."""
+        return hasattr(self.space, "plan")
+
+    def original_entry(self, meas: dict) -> dict | None:
+        """The report's row of the user's own model: as given (its weights), timed
+        beside the found networks."""
+        mr = (meas.get("networks") or {}).get(ORIGINAL)
+        if mr is None:
+            return None
+        from aows.train.finetune import evaluate
+        ev = evaluate(self.space.load_module(), self.data.val(0))
+        return {"label": ORIGINAL, "config": list(self.space.widest()),
+                "predicted_latency_ms": mr["predicted_latency_ms"],
+                "measured_latency_ms": mr["measured_latency_ms"],
+                "measured_raw_ms": mr["measured_raw_ms"],
+                "latency_error": mr["relative_error"],
+                "within_noise_floor": mr["within_noise_floor"],
+                "params": mr["params"], "macs": mr["macs"],
+                "top1": ev["top1"], "top5": ev["top5"], "top1_before_finetune": None}
+
     def stage_report(self, model, lat, found, meas, wall) -> dict:
         entries = {}
         for m in self.methods():
@@ -438,7 +468,9 @@ class Pipeline:
                 "top1": fin["top1"], "top5": fin["top5"],
                 "top1_before_finetune": fin["top1_before_finetune"],
                 "supernet": found["methods"][m]["supernet"],
-                "score": found["methods"][m]["score_base"]}
+                "score": found["methods"][m]["score_base"],
+                "params": mr.get("params"), "macs": mr.get("macs"),
+                "speedup": mr.get("speedup")}
         report = {"budget_ms": found["budget_ms"],
                   "train_budget_ms": found.get("train_budget_ms", found["budget_ms"]),
                   "noise_floor": meas["noise_floor"],
@@ -450,6 +482,7 @@ class Pipeline:
                                           for m in self.methods())),
                   "target": meas["target"], "latency_model": lat,
                   "latency_refine": self.done("refine"),
+                  "original": self.original_entry(meas),
                   "methods": entries}
         stages = {p.stem: json.loads(p.read_text()).get("seconds")
                   for p in sorted((self.out / "stages").glob("*.json"))}
