@@ -1,5 +1,5 @@
-"""Biased sampling (seed section A) on every built-in space: networks until every latency
-unknown has been timed once, against the lower bound.
+"""Biased sampling (the AOWS supplementary, section A) on every built-in space: networks
+until every latency unknown has been timed once, against the lower bound.
 
     python benchmarks/coverage.py [--resolution 224]
 

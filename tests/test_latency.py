@@ -401,9 +401,11 @@ def test_killed_collection_resumes_to_the_requested_count(tmp_path):
     assert done.returncode == 0, done.stderr
     s = read_samples(out)
     assert len(s) == 40
-    # the resumed biased stream equals an uninterrupted one
-    ref = BiasedSampler(mobilenet_v1(resolution=32))
-    assert s.configs == [ref.next() for _ in range(40)]
+    # the resumed biased stream equals an uninterrupted one: the widest and narrowest
+    # networks, then the biased sampler's
+    space = mobilenet_v1(resolution=32)
+    ref = BiasedSampler(space, [space.widest(), space.narrowest()])
+    assert s.configs == [space.widest(), space.narrowest()] + [ref.next() for _ in range(38)]
 
 
 def test_drift_normalisation_removes_a_machine_slowdown():

@@ -1,5 +1,5 @@
-"""The paper's configurations as presets (seed Table D.2): registry, checks against a
-space, and --preset in latency benchmark / predict, export and measure."""
+"""The paper's configurations as presets (the AOWS supplementary, Table D.2): registry,
+checks against a space, and --preset in latency benchmark / predict, export and measure."""
 
 import json
 
@@ -17,7 +17,7 @@ from aows.presets import PRESETS, PresetError, get_preset, preset_config
 from aows.search import save_unaries
 from aows.space import get_space, mobilenet_v1
 
-# seed Table D.2, as printed there
+# the AOWS supplementary, Table D.2, as printed there
 TABLE_D2 = {
     "greedy-trt": "8, 24, 40, 48, 104, 128, 208, 304, 768, 360, 720, 616, 1536, 1128",
     "ows-trt": "8, 32, 64, 80, 128, 232, 408, 464, 512, 512, 464, 464, 1024, 1328",

@@ -5,7 +5,7 @@ import torch
 from aows.nn import build_network
 from aows.space import SpaceError, get_space, mobilenet_v1, parse_config
 
-# Table D.1 of the seed (supplementary material of the paper).
+# Table D.1 of the AOWS supplementary (supplementary material of the paper).
 TABLE_D1 = [
     [8, 16, 24, 32, 40, 48],
     [16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96],

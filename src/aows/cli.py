@@ -172,8 +172,9 @@ def _preset_args(p, many: bool = True) -> None:
     p.add_argument(
         "--preset", action="append" if many else "store", default=None,
         choices=preset_names(), metavar="NAME",
-        help="a MobileNet-v1 configuration of the paper (seed Table D.2: found by greedy, "
-        f"OWS, AOWS for TensorRT, and the original): {', '.join(preset_names())}"
+        help="a MobileNet-v1 configuration of the paper (the AOWS supplementary, Table D.2: "
+        f"found by greedy, OWS, AOWS for TensorRT, and the original): "
+        f"{', '.join(preset_names())}"
         + ("; repeatable" if many else "") + " (`aows latency presets` lists their widths)")
 
 
@@ -287,6 +288,7 @@ def cmd_latency_retest(args) -> None:
 def cmd_latency_fit(args) -> None:
     from aows.latency.fit import fit, fit_flops
     from aows.latency.store import read_many
+    from aows.latency.validate import range_ends
     space = _space(args)
     samples = read_many(args.samples, space)
     if samples.header is None:
@@ -307,6 +309,11 @@ def cmd_latency_fit(args) -> None:
     units = (f"; drift-normalised to the anchor's {model.anchor_ref_ms:.3f} ms"
              if model.anchor_ref_ms else "; raw latencies")
     print(f"{args.output}: {args.method} model from {len(samples)} networks{extra}{units}")
+    what = {"widest": "the widest network" + (" (your model)" if hasattr(space, "plan")
+                                              else ""), "narrowest": "the narrowest"}
+    for end, r in range_ends(model, samples).items():
+        print(f"{what[end]}: timed {r['timed_ms']:.3f} ms, predicted {r['predicted_ms']:.3f} "
+              f"ms ({100 * r['relative_error']:+.1f} %)")
     unseen = f.get("unseen_unknowns", 0)
     if unseen:
         print(f"warning: {unseen} of {f['unknowns']} latency unknowns appear in none of the "
@@ -810,7 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=POS_INT, required=True, help="networks the file must hold")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--biased", action="store_true",
-                      help="biased sampling: least-seen layer widths first (seed section A). "
+                      help="biased sampling: least-seen layer widths first (the AOWS "
+                      "supplementary, section A). "
                       "A short run of it is a narrow, shifting mix: fits on 4 consecutive "
                       "slices of 500 were -1.7 to +5.0 %% off on uniform networks "
                       "(benchmarks/latency_bias.py); prefer --cover")

@@ -267,7 +267,8 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     Args:
         nets: name -> the plain module (``load_final``).
         model: the latency model the configurations were chosen with.
-        configs: name -> its configuration (for the prediction).
+        configs: name -> its configuration (for the prediction); a network without one
+            (None or absent: a network that is not of the space) is timed only.
         repeats: interleaved timing rounds; each network's measurement is the median.
         seed: seed of the round orders and of the filler networks.
         target, protocol: default the model's; another target or protocol is timed
@@ -327,13 +328,17 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     if timer.timer.lowered is not None:  # slower as a whole than the model's reference
         out["slower_than_reference"] = timer.timer.lowered / timer.timer.given_min
     for k, n in enumerate(names):
-        pred = model.predict(configs[n])
-        err = float(measured[k] / pred - 1)
-        out["networks"][n] = {
-            "predicted_latency_ms": pred, "measured_latency_ms": float(measured[k]),
-            "measured_raw_ms": float(np.median(raw[:, k])), "relative_error": err,
-            "within_noise_floor": None if floor is None else bool(abs(err) <= floor),
-            **size_of(nets[n], space, configs[n])}
+        rec = {"measured_latency_ms": float(measured[k]),
+               "measured_raw_ms": float(np.median(raw[:, k]))}
+        if configs.get(n) is None:  # not a network of the space (another tool's)
+            rec["params"] = int(sum(p.numel() for p in nets[n].parameters()))
+        else:
+            pred = model.predict(configs[n])
+            err = float(measured[k] / pred - 1)
+            rec.update(predicted_latency_ms=pred, relative_error=err,
+                       within_noise_floor=None if floor is None else bool(abs(err) <= floor),
+                       **size_of(nets[n], space, configs[n]))
+        out["networks"][n] = rec
     if reference is not None:
         ref_ms = out["networks"][reference]["measured_latency_ms"]
         out["reference"] = reference
@@ -355,6 +360,9 @@ def describe_measurement(m: dict) -> str:
     floor = m["noise_floor"]
     lines = []
     for n, r in m["networks"].items():
+        if "predicted_latency_ms" not in r:
+            lines.append(f"{n}: measured {r['measured_latency_ms']:.3f} ms")
+            continue
         verdict = ("" if floor is None else
                    " (within the noise floor)" if r["within_noise_floor"] else
                    f" ({100 * (abs(r['relative_error']) - floor):.1f} points beyond the "

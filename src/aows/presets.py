@@ -1,6 +1,6 @@
 """Named configurations from the paper, to time on your own target next to your search.
 
-The seed's Table D.2 lists the MobileNet-v1 channel widths found in the TensorRT
+Table D.2 of the AOWS supplementary lists the MobileNet-v1 channel widths found in the TensorRT
 experiment (paper section 7.1: V100, TensorRT, batch 64) by the greedy baseline, OWS and
 AOWS, and the original MobileNet-v1 widths they are compared with. They were chosen for
 *that* target: timed on yours (``aows latency benchmark --preset aows-trt``), they show
@@ -8,7 +8,7 @@ how far a search result for one target carries to another, and give a reference 
 next to your own search result.
 
 Every preset belongs to a space (here ``mobilenet_v1``: 14 searchable widths, whose
-default choices are the seed's Table D.1) and is one width per searchable variable.
+default choices are Table D.1 of the AOWS supplementary) and is one width per searchable variable.
 ``preset_config`` checks it against the space a command was given (any resolution and
 number of classes: neither changes the width choices) and raises one ``PresetError``
 when it does not fit, never rounding a width to a nearby choice.
@@ -51,7 +51,7 @@ class Preset:
                 "method": self.method, "source": self.source}
 
 
-_TRT = "seed Table D.2 (TensorRT optimisation, paper section 7.1)"
+_TRT = "the AOWS supplementary, Table D.2 (TensorRT optimisation, paper section 7.1)"
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("greedy-trt", "mobilenet_v1",
@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # the original network (Howard et al. 2017), the 1.0x widths of the space
     Preset("mobilenet-v1", "mobilenet_v1",
            (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024),
-           "MobileNet-v1 1.0x", "seed Table D.2 (the original MobileNet-v1)"),
+           "MobileNet-v1 1.0x", "the AOWS supplementary, Table D.2 (the original MobileNet-v1)"),
 )}
 
 
@@ -119,7 +119,7 @@ def preset_config(name: str, space: SearchSpace) -> tuple[int, ...]:
     from aows.space import SPACES, SpaceError
 
     preset = get_preset(name)
-    where = f"preset '{name}' ({preset.method}, seed Table D.2)"
+    where = f"preset '{name}' ({preset.method}, the AOWS supplementary, Table D.2)"
     reference = SPACES[preset.space]()
     if (space.name != preset.space or not space.is_chain
             or space.n_searchable != len(preset.widths)
@@ -139,7 +139,7 @@ def preset_config(name: str, space: SearchSpace) -> tuple[int, ...]:
         raise PresetError(
             f"{where} does not fit space '{space.name}' {opts}: width {w} of layer {j + 1} "
             f"is not one of its choices {list(space.searchable_choices[j])}{more}; the "
-            "presets' widths are choices of seed Table D.1, the default "
+            "presets' widths are choices of the AOWS supplementary, Table D.1, the default "
             f"{preset.space} space (--min-width 0.2 --max-width 1.5 --levels 14 "
             "--divisor 8): use it with a space of those defaults (leave out the width "
             "options, or fit the latency model / train the supernet without them)")

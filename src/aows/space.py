@@ -7,7 +7,7 @@ is a unary term of that variable. Variables with one choice (the image channels,
 classes) are fixed; the others are searchable, and a configuration is one width per
 searchable variable in variable order.
 
-A *chain* (MobileNet-v1, Table D.1 of the seed) is the special case in which layer i
+A *chain* (MobileNet-v1, Table D.1 of the AOWS supplementary) is the special case in which layer i
 maps variable i to variable i + 1: n layers, n + 1 variables, the first and last fixed.
 Residual networks tie widths: an addition makes every tensor it adds one variable, so
 a ResNet stage width appears at many layer boundaries and the decision graph is no
@@ -564,7 +564,7 @@ def get_space(name: str, **params) -> SearchSpace:
 def width_choices(base: int, min_mult: float, max_mult: float, levels: int,
                   divisor: int) -> tuple[int, ...]:
     """round(base * linspace(min, max, levels) / divisor) * divisor, at least divisor,
-    de-duplicated (Table D.1 of the seed with the defaults)."""
+    de-duplicated (Table D.1 of the AOWS supplementary with the defaults)."""
     raw = np.round(base * np.linspace(min_mult, max_mult, levels) / divisor) * divisor
     return tuple(sorted({max(divisor, int(v)) for v in raw}))
 
@@ -580,7 +580,7 @@ def mobilenet_v1(min_width: float = 0.2, max_width: float = 1.5, levels: int = 1
                  in_channels: int = 3) -> SearchSpace:
     """MobileNet-v1: stem conv, 13 depthwise-separable blocks, pool + classifier.
 
-    15 layers, 14 searchable widths; the defaults reproduce Table D.1 of the seed.
+    15 layers, 14 searchable widths; the defaults reproduce Table D.1 of the AOWS supplementary.
     """
     if resolution < 32 or resolution % 32:
         raise SpaceError(f"resolution {resolution} must be a multiple of 32 (>= 32)")

@@ -4,7 +4,7 @@ Each is laid out like torchvision's network of that name (same convolutions, str
 shortcuts), with every width tied by a residual addition made one variable: a ResNet
 stage's output width is shared by its downsample (or stem) conv and the last conv of
 every block, an inverted residual's expansion width by its expand and depthwise convs.
-Width choices follow Table D.1 of the seed: multiples of each 1.0x width from
+Width choices follow Table D.1 of the AOWS supplementary: multiples of each 1.0x width from
 ``min_width`` to ``max_width`` in ``levels`` steps, rounded to ``divisor``.
 """
 
@@ -231,7 +231,7 @@ _LAYER_KEYS = {"name", "op", "out", "inputs", "kernel", "stride", "act", "bias"}
 
 
 def load_space_file(path: str | Path, **overrides) -> SearchSpace:
-    """A graph space from a YAML file (format in the README, "Search spaces")::
+    """A graph space from a YAML file (format in docs/spaces.md, "Space files")::
 
         name: tiny
         resolution: 32          # input size (px); also --resolution

@@ -1,1 +1,1 @@
-"""The black-box latency model (the paper's Section 4; seed section A)."""
+"""The black-box latency model (the paper's Section 4; the AOWS supplementary, section A)."""

@@ -125,8 +125,9 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
         protocol: how to time.
         path: the JSONL sample file.
         count: records the file must hold at the end.
-        sampler: "biased" (seed section A), "cover" (biased until every unknown is
-            covered, then uniform), "uniform", or "given" (time ``configs`` in order,
+        sampler: "biased" (the AOWS supplementary, section A), "cover" (biased until
+            every unknown is covered, then uniform), both after the widest and the
+            narrowest networks, "uniform", or "given" (time ``configs`` in order,
             e.g. to re-time another file's networks for a test-retest noise floor).
         configs: the networks of sampler "given".
         seed: seed of the sampler and of the round orders.
@@ -154,6 +155,11 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
         count = min(count, len(configs))
     elif sampler != "uniform":
         raise ValueError(f"unknown sampler '{sampler}' (biased | cover | uniform | given)")
+    # a training set starts with the widest and the narrowest networks: the widest is
+    # the user's own model in a model's space, so what the latency model predicts for it
+    # rests on a timing of it, and the two ends of the range are never extrapolated
+    extremes = ([space.widest(), space.narrowest()]
+                if sampler in ("biased", "cover") else [])
     todo = count - done
     if todo <= 0:
         return 0
@@ -162,10 +168,14 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
     timed = 0
     while done < count and not (should_stop is not None and should_stop()):
         n = min(protocol.chunk, count - done)
+        head = extremes[done:n + done]  # those not yet written
+        for c in head:
+            state.update(c)
         if sampler == "biased":
-            chunk = [state.next() for _ in range(n)]
+            chunk = head + [state.next() for _ in range(n - len(head))]
         elif sampler == "cover":
-            chunk = cover_then_uniform(state, n, seed, offset=done)
+            chunk = head + cover_then_uniform(state, n - len(head), seed,
+                                              offset=done + len(head))
         elif sampler == "uniform":
             chunk = uniform_configs(space, n, seed, offset=done)
         else:

@@ -1,6 +1,6 @@
 """Which networks to time next: uniform, or biased toward the least-seen unknowns.
 
-Biased sampling (seed section A): N(v) counts how often unknown v has been timed;
+Biased sampling (the AOWS supplementary, section A): N(v) counts how often unknown v has been timed;
 with M = min_v N(v), the next configuration maximises the number of layers whose
 (c_i, c_i+1) unknown has N = M, found exactly by Viterbi on the chain, or by max-sum on
 the width graph of a residual space (every layer a term between its two variables).

@@ -24,6 +24,20 @@ def error_metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
     }
 
 
+def range_ends(model, samples) -> dict:
+    """The widest and the narrowest networks where ``samples`` timed them (every
+    training collection starts with both): timed and predicted ms, and the relative
+    error. In a model's space the widest is the user's own model."""
+    timed = samples.by_config(model.anchor_ref_ms)
+    out = {}
+    for name, cfg in (("widest", model.space.widest()), ("narrowest", model.space.narrowest())):
+        if tuple(cfg) in timed:
+            pred = model.predict(cfg)
+            out[name] = {"timed_ms": timed[tuple(cfg)], "predicted_ms": pred,
+                         "relative_error": pred / timed[tuple(cfg)] - 1}
+    return out
+
+
 def test_retest(first: dict, second: dict) -> dict:
     """Noise floor: the same networks timed twice ({config: ms} each), as error metrics
     of one timing against the other, over the configurations both contain."""

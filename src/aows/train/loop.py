@@ -7,10 +7,11 @@ labels; the narrowest on the widest one's soft predictions; G sampled configurat
 each on its own slice of the batch, also on the soft predictions; one optimiser step.
 For every image of a sampled configuration, d = CE(c) - CE(widest) feeds the unary
 statistics. OWS samples uniformly; AOWS samples from p_T with the current unaries and
-the gamma of the budget, T following seed section B after the warm-up. The step's loss
-and accuracy sums stay on the device until the end of the epoch; in one process the
-differences d are read back only when the statistics are needed (AOWS sampling after
-its warm-up, the end of the epoch, a checkpoint), so OWS steps never wait for the device.
+the gamma of the budget, T following the AOWS supplementary, section B after the
+warm-up. The step's loss and accuracy sums stay on the device until the end of the epoch;
+in one process the differences d are read back only when the statistics are needed (AOWS
+sampling after its warm-up, the end of the epoch, a checkpoint), so OWS steps never wait
+for the device.
 
 Distributed (DDP, launched by ``torchrun``): every process runs the step on its own
 batch (``batch_size`` per process; the learning rate scales with the global batch).

@@ -1,4 +1,4 @@
-"""AOWS temperature schedule (seed section B), stretched to a run's length.
+"""AOWS temperature schedule (the AOWS supplementary, section B), stretched to a run's length.
 
 Uniform sampling during warm-up; then T is piecewise log-linear *per iteration*
 through 1 at the end of warm-up (epoch 5 of 20), 1e-2 one epoch later, 1e-3 at
