@@ -24,11 +24,11 @@ are (``benchmarks/latency_targets.py --second``): ``--train 500 --uniform 500
 import argparse
 from pathlib import Path
 
+from aows.catalogue import get_space
 from aows.latency.backends import Target
 from aows.latency.lut import build_lookup_table
 from aows.latency.measure import collect_interleaved, heldout_plan
 from aows.latency.protocol import Protocol
-from aows.space import get_space
 
 BLOCKS = 10
 

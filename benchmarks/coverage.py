@@ -15,8 +15,9 @@ import argparse
 import time
 from collections import Counter
 
+from aows.catalogue import get_space
 from aows.latency.sampling import BiasedSampler
-from aows.space import SPACES, get_space
+from aows.spaces import SPACES
 
 
 def lower_bound(space) -> int:

@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
+from aows.catalogue import get_space
 from aows.latency.backends import Target
 from aows.latency.measure import Timer
 from aows.latency.protocol import Protocol
-from aows.space import get_space
 
 LOADS = {
     "memory": "import numpy as np\na = np.ones(8_000_000); b = np.empty_like(a)\n"

@@ -33,11 +33,11 @@ import torch
 
 from aows.extract import model_space
 from aows.importance import CRITERIA, channel_order, order_channels, permute_channels
+from aows.io import load_tensors
+from aows.nn.bn import reestimate_bn
 from aows.nn.modelnet import slice_module
-from aows.nn.slimmable import reestimate_bn
 from aows.train.data import get_data
 from aows.train.finetune import FinetuneConfig, evaluate, finetune
-from aows.train.runtime import load_tensors
 
 
 def trained_model(spec: str, data, args) -> torch.nn.Module:

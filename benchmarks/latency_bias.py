@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from aows.catalogue import get_space
 from aows.latency.fit import Fitter, design_matrix, fit
 from aows.latency.store import Samples, read_samples
 from aows.latency.validate import error_metrics, test_retest
-from aows.space import get_space
 
 
 def _row(name: str, m: dict) -> str:

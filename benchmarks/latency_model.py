@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aows.catalogue import get_space
 from aows.latency.fit import DEFAULT_K, DEFAULT_SMOOTH, Fitter, fit, fit_flops
 from aows.latency.model import LatencyModel
 from aows.latency.store import read_samples
 from aows.latency.validate import error_metrics, scatter_plot, test_retest
-from aows.space import get_space
 
 SIZES = (100, 200, 300, 500, 1000, 2000)
 PRIORS = {  # name: (K, smooth)

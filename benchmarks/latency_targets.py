@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aows.catalogue import get_space
 from aows.latency.fit import fit
 from aows.latency.sampling import BiasedSampler
 from aows.latency.store import Samples, read_samples
 from aows.latency.validate import error_metrics, test_retest
-from aows.space import get_space
 
 BIAS_TARGET = 0.01
 BOOT = 2000

@@ -10,7 +10,7 @@ MobileNet-v1 space at 128 px (or ``--space``), torch-cpu, batch 1, 1 thread, def
 protocol. Times
 (resumable) ``--train`` networks by ``--sampler`` and 100 uniform held-out networks
 twice (the noise floor), interleaved in 5 blocks; fits the default model; then runs
-``aows.latency.refine`` with the widest-balanced proxy scores at 10 budgets, the
+``aows.refine`` with the widest-balanced proxy scores at 10 budgets, the
 tolerance being the held-out test-retest NRMSE. Prints, per round: the NRMSE, bias and
 worst error on that round's picks (timed after the model that picked them was
 fitted), the held-out NRMSE of the same model, and whether every pick was within.
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from aows.catalogue import get_space
 from aows.latency.backends import Target
 from aows.latency.fit import fit
 from aows.latency.measure import collect_interleaved, heldout_plan
 from aows.latency.protocol import Protocol
-from aows.latency.refine import refine
 from aows.latency.store import read_samples
 from aows.latency.validate import error_metrics, test_retest
-from aows.space import get_space
+from aows.refine import refine
 
 
 def main():

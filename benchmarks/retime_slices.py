@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from aows.catalogue import get_space
 from aows.latency.fit import Fitter, design_matrix
 from aows.latency.measure import Timer
 from aows.latency.protocol import Protocol
 from aows.latency.store import read_samples
 from aows.latency.target import Target
 from aows.latency.validate import error_metrics
-from aows.space import get_space
 
 SETS = {"biased 0:500": ("train_biased.jsonl", slice(0, 500)),
         "biased 500:1000": ("train_biased.jsonl", slice(500, 1000)),

@@ -22,7 +22,7 @@ from aows.chain import _viterbi_one
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.search import Problem, pareto, search
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 
 
 def synthetic_unaries(space, rng):

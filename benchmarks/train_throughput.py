@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aows.nn.slimmable import make_supernet
-from aows.space import get_space, mobilenet_v1
+from aows.catalogue import get_space
+from aows.nn.supernet import make_supernet
+from aows.spaces import mobilenet_v1
 from aows.train.loop import TrainConfig, prepare_run
 from aows.train.sampler import sample_configs
 

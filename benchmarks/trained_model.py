@@ -51,7 +51,7 @@ from aows.latency.protocol import Protocol
 from aows.latency.store import read_samples
 from aows.latency.target import Target
 from aows.latency.validate import check_model
-from aows.nn.slimmable import reestimate_bn
+from aows.nn.bn import reestimate_bn
 from aows.search import Problem, search
 from aows.train.config import FinetuneConfig, TrainConfig
 from aows.train.data import get_data

@@ -9,7 +9,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 @pytest.fixture
 def tiny_space():
-    from aows.space import mobilenet_v1
+    from aows.spaces import mobilenet_v1
     return mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=10)
 
 

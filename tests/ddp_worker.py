@@ -21,7 +21,7 @@ import torch
 
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 from aows.train.loop import TrainConfig, train_supernet
 
 B, G, STEPS = 8, 2, 3

@@ -7,7 +7,7 @@ import torch
 from aows.latency.backends import BACKENDS, BackendUnavailable, Target, get_backend
 from aows.latency.measure import time_configs
 from aows.latency.protocol import Protocol
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 
 FAST = Protocol(warmup=1, rounds=2, runs=1, chunk=4)
 

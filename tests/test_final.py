@@ -16,7 +16,7 @@ from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
 from aows.nn.slimmable import SlimmableNetwork
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 from aows.train.finetune import FinetuneConfig, finetune, param_groups
 from aows.train.runtime import lr_at
 

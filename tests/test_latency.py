@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
+from aows.catalogue import get_space
 from aows.cli import main
 from aows.latency.fit import (
     design_matrix,
@@ -25,7 +26,8 @@ from aows.latency.protocol import AnchoredTimer, Protocol, time_runners
 from aows.latency.sampling import BiasedSampler
 from aows.latency.store import SampleFileError, Samples, SampleWriter, read_samples
 from aows.latency.validate import error_metrics
-from aows.space import SpaceError, get_space, mobilenet_v1
+from aows.space import SpaceError
+from aows.spaces import mobilenet_v1
 
 
 def synthetic_truth(space, rng):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from aows.catalogue import get_space
 from aows.cli import main
 from aows.nn import build_network
-from aows.nn.slimmable import make_supernet
-from aows.space import SpaceError, get_space
+from aows.nn.supernet import make_supernet
+from aows.space import SpaceError
 
 ZOO = str(Path(__file__).with_name("zoo.py"))
 TORCHVISION = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small",

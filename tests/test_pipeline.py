@@ -10,7 +10,7 @@ from aows.errors import AowsError
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.pipeline import load_config, run_pipeline
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 
 TINY = {
     "device": "cpu",

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from aows.catalogue import get_space
 from aows.cli import main
 from aows.final import load_final, save_final
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.nn import build_network
-from aows.nn.slimmable import make_supernet
+from aows.nn.supernet import make_supernet
 from aows.presets import PRESETS, PresetError, get_preset, preset_config
 from aows.search import save_unaries
-from aows.space import get_space, mobilenet_v1
+from aows.spaces import mobilenet_v1
 
 # the AOWS supplementary, Table D.2, as printed there
 TABLE_D2 = {

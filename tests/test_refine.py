@@ -9,9 +9,9 @@ import pytest
 from aows.cli import main
 from aows.latency.fit import Fitter, fit
 from aows.latency.model import LatencyModel
-from aows.latency.refine import budget_range, picks, proxy_unaries, refine
 from aows.latency.store import Samples, read_samples
-from aows.space import mobilenet_v1
+from aows.refine import budget_range, picks, proxy_unaries, refine
+from aows.spaces import mobilenet_v1
 
 from .test_latency import synthetic_truth
 
@@ -79,7 +79,7 @@ def test_priors_are_chosen_on_the_picks():
     """FLOPs-shaped truth, few noisy bulk networks: the loose default overfits them and
     the picks ask for tables held near the FLOPs shape. Irregular truth, many exact
     bulk networks: the picks ask for the loose default."""
-    from aows.latency.refine import RIDGE_GRID, select_priors
+    from aows.refine import RIDGE_GRID, select_priors
     space = mobilenet_v1(resolution=32, levels=4, max_width=0.5)
     rng = np.random.default_rng(3)
     f = Fitter(space).f
@@ -117,15 +117,15 @@ def test_refine_times_the_picks_and_resumes(tmp_path, capsys, monkeypatch):
         calls["n"] += 1
         return calls["n"] >= 2
 
-    import aows.latency.measure as measure_mod  # refine imports it when it times
+    import aows.refine as refine_mod
     seen_kwargs = []
-    real_time = measure_mod.time_configs
+    real_time = refine_mod.time_configs
 
     def spy(*args, **kwargs):
         seen_kwargs.append(kwargs)
         return real_time(*args, **kwargs)
 
-    monkeypatch.setattr(measure_mod, "time_configs", spy)
+    monkeypatch.setattr(refine_mod, "time_configs", spy)
     # tolerance 0: no round can pass, so both rounds run
     rep = refine(space, bulk, out, n_budgets=4, rounds=2, tolerance=1e-9, progress=False,
                  should_stop=stop_before_round_2)
@@ -174,7 +174,7 @@ def test_refine_times_the_picks_and_resumes(tmp_path, capsys, monkeypatch):
     # the CLI: a converging refinement (a tolerance nothing can miss), with the fit
     # settings of the model it refines (its ridge, when --ridge is not given)
     fit(space, bulk, ridge=0.01).save(tmp_path / "m2.json")
-    import aows.latency.refine as refine_mod
+    import aows.refine as refine_mod
     given = {}
     real_refine = refine_mod.refine
 

@@ -11,7 +11,7 @@ from aows.errors import AowsError
 from aows.latency.backends import Target
 from aows.latency.measure import time_configs
 from aows.latency.protocol import Protocol
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 
 
 def test_timing_leaves_the_thread_count_as_it_found_it():
@@ -86,7 +86,7 @@ def test_written_files_follow_the_umask_and_leave_no_temp_files(tmp_path):
     import os
 
     from aows.errors import AowsError
-    from aows.latency.model import atomic_write_text
+    from aows.io import atomic_write_text
     from aows.train.runtime import save_checkpoint
     old = os.umask(0o022)
     try:
@@ -106,7 +106,7 @@ def test_written_files_follow_the_umask_and_leave_no_temp_files(tmp_path):
     def fail(f):
         f.write(b"partial")
         raise OSError(28, "No space left on device")
-    from aows.latency.model import atomic_write_bytes
+    from aows.io import atomic_write_bytes
     with pytest.raises(AowsError, match="No space left"):
         atomic_write_bytes(tmp_path / "c.pt", write=fail)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.pt"]

@@ -12,7 +12,7 @@ from aows.cli import main
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.search import Problem, UnariesError, pareto, save_unaries, search
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 
 
 def realistic_problem(seed=0, resolution=128, levels=14):

@@ -3,8 +3,9 @@
 import numpy as np
 import torch
 
-from aows.nn.slimmable import SlimmableNetwork, recalibrate_bn
-from aows.space import mobilenet_v1
+from aows.nn.bn import recalibrate_bn
+from aows.nn.slimmable import SlimmableNetwork
+from aows.spaces import mobilenet_v1
 
 
 def _randomise_bn(net):

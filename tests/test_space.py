@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from aows.catalogue import get_space
 from aows.nn import build_network
-from aows.space import SpaceError, get_space, mobilenet_v1, parse_config
+from aows.space import SpaceError, parse_config
+from aows.spaces import mobilenet_v1
 
 # Table D.1 of the AOWS supplementary (supplementary material of the paper).
 TABLE_D1 = [

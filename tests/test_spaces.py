@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from aows.catalogue import get_space
 from aows.cli import main
 from aows.latency.fit import design_matrix, fit
 from aows.latency.model import LatencyModel
@@ -15,7 +16,7 @@ from aows.latency.store import Samples
 from aows.nn import build_network
 from aows.nn.slimmable import SlimmableNetwork
 from aows.search import Problem, search
-from aows.space import SearchSpace, SpaceError, get_space
+from aows.space import SearchSpace, SpaceError
 
 RESIDUAL = ["resnet18", "resnet50", "mobilenet_v2"]
 
@@ -264,7 +265,7 @@ def test_mobilenet_v1_same_tables_from_the_committed_samples():
     from pathlib import Path
 
     from aows.latency.store import read_samples
-    from aows.space import mobilenet_v1
+    from aows.spaces import mobilenet_v1
     root = Path(__file__).resolve().parents[1] / DATA
     space = mobilenet_v1(resolution=128)
     old = LatencyModel.load(root / "latency.json", space)
@@ -277,7 +278,7 @@ def test_mobilenet_v1_chain_and_graph_solvers_give_the_same_answers():
 
     from aows.graph import GraphBudgetProblem, WidthGraph
     from aows.search import score_terms
-    from aows.space import mobilenet_v1
+    from aows.spaces import mobilenet_v1
     space = mobilenet_v1(resolution=128)
     model = LatencyModel.load(Path(__file__).resolve().parents[1] / DATA / "latency.json",
                               space)

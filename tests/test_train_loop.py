@@ -11,7 +11,7 @@ from aows.cli import main
 from aows.errors import AowsError
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
-from aows.space import mobilenet_v1
+from aows.spaces import mobilenet_v1
 from aows.train.loop import TrainConfig, train_supernet
 
 

@@ -1,6 +1,19 @@
-"""aows: adaptive and optimal network width search under a latency budget."""
+"""aows: adaptive and optimal network width search under a latency budget.
 
-from aows.space import SearchSpace, SpaceError, get_space, mobilenet_v1
+The names below are loaded on first use, so that ``import aows`` (and so the command
+line's start, ``aows --help``) does not import torch.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["SearchSpace", "SpaceError", "get_space", "mobilenet_v1", "__version__"]
+
+_WHERE = {"SearchSpace": "aows.space", "SpaceError": "aows.space",
+          "get_space": "aows.catalogue", "mobilenet_v1": "aows.spaces"}
+__all__ = [*_WHERE, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'aows' has no attribute '{name}'")

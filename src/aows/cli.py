@@ -192,7 +192,7 @@ def _labelled(label: str | None, config) -> str:
 
 
 def _space(args):
-    from aows.space import get_space
+    from aows.catalogue import get_space
     return get_space(_space_name(args), classes=args.classes, **_space_params(args))
 
 
@@ -259,15 +259,15 @@ def cmd_latency_generate(args) -> None:
 
 def cmd_latency_retest(args) -> None:
     """Re-time networks of an existing file with the same target and protocol."""
+    from aows.catalogue import space_from_description
     from aows.latency.measure import collect, target_of
     from aows.latency.store import read_samples
     from aows.latency.validate import test_retest
-    from aows.space import SearchSpace
     first = read_samples(args.samples)
     if first.header is None:
         raise AowsError(f"{args.samples} has no aows header: retest needs the target it was "
                         "timed on")
-    space = SearchSpace.from_description(first.header["space"])
+    space = space_from_description(first.header["space"])
     target, proto = target_of(first)
     count = min(args.count or len(first), len(first))
     # checked for load against the first timing's fastest anchor, as the first timing was
@@ -442,9 +442,9 @@ def cmd_latency_presets(args) -> None:
 
 def cmd_latency_refine(args) -> None:
     from aows.latency.model import LatencyModel
-    from aows.latency.refine import refine
     from aows.latency.store import read_many, read_samples
     from aows.latency.validate import test_retest
+    from aows.refine import refine
     model = LatencyModel.load(args.latency)
     space = model.space
     samples = read_many(args.samples, space)
@@ -527,9 +527,9 @@ def cmd_search(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from aows.catalogue import get_space
     from aows.latency.model import LatencyModel
     from aows.settings import from_args
-    from aows.space import get_space
     from aows.train.data import data_id, get_data
     from aows.train.loop import TrainConfig, train_supernet
     from aows.train.runtime import check_run_folder, init_distributed
@@ -657,7 +657,7 @@ def cmd_export(args) -> None:
                     recalibrated=data is not None)
         _check_out(args)
         save_final(args.out, plain, space, config, **meta)
-        from aows.latency.model import atomic_write_text
+        from aows.io import atomic_write_text
         atomic_write_text(Path(args.out, "channel_order.json"), json.dumps(order))
     else:
         from aows.final import load_supernet_state
@@ -696,7 +696,7 @@ def _check_out(args) -> None:
 
 
 def _space_from(args, classes):
-    from aows.space import get_space
+    from aows.catalogue import get_space
     return get_space(_space_name(args), classes=classes, **_space_params(args))
 
 

@@ -33,16 +33,21 @@ resolutions, which the latency model needs. One fx trace gives both.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from aows.space import LayerSpec, SearchSpace, SpaceError
+from aows.models import load_model
+from aows.nn.modelnet import ModuleSupernet, slice_module
+from aows.space import LayerSpec, SearchSpace, SpaceError, width_choices
+from aows.spaces import check_solvable
 
 _ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish",
                 nn.Hardsigmoid: "hardsigmoid", nn.SiLU: "silu", nn.Sigmoid: "sigmoid",
@@ -84,14 +89,12 @@ class ModelSpace(SearchSpace):
 
     def load_module(self) -> nn.Module:
         """The user's module at full width (a fresh copy)."""
-        from aows.models import load_model
         return load_model(self.params["model"], self.params.get("classes"),
                           self.params.get("weights"))
 
     def build(self, config: Sequence[int]) -> nn.Module:
         """The user's own module with physically smaller layers (leading slices of its
         weights) at ``config``."""
-        from aows.nn.modelnet import slice_module
         return slice_module(self.load_module(), self.plan, self.full_widths(config))
 
     def modules_of(self, v: int) -> list[dict]:
@@ -128,7 +131,6 @@ def model_space(model: str, resolution: int | None = None, classes: int | None =
             wider layers).
         weights: a tensors-only file loaded into the module.
     """
-    from aows.models import load_model
     kind, _, fn = model.partition(":")
     if kind.endswith(".py") and Path(kind).is_file():  # later commands run from anywhere
         model = f"{Path(kind).resolve()}:{fn}"
@@ -146,7 +148,6 @@ def model_space(model: str, resolution: int | None = None, classes: int | None =
         params["input_shape"] = list(input_shape)
     space = extract(module, input_shape, name=model, params=params, min_width=min_width,
                     max_width=max_width, levels=levels, divisor=divisor)
-    from aows.spaces import check_solvable
     check_solvable(space)
     return space
 
@@ -157,7 +158,6 @@ def model_choices(width: int, min_width: float, max_width: float, levels: int,
     ``max_width`` 1.0, the module's own width is the widest choice even where it is not a
     multiple of the divisor (the widest configuration is the user's model, every trained
     channel kept)."""
-    from aows.space import width_choices
     choices = {min(width, c) for c in width_choices(width, min_width, max_width, levels,
                                                     divisor)}
     if max_width >= 1.0:
@@ -202,11 +202,6 @@ def _verify(module: nn.Module, space: ModelSpace, input_shape, name: str) -> Non
     random one: the exported module and the supernet (eval: equal outputs), and the
     supernet in training mode (a branch that only runs in training, which the eval-mode
     trace does not show, fails here rather than in the first training step)."""
-    import copy
-
-    import numpy as np
-
-    from aows.nn.modelnet import ModuleSupernet, slice_module
     configs = [space.narrowest()]
     if space.n_searchable:
         configs += space.uniform_sample(np.random.default_rng(0), 1)

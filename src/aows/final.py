@@ -26,18 +26,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from aows.catalogue import space_from_description
 from aows.defaults import DEFAULT_IMPORTANCE
 from aows.errors import AowsError
 from aows.importance import order_channels, order_record
+from aows.io import atomic_write_bytes, atomic_write_text, load_tensors
 from aows.latency.backends import Target, onnx_bytes
 from aows.latency.measure import Timer, input_shape, target_record
-from aows.latency.model import LatencyModel, atomic_write_bytes, atomic_write_text
+from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
 from aows.nn import build_network
+from aows.nn.bn import reestimate_bn
 from aows.nn.modelnet import slice_module
-from aows.nn.slimmable import SlimmableNetwork, make_supernet, reestimate_bn
+from aows.nn.slimmable import SlimmableNetwork
+from aows.nn.supernet import make_supernet
 from aows.space import SearchSpace, SpaceError
-from aows.train.runtime import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def read_final_config(folder: str | Path) -> tuple[SearchSpace, list[int], dict]
     if not isinstance(obj, dict) or obj.get("aows") != "final-network":
         raise AowsError(f'{path} is not an aows final network (no "aows": "final-network")')
     try:
-        space = SearchSpace.from_description(obj["space"])
+        space = space_from_description(obj["space"])
         config = list(space.validate(obj["config"]))
     except (KeyError, SpaceError) as err:
         raise AowsError(f"{path}: {err}") from None

@@ -49,6 +49,7 @@ from torch import nn
 from aows.defaults import DEFAULT_IMPORTANCE as DEFAULT_CRITERION
 from aows.defaults import IMPORTANCE_CRITERIA
 from aows.errors import AowsError
+from aows.io import atomic_write_text
 
 __all__ = ["CRITERIA", "DEFAULT_CRITERION", "IMPORTANCE_BATCHES", "Member", "channel_scores",
            "channel_order", "permute_channels", "order_channels", "order_record",
@@ -281,6 +282,5 @@ def order_record(space, order: dict[int, np.ndarray], criterion: str) -> dict:
 def write_order(path: str | Path, space, order: dict[int, np.ndarray], criterion: str
                 ) -> Path:
     """Write ``order_record`` to ``path`` (atomically)."""
-    from aows.latency.model import atomic_write_text
     atomic_write_text(Path(path), json.dumps(order_record(space, order, criterion)))
     return Path(path)

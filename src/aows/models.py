@@ -17,6 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
+from aows.io import load_tensors
 from aows.space import SpaceError
 
 PREFIXES = ("torchvision:", "timm:")
@@ -42,7 +43,6 @@ def load_model(spec: str, classes: int | None = None, weights: str | None = None
     """
     module = copy.deepcopy(_cached(spec, classes))
     if weights is not None:
-        from aows.train.runtime import load_tensors
         state = load_tensors(weights, "weights file")
         if not isinstance(state, dict):
             raise SpaceError(f"weights file {weights} holds a {type(state).__name__}, not a "

@@ -21,21 +21,46 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.distributed as dist
 import yaml
 
+from aows.catalogue import get_space
 from aows.config import RunConfig, load_config, quickstart_config
 from aows.errors import AowsError
+from aows.final import (
+    describe_measurement,
+    export_config,
+    export_onnx,
+    load_final,
+    load_supernet,
+    measure_networks,
+    save_final,
+)
+from aows.io import atomic_write_text
 from aows.latency.defaults import DEFAULT_SAMPLER
-from aows.latency.model import LatencyModel, atomic_write_text
+from aows.latency.fit import fit, fit_flops
+from aows.latency.measure import collect_interleaved, heldout_plan
+from aows.latency.model import LatencyModel
+from aows.latency.store import read_samples
+from aows.latency.validate import check_model, error_metrics, scatter_plot
 from aows.log import indented
+from aows.nn import build_network
+from aows.refine import refine
 from aows.report import figures, report_markdown
+from aows.search import Problem, load_unaries, pareto, search
 from aows.settings import as_dict, load
-from aows.space import SearchSpace, get_space
+from aows.space import SearchSpace
+from aows.train.data import get_data
+from aows.train.finetune import evaluate, finetune
+from aows.train.loop import branch_from_warmup, train_supernet, warmup_epochs
+from aows.train.runtime import dist_info, init_distributed, load_checkpoint, resolve_device
 
 __all__ = ["Pipeline", "RunConfig", "load_config", "quickstart_config", "run_pipeline"]
 log = logging.getLogger(__name__)
@@ -65,7 +90,6 @@ class Pipeline:
 
     def __init__(self, cfg: RunConfig, out: str | Path,
                  should_stop: Callable[[], bool] | None = None):
-        from aows.train.runtime import dist_info, init_distributed
         init_distributed(cfg.device)  # under torchrun: join the process group
         self.rank, self.world = dist_info()
         self.cfg, self.out, self.should_stop = cfg, Path(out), should_stop
@@ -78,7 +102,6 @@ class Pipeline:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(saved, yaml.safe_dump(as_dict(cfg), sort_keys=False))
-        from aows.train.data import get_data
         self.data = get_data(cfg.data.name, _resolution(cfg),
                              cfg.data.batch_size, cfg.seed, self.rank, self.world)
         self.space = _space_of(cfg, self.data.classes)
@@ -86,14 +109,12 @@ class Pipeline:
 
     def barrier(self) -> None:
         if self.world > 1:
-            import torch.distributed as dist
             dist.barrier()
 
     def agree(self, value):
         """Rank 0's ``value`` on every process (a JSON-like object)."""
         if self.world == 1:
             return value
-        import torch.distributed as dist
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
@@ -249,10 +270,6 @@ class Pipeline:
             model.save(folder / "latency.json")
             log.info(f"reusing {c.model}")
             return {"reused": str(c.model), "noise_floor": model.meta.get("noise_floor")}
-        from aows.latency.fit import fit, fit_flops
-        from aows.latency.measure import collect_interleaved, heldout_plan
-        from aows.latency.store import read_samples
-        from aows.latency.validate import check_model, error_metrics, scatter_plot
         log.info(f"timing {c.networks} networks and {c.heldout} held-out ones twice on "
                  f"{c.backend} (batch {c.batch_size}, {c.threads} threads)")
         plan = [(folder / "train.jsonl", c.networks, DEFAULT_SAMPLER, {}),
@@ -285,11 +302,6 @@ class Pipeline:
         return self.cfg.latency.refine > 0 and not self.cfg.latency.model
 
     def stage_refine(self, model: LatencyModel) -> dict | None:
-        import shutil
-
-        from aows.latency.refine import refine
-        from aows.latency.store import read_samples
-        from aows.search import load_unaries
         c, folder = self.cfg.latency, self.out / "latency"
         base = self.base_supernet()
         rep = refine(self.space, read_samples(folder / "train.jsonl", self.space),
@@ -317,7 +329,6 @@ class Pipeline:
                 "final_heldout_nrmse": rep.get("final_heldout", last["heldout"])["nrmse"]}
 
     def stage_train(self, method: str, model: LatencyModel, budget: float) -> dict | None:
-        from aows.train.loop import branch_from_warmup, train_supernet, warmup_epochs
         cfg = self.cfg.train_config(method, budget)
         folder = self.out / f"supernet_{method}"
         keep = ()
@@ -334,7 +345,6 @@ class Pipeline:
                        steps_per_epoch=self.data.steps_per_epoch, keep_epochs=keep)
         # every process decides on its own state (rank 0 writes the checkpoint: another
         # process reading it here could see the one before the last save)
-        from aows.train.runtime import load_checkpoint
         self.barrier()
         pos = load_checkpoint(folder / "checkpoint.pt")["position"]
         if pos["epoch"] < cfg.epochs or pos["iteration"] != 0:
@@ -343,7 +353,6 @@ class Pipeline:
         return {"folder": folder.name, "last_epoch": last}
 
     def stage_search(self, model: LatencyModel, budget: float, trained: float) -> dict:
-        from aows.search import Problem, load_unaries, pareto, search
         problems = {m: Problem(model, load_unaries(self.out / f"supernet_{m}" /
                                                    "unaries.json", self.space))
                     for m in self.cfg.train.methods}
@@ -370,12 +379,6 @@ class Pipeline:
         return "ows" if "ows" in trained else trained[0]
 
     def stage_final(self, method: str, config: list[int]) -> dict | None:
-        import torch
-
-        from aows.final import export_config, export_onnx, load_final, load_supernet, save_final
-        from aows.nn import build_network
-        from aows.train.finetune import evaluate, finetune
-        from aows.train.runtime import resolve_device
         init = self.cfg.finetune.init
         src = method if method in ("ows", "aows") else self.base_supernet()
         folder = self.out / "final" / method
@@ -414,7 +417,6 @@ class Pipeline:
                 "onnx_max_rel_diff": onnx_diff}
 
     def stage_measure(self, model: LatencyModel) -> dict:
-        from aows.final import describe_measurement, load_final, measure_networks
         nets, configs = {}, {}
         for m in self.methods():
             nets[m], _, configs[m] = load_final(self.out / "final" / m)
@@ -442,7 +444,6 @@ class Pipeline:
         mr = (meas.get("networks") or {}).get(ORIGINAL)
         if mr is None:
             return None
-        from aows.train.finetune import evaluate
         ev = evaluate(self.space.load_module(), self.data.val(0))
         return {"label": ORIGINAL, "config": list(self.space.widest()),
                 "predicted_latency_ms": mr["predicted_latency_ms"],

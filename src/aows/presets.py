@@ -20,12 +20,10 @@ builds its parser.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aows.errors import AowsError
-
-if TYPE_CHECKING:
-    from aows.space import SearchSpace
+from aows.space import SearchSpace, SpaceError
+from aows.spaces import SPACES
 
 
 class PresetError(AowsError, ValueError):
@@ -36,7 +34,7 @@ class PresetError(AowsError, ValueError):
 class Preset:
     """A named configuration: one width per searchable variable of ``space``.
 
-    ``space``: the built-in space it belongs to (``aows.space.SPACES``); ``method``: what
+    ``space``: the built-in space it belongs to (``aows.spaces.SPACES``); ``method``: what
     found it; ``source``: where its widths are written down.
     """
 
@@ -116,8 +114,6 @@ def preset_config(name: str, space: SearchSpace) -> tuple[int, ...]:
             a width is never rounded to a nearby choice, which would time another
             network than the paper's).
     """
-    from aows.space import SPACES, SpaceError
-
     preset = get_preset(name)
     where = f"preset '{name}' ({preset.method}, the AOWS supplementary, Table D.2)"
     reference = SPACES[preset.space]()

@@ -21,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from aows.catalogue import space_from_description
 from aows.chain import BudgetError, BudgetProblem, Chain, Decoded
 from aows.errors import AowsError
-from aows.latency.model import LatencyModel, atomic_write_text
+from aows.graph import GraphBudgetProblem, WidthGraph
+from aows.io import atomic_write_text
+from aows.latency.model import LatencyModel
 from aows.space import SearchSpace
 
 
@@ -57,7 +60,7 @@ def load_unaries_space(path: str | os.PathLike) -> SearchSpace:
     path = Path(path)
     try:
         obj = json.loads(path.read_text())
-        return SearchSpace.from_description(obj["space"])
+        return space_from_description(obj["space"])
     except FileNotFoundError:
         raise UnariesError(f"{path} does not exist: give an `aows train` run folder") from None
     except (json.JSONDecodeError, KeyError, TypeError, AowsError) as err:
@@ -112,7 +115,6 @@ def budget_problem(model: LatencyModel, unaries: Sequence[np.ndarray]):
     if space.is_chain:
         score = Chain(nodes, [np.zeros(t.shape) for t in model.tables])
         return BudgetProblem(score, model.cost_chain())
-    from aows.graph import GraphBudgetProblem, WidthGraph
     return GraphBudgetProblem(WidthGraph(nodes, []), model.cost_graph())
 
 

@@ -119,6 +119,22 @@ class LayerSpec:
         return d
 
 
+def _pixels(spec: LayerSpec) -> int:
+    return spec.out_res ** 2
+
+
+# Multiply-accumulates per image of each op at widths (c_in, c_out): the one definition,
+# torch-free, which ``aows.nn.ops`` gives each op's builders and the FLOPs fit uses.
+LAYER_MACS: dict[str, Callable[[LayerSpec, int, int], float]] = {
+    "conv": lambda s, i, o: s.kernel ** 2 * i * o * _pixels(s) / s.groups,
+    "dwsep": lambda s, i, o: (s.kernel ** 2 * i + i * o) * _pixels(s),
+    "dwconv": lambda s, i, o: s.kernel ** 2 * i * _pixels(s),
+    "linear": lambda s, i, o: i * o + i * s.in_res ** 2,  # the pooling before it, too
+    **{op: (lambda s, i, o: 0) for op in ("gap", "avgpool", "maxpool", "mul", "add", "cat",
+                                          "other")},
+}
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Width variables (``choices``: one tuple per variable) and the layers between them.
@@ -396,10 +412,9 @@ class SearchSpace:
         return unary, pairwise
 
     def layer_flops(self, i: int, cin: int, cout: int) -> float:
-        """Multiply-accumulates of layer i at widths (cin, cout), per image (see
-        ``aows.nn.ops``: residual additions and max pooling count 0)."""
-        from aows.nn.ops import get_op  # the op owns its FLOPs, beside its builders
-        return float(get_op(self.layers[i].op).flops(self.layers[i], cin, cout))
+        """Multiply-accumulates of layer i at widths (cin, cout), per image
+        (``LAYER_MACS``: residual additions, pooling and gates count 0)."""
+        return float(LAYER_MACS[self.layers[i].op](self.layers[i], cin, cout))
 
     def flops(self, config: Sequence[int]) -> float:
         w = self.full_widths(config)
@@ -427,14 +442,9 @@ class SearchSpace:
 
     @classmethod
     def from_description(cls, desc: dict) -> SearchSpace:
-        """The space a file describes. A model's space is extracted again from the model
-        (its module is needed to build networks) and must match the description."""
-        model = (desc.get("params") or {}).get("model") if isinstance(desc, dict) else None
-        if model:
-            from aows.extract import model_space
-            space = model_space(**desc["params"])
-            space.check_same(cls.from_description({**desc, "params": {}}), "file")
-            return space
+        """The space a file describes, as data (its layers and choices). A model's space
+        needs its module to build networks: ``aows.catalogue.space_from_description``
+        extracts it again."""
         try:
             return cls(
                 name=desc["name"],
@@ -524,81 +534,12 @@ def _check_graph(space: SearchSpace) -> None:
                          "width variable (the classes) needs exactly one choice")
 
 
-# --------------------------------------------------------------------- registry
-SPACES: dict[str, Callable[..., SearchSpace]] = {}
-
-
-def register_space(fn: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
-    SPACES[fn.__name__] = fn
-    return fn
-
-
-def get_space(name: str, **params) -> SearchSpace:
-    """A search space.
-
-    Args:
-        name: a built-in space (``SPACES``: mobilenet_v1, resnet18, resnet50,
-            mobilenet_v2), the path of a space file (``*.yaml``/``*.yml``), or a model
-            (``torchvision:NAME``, ``timm:NAME``, ``path/to/file.py:FUNCTION``) whose
-            width graph ``aows.extract`` finds.
-        **params: resolution, classes, min_width, max_width, levels, divisor, ...;
-            None keeps the space's default.
-
-    Raises:
-        SpaceError: an unknown name, a malformed file, or parameters the space refuses.
-    """
-    params = {k: v for k, v in params.items() if v is not None}
-    from aows.models import is_model_spec
-    if is_model_spec(name):
-        from aows.extract import model_space
-        return model_space(name, **params)
-    if name.endswith((".yaml", ".yml")):
-        from aows.spaces import load_space_file
-        return load_space_file(name, **params)
-    if name not in SPACES:
-        raise SpaceError(f"unknown search space '{name}'; available: {sorted(SPACES)}, or a "
-                         "space file (.yaml)")
-    return SPACES[name](**params)
-
-
 def width_choices(base: int, min_mult: float, max_mult: float, levels: int,
                   divisor: int) -> tuple[int, ...]:
     """round(base * linspace(min, max, levels) / divisor) * divisor, at least divisor,
     de-duplicated (Table D.1 of the AOWS supplementary with the defaults)."""
     raw = np.round(base * np.linspace(min_mult, max_mult, levels) / divisor) * divisor
     return tuple(sorted({max(divisor, int(v)) for v in raw}))
-
-
-# (output width, stride) of MobileNet-v1's 13 depthwise-separable blocks.
-_MBV1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
-
-
-@register_space
-def mobilenet_v1(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
-                 divisor: int = 8, resolution: int = 224, classes: int = 1000,
-                 in_channels: int = 3) -> SearchSpace:
-    """MobileNet-v1: stem conv, 13 depthwise-separable blocks, pool + classifier.
-
-    15 layers, 14 searchable widths; the defaults reproduce Table D.1 of the AOWS supplementary.
-    """
-    if resolution < 32 or resolution % 32:
-        raise SpaceError(f"resolution {resolution} must be a multiple of 32 (>= 32)")
-    if not 0 < min_width <= max_width:
-        raise SpaceError("need 0 < min_width <= max_width")
-    bases = [32] + [w for w, _ in _MBV1_BLOCKS]
-    layers = [LayerSpec("stem", "conv", 3, 2, resolution)]
-    res = layers[0].out_res
-    for k, (_, stride) in enumerate(_MBV1_BLOCKS, start=1):
-        layers.append(LayerSpec(f"block{k}", "dwsep", 3, stride, res))
-        res = layers[-1].out_res
-    layers.append(LayerSpec("classifier", "linear", 1, 1, res, bias=True))
-    choices = [(in_channels,)]
-    choices += [width_choices(b, min_width, max_width, levels, divisor) for b in bases]
-    choices.append((classes,))
-    params = dict(min_width=min_width, max_width=max_width, levels=levels, divisor=divisor,
-                  resolution=resolution, classes=classes, in_channels=in_channels)
-    return SearchSpace("mobilenet_v1", tuple(layers), tuple(choices), params, tuple(bases))
 
 
 def describe_variables(space: SearchSpace) -> list[dict]:
@@ -628,5 +569,3 @@ def parse_config(text: str) -> tuple[int, ...]:
         raise SpaceError(f"could not read configuration '{text}': give comma-separated "
                          "integer widths, e.g. 8,16,48,...") from None
 
-
-from aows import spaces as _spaces  # noqa: E402,F401  (registers the residual spaces)

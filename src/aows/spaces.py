@@ -10,19 +10,54 @@ Width choices follow Table D.1 of the AOWS supplementary: multiples of each 1.0x
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from aows.space import (
-    OPS,
-    TIED_OPS,
-    LayerSpec,
-    SearchSpace,
-    SpaceError,
-    register_space,
-    width_choices,
-)
+from aows.graph import MAX_WIDTH, WidthGraph
+from aows.space import OPS, TIED_OPS, LayerSpec, SearchSpace, SpaceError, width_choices
+
+# --------------------------------------------------------------------- registry
+SPACES: dict[str, Callable[..., SearchSpace]] = {}
+
+
+def register_space(fn: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
+    """Add a built-in space (a function returning a ``SearchSpace``) under its name."""
+    SPACES[fn.__name__] = fn
+    return fn
+
+
+# (output width, stride) of MobileNet-v1's 13 depthwise-separable blocks.
+_MBV1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+                (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+
+@register_space
+def mobilenet_v1(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
+                 divisor: int = 8, resolution: int = 224, classes: int = 1000,
+                 in_channels: int = 3) -> SearchSpace:
+    """MobileNet-v1: stem conv, 13 depthwise-separable blocks, pool + classifier.
+
+    15 layers, 14 searchable widths; the defaults reproduce Table D.1 of the AOWS supplementary.
+    """
+    if resolution < 32 or resolution % 32:
+        raise SpaceError(f"resolution {resolution} must be a multiple of 32 (>= 32)")
+    if not 0 < min_width <= max_width:
+        raise SpaceError("need 0 < min_width <= max_width")
+    bases = [32] + [w for w, _ in _MBV1_BLOCKS]
+    layers = [LayerSpec("stem", "conv", 3, 2, resolution)]
+    res = layers[0].out_res
+    for k, (_, stride) in enumerate(_MBV1_BLOCKS, start=1):
+        layers.append(LayerSpec(f"block{k}", "dwsep", 3, stride, res))
+        res = layers[-1].out_res
+    layers.append(LayerSpec("classifier", "linear", 1, 1, res, bias=True))
+    choices = [(in_channels,)]
+    choices += [width_choices(b, min_width, max_width, levels, divisor) for b in bases]
+    choices.append((classes,))
+    params = dict(min_width=min_width, max_width=max_width, levels=levels, divisor=divisor,
+                  resolution=resolution, classes=classes, in_channels=in_channels)
+    return SearchSpace("mobilenet_v1", tuple(layers), tuple(choices), params, tuple(bases))
 
 
 class GraphBuilder:
@@ -102,7 +137,6 @@ class GraphBuilder:
 def check_solvable(space: SearchSpace) -> None:
     """Refuse a graph the exact solvers cannot handle (too wide an elimination), when the
     space is made rather than at the first search."""
-    from aows.graph import MAX_WIDTH, WidthGraph
     unary, pairwise = space.cost_terms([t * 0.0 for t in space.unknowns()[1]])
     width = WidthGraph(unary, pairwise).width()
     if width > MAX_WIDTH:

@@ -13,81 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from aows.catalogue import space_from_description
 from aows.chain import Chain
 from aows.errors import AowsError
+from aows.graph import WidthGraph
+from aows.io import atomic_write_text
 from aows.space import SearchSpace, SpaceError
 
 
 class ModelFileError(AowsError, ValueError):
     """A latency model file is malformed or does not fit the requested space."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file + rename, so an interrupted write leaves no torn file."""
-    atomic_write_bytes(path, text.encode())
-
-
-def _umask() -> int:
-    """The process's umask. Linux reports it in /proc/self/status; elsewhere it can only
-    be read by setting and restoring it, and a file another thread creates in between
-    would get umask 0, so the module reads it that way once, at import."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return _UMASK_AT_IMPORT
-
-
-def _read_umask_by_setting() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK_AT_IMPORT = _read_umask_by_setting()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | None = None, write=None) -> None:
-    """Write ``data`` (or call ``write(file)``) to a temp file beside ``path``, fsync it and
-    rename it over ``path``: an interrupted write leaves the old file, never a torn one,
-    and no temp file (it is removed on any error, a full disk included). The file gets
-    the permissions of any new file (0666 less the umask), not mkstemp's 0600, so others
-    on shared storage can read models, reports and checkpoints."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise AowsError(f"{path} is a folder; give a file name to write")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise AowsError(f"cannot write in {path.parent} ({err.strerror}); choose a writable "
-                        "folder") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            if write is not None:
-                write(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise AowsError(f"could not write {path} ({err.strerror}); nothing was replaced: "
-                            "free space or choose another folder") from None
-        raise
 
 
 class LatencyModel:
@@ -139,7 +79,6 @@ class LatencyModel:
     def cost_graph(self):
         """The latency as a width graph (``aows.graph.WidthGraph``): unary terms from the
         layers whose input and output are one variable, pairwise terms from the others."""
-        from aows.graph import WidthGraph
         unary, pairwise = self.space.cost_terms(self.tables)
         return WidthGraph(unary, pairwise)
 
@@ -183,7 +122,7 @@ class LatencyModel:
             raise ModelFileError(f"{path} is not an aows latency model (no "
                                  '"aows": "latency-model" field)')
         try:
-            own = SearchSpace.from_description(obj["space"])
+            own = space_from_description(obj["space"])
             meta = {k: v for k, v in obj.items()
                     if k not in ("aows", "version", "kind", "unit", "space", "tables")}
             model = cls(own, obj["tables"], obj.get("kind", "blackbox"), meta)

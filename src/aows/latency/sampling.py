@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from aows.chain import Chain
+from aows.graph import WidthGraph
 from aows.space import SearchSpace
 
 
@@ -35,7 +36,6 @@ class BiasedSampler:
         if self.space.is_chain:
             idx, _ = Chain(None, hit).viterbi()
         else:
-            from aows.graph import WidthGraph
             idx, _ = WidthGraph(*self.space.cost_terms(hit)).maxsum()
         return self.space.config_from_indices(idx)
 

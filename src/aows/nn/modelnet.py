@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from aows.nn.bn import recalibrate_bn
 from aows.nn.ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, leading_slice
 
 
@@ -147,7 +148,6 @@ class ModuleSupernet(nn.Module):
         """The user's module at ``config`` with the supernet's sliced weights; with
         ``calibration`` batches, BN statistics are first re-estimated at ``config`` (on a
         copy)."""
-        from aows.nn.slimmable import recalibrate_bn
         config = self.space.validate(config)
         net = self
         if calibration is not None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aows.space import LayerSpec, SpaceError
+from aows.space import LAYER_MACS, LayerSpec, SpaceError
 
 
 # ------------------------------------------------------------ slimmable parts
@@ -165,10 +165,6 @@ def _with_act(act: str, *mods: nn.Module) -> list[nn.Module]:
     return [*mods, a] if a is not None else list(mods)
 
 
-def _out(spec: LayerSpec) -> int:
-    return spec.out_res ** 2
-
-
 @dataclass(frozen=True)
 class Op:
     """plain(spec, cin, cout) -> module; slim(spec, max_in, max_out) -> module whose
@@ -208,7 +204,7 @@ register_op("conv", Op(
     slim=lambda s, i, o: SlimLayer(*_with_act(
         s.act, SlimConv2d(i, o, s.kernel, s.stride, s.bias, padding=_pad(s)),
         *_bn(s, o, SlimBatchNorm2d))),
-    flops=lambda s, i, o: s.kernel ** 2 * i * o * _out(s) / s.groups))
+    flops=LAYER_MACS["conv"]))
 
 register_op("dwsep", Op(
     plain=lambda s, i, o: nn.Sequential(
@@ -219,7 +215,7 @@ register_op("dwsep", Op(
         SlimConv2d(i, i, s.kernel, s.stride, s.bias, depthwise=True), SlimBatchNorm2d(i),
         nn.ReLU(inplace=True),
         *_with_act(s.act, SlimConv2d(i, o, 1, 1, s.bias), SlimBatchNorm2d(o))),
-    flops=lambda s, i, o: (s.kernel ** 2 * i + i * o) * _out(s)))
+    flops=LAYER_MACS["dwsep"]))
 
 register_op("dwconv", Op(
     plain=lambda s, i, o: nn.Sequential(*_with_act(
@@ -228,35 +224,36 @@ register_op("dwconv", Op(
     slim=lambda s, i, o: SlimLayer(*_with_act(
         s.act, SlimConv2d(i, i, s.kernel, s.stride, s.bias, depthwise=True,
                           padding=_pad(s)), *_bn(s, i, SlimBatchNorm2d))),
-    flops=lambda s, i, o: s.kernel ** 2 * i * _out(s)))
+    flops=LAYER_MACS["dwconv"]))
 
 register_op("linear", Op(
     plain=lambda s, i, o: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                         nn.Linear(i, o, bias=s.bias)),
     slim=lambda s, i, o: SlimLayer(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                    SlimLinear(i, o, s.bias)),
-    flops=lambda s, i, o: i * o + i * s.in_res ** 2))
+    flops=LAYER_MACS["linear"]))
 
 register_op("gap", Op(  # global average pooling that feeds a conv (squeeze-excitation)
     plain=lambda s, i, o: nn.AdaptiveAvgPool2d(1),
-    slim=lambda s, i, o: nn.AdaptiveAvgPool2d(1), flops=lambda s, i, o: 0))
+    slim=lambda s, i, o: nn.AdaptiveAvgPool2d(1), flops=LAYER_MACS["gap"]))
 
 register_op("avgpool", Op(
     plain=lambda s, i, o: nn.AvgPool2d(s.kernel, s.stride, _pad(s)),
-    slim=lambda s, i, o: nn.AvgPool2d(s.kernel, s.stride, _pad(s)), flops=lambda s, i, o: 0))
+    slim=lambda s, i, o: nn.AvgPool2d(s.kernel, s.stride, _pad(s)),
+    flops=LAYER_MACS["avgpool"]))
 
 register_op("mul", Op(plain=lambda s, i, o: Mul(s.act), slim=lambda s, i, o: Mul(s.act),
-                      flops=lambda s, i, o: 0))
+                      flops=LAYER_MACS["mul"]))
 
 register_op("cat", Op(plain=lambda s, i, o: Cat(), slim=lambda s, i, o: Cat(),
-                      flops=lambda s, i, o: 0))
+                      flops=LAYER_MACS["cat"]))
 
-register_op("other", Op(plain=_model_only, slim=_model_only, flops=lambda s, i, o: 0))
+register_op("other", Op(plain=_model_only, slim=_model_only, flops=LAYER_MACS["other"]))
 
 register_op("add", Op(plain=lambda s, i, o: Add(s.act), slim=lambda s, i, o: Add(s.act),
-                      flops=lambda s, i, o: 0))
+                      flops=LAYER_MACS["add"]))
 
 register_op("maxpool", Op(
     plain=lambda s, i, o: nn.MaxPool2d(s.kernel, s.stride, _pad(s)),
     slim=lambda s, i, o: nn.MaxPool2d(s.kernel, s.stride, _pad(s)),
-    flops=lambda s, i, o: 0))
+    flops=LAYER_MACS["maxpool"]))

@@ -20,23 +20,12 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from aows.nn.bn import recalibrate_bn
 from aows.nn.build import Dataflow, build_network
 from aows.nn.ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, get_op, leading_slice
 from aows.space import SearchSpace
 
-__all__ = ["SlimBatchNorm2d", "SlimConv2d", "SlimLinear", "SlimmableNetwork", "make_supernet",
-           "recalibrate_bn", "reestimate_bn"]
-
-
-def make_supernet(space: SearchSpace, scratch: bool = False,
-                  module: nn.Module | None = None) -> nn.Module:
-    """The supernet of a space: built from its ops, or, for a model's space, the user's
-    module (``module``, default ``space.load_module()``) with slimmable layers holding
-    its own weights (``scratch``: re-initialised)."""
-    if hasattr(space, "plan"):  # aows.extract.ModelSpace
-        from aows.nn.modelnet import ModuleSupernet
-        return ModuleSupernet(space, scratch=scratch, module=module)
-    return SlimmableNetwork(space)
+__all__ = ["SlimBatchNorm2d", "SlimConv2d", "SlimLinear", "SlimmableNetwork"]
 
 
 class SlimmableNetwork(nn.Module):
@@ -88,41 +77,3 @@ def _supernet_key(plain_key: str) -> str:
     ``layers.i.body`` there (``layers.i`` for modules without a body, e.g. Add)."""
     i, rest = plain_key.split(".", 1)
     return f"layers.{i}.body.{rest}" if rest.split(".")[0].isdigit() else f"layers.{i}.{rest}"
-
-
-@torch.no_grad()
-def recalibrate_bn(net: SlimmableNetwork, config: Sequence[int],
-                   batches: Iterable[torch.Tensor]) -> None:
-    """Re-estimate BN running statistics at ``config`` (cumulative average over batches),
-    in place: the statistics of every width are replaced."""
-    net.set_config(config)
-    reestimate_bn(net, batches)
-
-
-@torch.no_grad()
-def reestimate_bn(net: nn.Module, batches: Iterable[torch.Tensor]) -> int:
-    """Replace the running statistics of every BatchNorm of ``net`` (a supernet at its
-    current configuration, or any plain module) by their cumulative average over
-    ``batches`` of images, in place; momentum, the batch counters and the module's mode
-    are left as they were. Returns the number of batches read (0: statistics reset)."""
-    was_training = net.training
-    # every BatchNorm: the supernet's sliced ones and a user model's own (all at the
-    # widths of this configuration)
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-           and m.track_running_stats]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
-    for m in bns:
-        m.momentum = None
-        m.num_batches_tracked.zero_()
-        m.running_mean.zero_()
-        m.running_var.fill_(1.0)
-    net.train()
-    n = 0
-    for x in batches:
-        net(x)
-        n += 1
-    for m, (mom, nbt) in zip(bns, saved):
-        m.momentum = mom
-        m.num_batches_tracked.copy_(nbt)
-    net.train(was_training)
-    return n

@@ -49,8 +49,10 @@ import torch.nn.functional as F
 
 from aows.errors import AowsError
 from aows.importance import order_channels, write_order
-from aows.latency.model import LatencyModel, atomic_write_text
-from aows.nn.slimmable import SlimmableNetwork, make_supernet
+from aows.io import atomic_write_text
+from aows.latency.model import LatencyModel
+from aows.nn.slimmable import SlimmableNetwork
+from aows.nn.supernet import make_supernet
 from aows.search import Problem, save_unaries, search
 from aows.space import SearchSpace
 from aows.train.config import TrainConfig

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from aows.errors import AowsError
+from aows.io import atomic_write_bytes, load_tensors
 
 
 def dist_info() -> tuple[int, int]:
@@ -92,7 +93,6 @@ def tensorboard_log(out: Path, rec: dict) -> None:
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic and durable: a temp file, fsynced, renamed over the old checkpoint (removed
     if the write fails, e.g. on a full disk)."""
-    from aows.latency.model import atomic_write_bytes
     atomic_write_bytes(path, write=lambda f: torch.save(state, f))
 
 
@@ -104,20 +104,6 @@ def load_checkpoint(path: Path) -> dict:
         raise AowsError(f"{path} is not an aows checkpoint (no training position in it); "
                         "give the run folder that wrote it, or remove it to start over")
     return state
-
-
-def load_tensors(path: Path, what: str):
-    """``torch.load(weights_only=True)`` with its failures (a truncated or corrupt file,
-    a pickle of anything but tensors and plain containers) as one clear error."""
-    import pickle
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise AowsError(f"{what} {path} does not exist") from None
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AowsError(f"{path} is not a readable {what} ({first[:200]}): it may be "
-                        "truncated or not written by aows; nothing was loaded") from None
 
 
 class StopFlag:

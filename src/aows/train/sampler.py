@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from aows.chain import Chain
+from aows.graph import WidthGraph
 from aows.latency.model import LatencyModel
 from aows.search import Problem, score_terms
 from aows.space import SearchSpace
@@ -30,7 +31,6 @@ def aows_chain(model: LatencyModel, unaries: Sequence[np.ndarray], budget: float
     nodes = score_terms(space, problem.unaries)
     if space.is_chain:
         return Chain(nodes, [-gamma * t for t in model.tables]), gamma
-    from aows.graph import WidthGraph
     unary, pairwise = space.cost_terms([-gamma * t for t in model.tables])
     return WidthGraph([a + b for a, b in zip(nodes, unary)], pairwise), gamma
 

@@ -45,12 +45,26 @@ from pathlib import Path
 
 import numpy as np
 
+from aows.chain import BudgetError
 from aows.errors import AowsError
+from aows.io import atomic_write_text
+from aows.latency.backends import get_backend
 from aows.latency.defaults import DEFAULT_BUDGETS, DEFAULT_ROUNDS
-from aows.latency.fit import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH, REFINE_WEIGHT, fit
-from aows.latency.model import LatencyModel, atomic_write_text
+from aows.latency.fit import (
+    DEFAULT_K,
+    DEFAULT_RIDGE,
+    DEFAULT_SMOOTH,
+    REFINE_WEIGHT,
+    Fitter,
+    design_matrix,
+    fit,
+)
+from aows.latency.measure import Timer, target_of, time_configs
+from aows.latency.measure import header as samples_header
+from aows.latency.model import LatencyModel
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
+from aows.search import Problem, search
 from aows.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -81,8 +95,6 @@ def picks(model: LatencyModel, unaries: Sequence[np.ndarray], budgets: Sequence[
           ) -> list[dict]:
     """The exact search's configuration at each budget (repeats kept, in budget order);
     a budget below the model's fastest configuration has no pick and is left out."""
-    from aows.chain import BudgetError
-    from aows.search import Problem, search
     problem = Problem(model, list(unaries))
     out = []
     for b in budgets:
@@ -140,7 +152,7 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
         heldout: timed networks on which each round's model is also scored.
         select: choose the fit's smoothness and ridge on the picks timed so far
             (``select_priors``) instead of keeping ``smooth`` and ``ridge``.
-        progress: log one line per round (``aows.latency.refine`` logger, INFO) and show
+        progress: log one line per round (``aows.refine`` logger, INFO) and show
             the timing's progress bar.
         should_stop: polled before each round's timing; a raised flag returns early with
             everything timed so far in refine.jsonl.
@@ -158,10 +170,6 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
     ridge = DEFAULT_RIDGE if ridge is None else ridge
     if rounds < 1 or n_budgets < 1:
         raise AowsError("refine needs rounds >= 1 and at least one budget")
-    # the runtimes (torch, ...) are imported when there is timing to do, not before
-    from aows.latency.backends import get_backend
-    from aows.latency.measure import Timer, target_of, time_configs
-    from aows.latency.measure import header as samples_header
     target, protocol = target_of(samples)
     say = log.info if progress else (lambda m: None)
     scores = "given" if unaries is not None else "proxy: log(width / widest), summed"
@@ -291,7 +299,6 @@ def select_priors(space: SearchSpace, bulk: Samples, rounds: list[Samples], K: f
     Returns:
         {"smooth", "ridge", "nrmse": {candidate: NRMSE on the held-out rounds}}.
     """
-    from aows.latency.fit import Fitter, design_matrix
     fitter = Fitter(space)
     ref = bulk.anchor_reference()
     norm = lambda s: s.normalised(ref) if ref is not None and s.has_anchors else s.latency_ms  # noqa: E731
