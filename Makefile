@@ -24,11 +24,11 @@ quickstart: $(VENV)/.installed
 	$(VENV)/bin/aows quickstart
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
 
 test-fast: $(VENV)/.installed  # the inner loop: everything but the end-to-end runs
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -14,10 +14,8 @@ from aows.graph import (
     GraphBudgetProblem,
     GraphError,
     WidthGraph,
-    _best_under,
-    _FrontBounds,
-    _LabelRun,
 )
+from aows.graph.labels import _best_under, _FrontBounds, _LabelRun
 
 STRUCTURES = ("tree", "cycle", "triangles", "hub", "disconnected", "dense")
 

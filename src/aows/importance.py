@@ -99,8 +99,8 @@ def members(module: nn.Module, space) -> dict[int, list[Member]]:
 
 
 def _tensor(module: nn.Module, m: Member) -> torch.Tensor:
-    return getattr(getattr(module.get_submodule(m.module), "inner",
-                           module.get_submodule(m.module)), m.tensor)
+    owner = module.get_submodule(m.module)
+    return getattr(getattr(owner, "inner", owner), m.tensor)  # a supernet's wrapped norm
 
 
 def _per_channel(t: torch.Tensor, dim: int) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""The examples/ scripts, each run as a user would (a fresh process) at a tiny size."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str, cwd: Path) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_prune_now(tmp_path):
+    out = _run("prune_now.py", "--epochs", "1", "--out", str(tmp_path / "p"), cwd=tmp_path)
+    assert "| original |" in out and "| pruned 0.5x |" in out
+    cfg = json.loads((tmp_path / "p" / "pruned" / "config.json").read_text())
+    assert cfg["importance"] == "l1" and (tmp_path / "p" / "pruned" / "weights.pt").exists()
+
+
+def test_own_module(tmp_path):
+    out = _run("own_module.py", "--epochs", "1", "--networks", "20", "--out",
+               str(tmp_path / "o"), cwd=tmp_path)
+    assert "searchable widths" in out and "Net in" in out
+    from aows.final import load_final
+    net, space, config = load_final(tmp_path / "o" / "final")
+    assert type(net).__name__ == "Net" and len(config) == space.n_searchable
+
+
+def test_run_pipeline(tmp_path):
+    out = _run("run_pipeline.py", "--tiny", "--model", str(ROOT / "tests" / "zoo.py:res_cat"),
+               "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert "| original (your model) |" in out
+    assert (tmp_path / "r" / "report.json").exists()
