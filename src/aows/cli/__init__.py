@@ -1,0 +1,55 @@
+"""`aows` command line: parse, call the library, print. No logic of its own.
+
+One module per command group owns its subparser and its commands (``space``,
+``latency``, ``search``, ``train``, ``final``, ``run``); ``args`` holds what they share.
+The commands import the library inside themselves, so that building the parser (``aows
+--help``, a mistyped option) never waits for torch or scipy: the one exception to
+importing at the top, for the start-up time of every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from aows.cli import final, latency, run, search, space, train
+from aows.cli.args import FINETUNE_OPTIONS, TRAIN_OPTIONS
+from aows.errors import AowsError, Interrupted
+from aows.log import console
+
+__all__ = ["FINETUNE_OPTIONS", "TRAIN_OPTIONS", "build_parser", "main"]
+
+GROUPS = (space, latency, search, train, final, run)  # in the order --help lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="aows", description="Optimal channel widths of a CNN under a latency budget "
+        "(AOWS, CVPR 2020).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.add_parser(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with console():
+            args.func(args)
+    except Interrupted as err:
+        print(f"aows: {err}", file=sys.stderr)
+        return err.exit_code
+    except AowsError as err:
+        print(f"aows: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aows: interrupted; completed work is saved, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+

@@ -1,0 +1,7 @@
+"""`python -m aows.cli`: the `aows` command."""
+
+import sys
+
+from aows.cli import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""What the command groups share: argument types, the space/model/width/target/protocol
+options, settings lists, stop signals and printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from aows.errors import AowsError, Interrupted
+
+
+def _positive(kind):
+    """argparse type: a number > 0 (argparse prints the error and exits with 2)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _nonneg(kind, auto: bool = False):
+    """argparse type: a number >= 0 (or 'auto' where allowed), kept as text for 'auto'."""
+    def parse(text):
+        if auto and text == "auto":
+            return text
+        try:
+            v = kind(text)
+        except ValueError:
+            hint = " or 'auto'" if auto else ""
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number{hint}") from None
+        if not v >= 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return text if auto else v
+    parse.__name__ = f"non-negative {kind.__name__}"
+    return parse
+
+
+POS_INT, POS_FLOAT, NONNEG_FLOAT = _positive(int), _positive(float), _nonneg(float)
+
+
+class _Signals:
+    """SIGTERM / Ctrl-C set a flag that long work polls between steps (it then saves and
+    returns); ``check`` turns a raised flag into ``Interrupted`` (a non-zero exit)."""
+
+    def __enter__(self):
+        from aows.train.runtime import signal_flag
+        self.flag, self._restore = signal_flag()
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+    def check(self, how_to_resume: str) -> None:
+        if self.flag():
+            import signal
+            name = signal.Signals(self.flag.signum).name
+            raise Interrupted(f"stopped by {name}; everything written so far is kept: "
+                              f"{how_to_resume}", self.flag.signum)
+
+SPACE_HELP = ("search space: mobilenet_v1, resnet18, resnet50, mobilenet_v2, or a space "
+              "file FILE.yaml (`aows space show` lists its width variables)")
+MODEL_HELP = ("your model instead of a space: torchvision:NAME, timm:NAME or "
+              "path/to/file.py:FUNCTION (returns the module at full width, trained weights "
+              "loaded); its width graph is found from the module")
+
+
+def _space_args(p: argparse.ArgumentParser, required: bool = True, positional: bool = False
+                ) -> None:
+    if positional:
+        p.add_argument("space", nargs="?", default=None, help=SPACE_HELP)
+    else:
+        p.add_argument("--space", default=None, help=SPACE_HELP)
+    p.set_defaults(space_required=required)
+    p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
+    p.add_argument("--classes", type=POS_INT, default=None, help="number of classes")
+    _model_args(p)
+    _width_args(p)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own model (instead of --space)")
+    g.add_argument("--model", default=None, help=MODEL_HELP)
+    g.add_argument("--input-shape", type=_shape, default=None,
+                   help="C,H,W of one input (default 3,R,R with R the --resolution)")
+    g.add_argument("--weights", default=None,
+                   help="tensors-only state_dict file loaded into the model")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (e.g. 3,224,224)") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (e.g. 3,224,224)")
+    return shape
+
+
+def _space_name(args) -> str:
+    """--model or --space (one of them; --space has a default where the command had one)."""
+    model, space = getattr(args, "model", None), getattr(args, "space", None)
+    if model and space:
+        raise AowsError(f"give --space {space} or --model {model}, not both")
+    if model:
+        from aows.models import is_model_spec
+        if not is_model_spec(model):
+            raise AowsError(f"--model {model}: use torchvision:NAME, timm:NAME or "
+                            "path/to/file.py:FUNCTION")
+        return model
+    if space:
+        return space
+    if getattr(args, "space_required", False):
+        raise AowsError("give a search space (--space NAME) or your model (--model ...)")
+    return "mobilenet_v1"
+
+
+def _space_params(args) -> dict:
+    """Parameters of the space that every command takes (None keeps a default)."""
+    params = dict(resolution=args.resolution, min_width=args.min_width,
+                  max_width=args.max_width, levels=args.levels, divisor=args.divisor)
+    if getattr(args, "model", None):
+        params.update(input_shape=args.input_shape, weights=args.weights)
+        if args.input_shape and not args.resolution:
+            params["resolution"] = args.input_shape[-1]
+    return params
+
+
+def _width_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("width choices (Table D.1 rule; defaults 0.2, 1.5, 14, 8)")
+    g.add_argument("--min-width", type=POS_FLOAT, default=None, help="smallest multiplier")
+    g.add_argument("--max-width", type=POS_FLOAT, default=None, help="largest multiplier")
+    g.add_argument("--levels", type=POS_INT, default=None, help="multipliers from min to max")
+    g.add_argument("--divisor", type=POS_INT, default=None, help="widths rounded to multiples")
+
+
+# the options of the library's settings objects that the commands expose; their types,
+# defaults, ranges and help come from the dataclass fields (aows.settings)
+PROTOCOL_OPTIONS = ["warmup", "rounds", "runs", "reduce", "chunk", "anchor"]
+TRAIN_OPTIONS = ["epochs", "method", "budget", "sampled", "sampling", "batch_size",
+                 "lr", "schedule", "warmup_epochs", "seed", "device", "amp", "channels_last",
+                 "scratch", "importance", "progress"]
+FINETUNE_OPTIONS = ["epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup",
+                    "weight_decay", "seed", "device", "progress"]
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    from aows.latency.target import Target
+    from aows.settings import add_options
+    add_options(p.add_argument_group("target (what is timed)"), Target)
+
+
+def _protocol_args(p: argparse.ArgumentParser) -> None:
+    from aows.latency.protocol import Protocol
+    from aows.settings import add_options
+    add_options(p.add_argument_group("timing protocol"), Protocol, PROTOCOL_OPTIONS)
+
+
+def _preset_args(p, many: bool = True) -> None:
+    """--preset NAME: a configuration of the paper (``aows.presets``), by name; ``p`` a
+    parser or a group of it."""
+    from aows.presets import preset_names
+    p.add_argument(
+        "--preset", action="append" if many else "store", default=None,
+        choices=preset_names(), metavar="NAME",
+        help="a MobileNet-v1 configuration of the paper (the AOWS supplementary, Table D.2: "
+        f"found by greedy, OWS, AOWS for TensorRT, and the original): "
+        f"{', '.join(preset_names())}"
+        + ("; repeatable" if many else "") + " (`aows latency presets` lists their widths)")
+
+
+def _configs(space, texts, presets) -> list[tuple[str | None, tuple[int, ...]]]:
+    """(label, configuration): the given widths (no label), then the presets by name."""
+    from aows.presets import preset_config
+    from aows.space import parse_config
+    out = [(None, space.validate(parse_config(t))) for t in texts]
+    return out + [(name, preset_config(name, space)) for name in presets or []]
+
+
+def _labelled(label: str | None, config) -> str:
+    widths = ",".join(map(str, config))
+    return f"{label} [{widths}]" if label else widths
+
+
+def _space(args):
+    from aows.catalogue import get_space
+    return get_space(_space_name(args), classes=args.classes, **_space_params(args))
+
+
+
+def _target(args):
+    from aows.latency.backends import Target
+    from aows.settings import from_args
+    return Target(**from_args(Target, args))
+
+
+def _protocol(args):
+    from aows.latency.protocol import Protocol
+    from aows.settings import from_args
+    return Protocol(**from_args(Protocol, args, PROTOCOL_OPTIONS))
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"

@@ -1,0 +1,47 @@
+"""`aows space show`: a space's width variables, their choices and layers."""
+
+from __future__ import annotations
+
+from aows.cli.args import (
+    _print_json,
+    _space,
+    _space_args,
+)
+
+
+def cmd_space_show(args) -> None:
+    from aows.space import describe_variables
+    space = _space(args)
+    rows = describe_variables(space)
+    held = space.held_fixed() if hasattr(space, "held_fixed") else []
+    if hasattr(space, "modules_of"):  # a model's space: the user's modules per variable
+        for v, r in enumerate(rows):
+            r["modules"] = space.modules_of(v)
+    if args.json:
+        _print_json({"variables": rows, "held": held} if hasattr(space, "held_fixed")
+                    else rows)
+        return
+    print(f"space '{space.name}' {space.params}: {space.n_searchable} searchable width "
+          f"variables, {space.n_layers} layers, {space.n_configurations():.3g} "
+          f"configurations, {len(space.unknowns()[0])} latency unknowns")
+    for r in rows:
+        kind = "fixed" if r["fixed"] else f"{len(r['choices'])} choices"
+        touched = ", ".join(f"{m['layer']}({m['role']})" for m in r["layers"])
+        ch = r["choices"]
+        shown = ch if len(ch) <= 8 else [*ch[:3], "...", *ch[-3:]]
+        print(f"  {r['name']:<22} {kind:<11} {','.join(map(str, shown)):<32} {touched}")
+    if held:
+        print(f"held fixed ({len(held)} widths, never searched):")
+        for h in held:
+            print(f"  {h['name']} = {h['width']}: {'; '.join(h['reasons'])}")
+
+
+def add_parser(sub) -> None:
+    """Add this group's commands to the ``aows`` subparsers."""
+    sp = sub.add_parser("space", help="inspect a search space")
+    ssub = sp.add_subparsers(dest="space_command", required=True)
+    p = ssub.add_parser("show", help="width variables in order, their choices and layers")
+    _space_args(p, positional=True)
+    p.add_argument("--json", action="store_true",
+                   help='a list of {"name", "choices", "fixed", "base_width", "layers"}')
+    p.set_defaults(func=cmd_space_show)
