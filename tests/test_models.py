@@ -303,3 +303,43 @@ def test_extract_leaves_the_module_as_it_found_it():
     extract(m, (3, 32, 32))
     assert [x.training for x in m.modules()] == modes
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+class _Swish(torch.nn.Module):
+    """An activation through a function aows does not know (softplus): held unless
+    registered."""
+
+    def forward(self, x):
+        return x * torch.tanh(torch.nn.functional.softplus(x))
+
+
+class _WithSwish(torch.nn.Module):
+    """A conv followed by a module aows does not know, then another conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 32, 3, 1, 1)
+        self.act = _Swish()
+        self.c2 = torch.nn.Conv2d(32, 32, 3, 1, 1)
+        self.fc = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc(self.c2(self.act(self.c1(x))).mean((2, 3)))
+
+
+def test_register_teaches_the_tracer_a_module():
+    """A registered module type is traced whole with its rule: the width it touches is
+    searched instead of held, and the supernet still equals the export."""
+    from aows.extract import extract, register, rules
+    module = _WithSwish()
+    before = extract(module, (3, 16, 16))
+    assert "c1" not in [before.names[v] for v in before.searchable]
+    try:
+        register(_Swish)
+        after = extract(module, (3, 16, 16))
+    finally:
+        rules.MODULE_RULES.pop(_Swish, None)
+        rules._REGISTERED.discard(_Swish)
+    assert "c1" in [after.names[v] for v in after.searchable]
+    with pytest.raises(SpaceError, match="give 'passthrough'"):
+        register(_Swish, "magic")

@@ -1,0 +1,37 @@
+"""From a user's ``nn.Module`` to its width graph.
+
+The module is traced with ``torch.fx`` (PyTorch's own graph capture) and run once on an
+example input to learn every tensor's shape. Each tensor with a channel dimension gets a
+channel slot; slots that must have one width are merged (union-find):
+
+- a convolution or linear map starts a new slot at its output; a depthwise conv keeps
+  its input's;
+- BatchNorm, activations, dropout, pooling and a flatten of a 1x1 map keep their input's;
+- an elementwise addition or multiplication merges the slots it combines (residuals,
+  squeeze-and-excitation gates).
+
+Every merged slot is a width variable. What leading-slice width search cannot change
+safely is *held* at its width, with the reason: the input image and the output, the
+channels of a concatenation (a leading slice of a concatenation is not the concatenation
+of leading slices), a grouped conv (its group count must divide the width), a reshape
+that folds channels into other dimensions, a parameter added or multiplied along the
+channels, and anything aows does not know (another module type, a subclass of Conv2d
+with its own forward, an unknown function). Held is the safe default: an unknown op can
+only cost search freedom, never a wrong network.
+
+The layers of the graph (their type keys are the latency unknowns) are the convs with
+the BatchNorm and activation that directly follow them, pools, residual additions and
+gates, the classifier (with its global pooling), and, for held parts, concatenations and
+unknown ops as constant terms.
+
+Why not Torch-Pruning's DependencyGraph: it groups channels for pruning arbitrary index
+sets, and its groups run through concatenations by index mapping (measured: the two
+branches of a concatenation each form a group that prunes a range of the next conv's
+inputs), which a leading-slice supernet cannot express; and it gives no op types and
+resolutions, which the latency model needs. One fx trace gives both.
+"""
+
+from aows.extract.model import ModelSpace, extract, model_choices, model_space
+from aows.extract.rules import register
+
+__all__ = ["ModelSpace", "extract", "model_choices", "model_space", "register"]
