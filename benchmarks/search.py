@@ -21,7 +21,7 @@ import numpy as np
 from aows.chain import _viterbi_one
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
-from aows.search import Problem, pareto, search
+from aows.solve import Problem, pareto, search
 from aows.spaces import mobilenet_v1
 
 

@@ -26,11 +26,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from aows.catalogue import get_space  # noqa: E402
 from aows.graph import GraphBudgetProblem, WidthGraph  # noqa: E402
 from aows.latency.fit import flops_vector  # noqa: E402
 from aows.latency.model import LatencyModel  # noqa: E402
-from aows.search import Problem  # noqa: E402
-from aows.space import get_space  # noqa: E402
+from aows.solve import Problem  # noqa: E402
 
 LEVELS = 14
 BLOCKS = (3, 4, 6, 3)  # bottleneck blocks per stage (ResNet-50)

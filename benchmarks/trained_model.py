@@ -52,7 +52,7 @@ from aows.latency.store import read_samples
 from aows.latency.target import Target
 from aows.latency.validate import check_model
 from aows.nn.bn import reestimate_bn
-from aows.search import Problem, search
+from aows.solve import Problem, search
 from aows.train.config import FinetuneConfig, TrainConfig
 from aows.train.data import get_data
 from aows.train.finetune import evaluate, finetune
@@ -149,7 +149,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = get_data(args.data, args.resolution, args.batch_size, args.seed)
-    results = {}
+    path = out / "trained_model.json"
+    results = json.loads(path.read_text()) if path.exists() else {}  # other models' kept
     for spec in args.models:
         t_model = time.perf_counter()
         tag = spec.replace(":", "_").replace("/", "_")
@@ -168,7 +169,14 @@ def main() -> None:
         model = latency_model(space, folder / "latency", args)
         floor = model.meta["noise_floor"]
         orig_pred = model.predict(space.widest())
-        budgets = [f * orig_pred for f in args.fractions]
+        fastest = model.predict(space.narrowest())
+        fractions = [f for f in args.fractions if f * orig_pred >= fastest]
+        for f in args.fractions:
+            if f not in fractions:
+                print(f"  budget {f:g} x original ({f * orig_pred:.3f} ms) is out of reach: "
+                      f"the narrowest network is predicted {fastest:.3f} ms, "
+                      f"{fastest / orig_pred:.2f} x the original's")
+        budgets = [f * orig_pred for f in fractions]
         base = TrainConfig(epochs=args.supernet_epochs, batch_size=args.batch_size,
                            seed=args.seed, device="cpu", progress=False,
                            importance=DEFAULT_IMPORTANCE, data=args.data)
@@ -178,7 +186,7 @@ def main() -> None:
         ft = FinetuneConfig(epochs=args.finetune_epochs, batch_size=args.batch_size,
                             seed=args.seed, device="cpu", progress=False)
         nets, configs, rows = {"original": module}, {"original": space.widest()}, []
-        for frac, budget in zip(args.fractions, budgets):
+        for frac, budget in zip(fractions, budgets):
             cfg = TrainConfig(**{**vars(base), "method": "aows", "budget": budget})
             aows_net, aows_stats = train_supernet(space, data.train, cfg,
                                                   folder / f"aows_{frac:g}", model,
@@ -239,12 +247,13 @@ def main() -> None:
         print(f"  standard error of one top-1 on {n} images: about "
               f"{100 * np.sqrt(p * (1 - p) / n):.1f} points; "
               f"{time.perf_counter() - t_model:.0f} s for this model")
-        results[spec] = {"original": {"top1": orig["top1"], "predicted_ms": orig_pred,
+        results[spec] = {"fastest_predicted_ms": fastest,
+                         "original": {"top1": orig["top1"], "predicted_ms": orig_pred,
                                       "measured_ms": o["measured_latency_ms"],
                                       "params": o["params"], "macs": o_macs},
                          "noise_floor": floor, "rows": rows, "images": n}
-        (out / "trained_model.json").write_text(json.dumps(results, indent=1))
-    print(f"\n{out / 'trained_model.json'}")
+        path.write_text(json.dumps(results, indent=1))
+    print(f"\n{path}")
 
 
 if __name__ == "__main__":

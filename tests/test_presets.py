@@ -15,7 +15,7 @@ from aows.latency.model import LatencyModel
 from aows.nn import build_network
 from aows.nn.supernet import make_supernet
 from aows.presets import PRESETS, PresetError, get_preset, preset_config
-from aows.search import save_unaries
+from aows.solve import save_unaries
 from aows.spaces import mobilenet_v1
 
 # the AOWS supplementary, Table D.2, as printed there

@@ -11,7 +11,7 @@ from aows.chain import BudgetError
 from aows.cli import main
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
-from aows.search import Problem, UnariesError, pareto, save_unaries, search
+from aows.solve import Problem, UnariesError, pareto, save_unaries, search
 from aows.spaces import mobilenet_v1
 
 

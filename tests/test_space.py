@@ -81,3 +81,20 @@ def test_uniform_multipliers_include_the_base_network():
     space = mobilenet_v1()
     cfgs = dict(space.uniform_multiplier_configs())
     assert cfgs[1.0] == (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
+
+
+def test_flat_api_names_the_entry_points_whatever_was_imported_before():
+    """Every name of ``aows.__all__`` is the library object it names (not a submodule
+    that an import elsewhere attached to the package under the same name)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import aows
+    for info in pkgutil.walk_packages(aows.__path__, "aows."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for name in aows.__all__:
+        obj = getattr(aows, name)
+        assert not isinstance(obj, types.ModuleType), name
+    assert aows.search.__module__ == "aows.solve" and callable(aows.run)

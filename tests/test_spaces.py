@@ -15,7 +15,7 @@ from aows.latency.sampling import BiasedSampler
 from aows.latency.store import Samples
 from aows.nn import build_network
 from aows.nn.slimmable import SlimmableNetwork
-from aows.search import Problem, search
+from aows.solve import Problem, search
 from aows.space import SearchSpace, SpaceError
 
 RESIDUAL = ["resnet18", "resnet50", "mobilenet_v2"]
@@ -277,7 +277,7 @@ def test_mobilenet_v1_chain_and_graph_solvers_give_the_same_answers():
     from pathlib import Path
 
     from aows.graph import GraphBudgetProblem, WidthGraph
-    from aows.search import score_terms
+    from aows.solve import score_terms
     from aows.spaces import mobilenet_v1
     space = mobilenet_v1(resolution=128)
     model = LatencyModel.load(Path(__file__).resolve().parents[1] / DATA / "latency.json",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aows.search import search
+from aows.solve import search
 from aows.train.sampler import sample_configs
 from aows.train.schedule import temperature
 from aows.train.unaries import UnaryStats

@@ -26,7 +26,7 @@ _WHERE = {
     "TrainConfig": "aows.train.config", "train_supernet": "aows.train.loop",
     "order_channels": "aows.importance",
     # stage 3: search
-    "Problem": "aows.search", "search": "aows.search", "load_unaries": "aows.search",
+    "Problem": "aows.solve", "search": "aows.solve", "load_unaries": "aows.solve",
     # stage 4: the final network
     "export_config": "aows.final", "export_from_model": "aows.final",
     "load_supernet": "aows.final", "save_final": "aows.final", "load_final": "aows.final",

@@ -54,8 +54,8 @@ from aows.log import indented
 from aows.nn import build_network
 from aows.refine import refine
 from aows.report import figures, report_markdown
-from aows.search import Problem, load_unaries, pareto, search
 from aows.settings import as_dict, load
+from aows.solve import Problem, load_unaries, pareto, search
 from aows.space import SearchSpace
 from aows.train.data import get_data
 from aows.train.finetune import evaluate, finetune

@@ -64,7 +64,7 @@ from aows.latency.measure import header as samples_header
 from aows.latency.model import LatencyModel
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
-from aows.search import Problem, search
+from aows.solve import Problem, search
 from aows.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
             the picks are timed on the same target with the same protocol.
         out: folder for ``refine.jsonl`` (the new timings), ``latency.json`` (the
             refined model), ``refine.json`` (the rounds) and ``refine.png``.
-        unaries: the supernet's scores (``aows.search.load_unaries``); default
+        unaries: the supernet's scores (``aows.solve.load_unaries``); default
             ``proxy_unaries`` (widest balanced network under each budget).
         budgets: ms/image (one without a feasible configuration is left out); default
             ``n_budgets`` (10) spread over the range of each round's model.

@@ -83,7 +83,7 @@ def cmd_export(args) -> None:
         atomic_write_text(Path(args.out, "channel_order.json"), json.dumps(order))
     else:
         from aows.final import load_supernet_state
-        from aows.search import load_unaries_space
+        from aows.solve import load_unaries_space
         space = load_unaries_space(Path(args.run) / "unaries.json")
         config, meta = _export_config(args, space)
         net, trained = load_supernet_state(args.run, space)

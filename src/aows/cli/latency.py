@@ -233,7 +233,7 @@ def cmd_latency_refine(args) -> None:
     samples = read_many(args.samples, space)
     unaries = None
     if args.unaries:
-        from aows.search import load_unaries
+        from aows.solve import load_unaries
         unaries = load_unaries(args.unaries, space)
     heldout, floor = None, model.meta.get("noise_floor")
     if args.heldout:

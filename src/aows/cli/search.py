@@ -12,7 +12,7 @@ from aows.errors import AowsError
 
 def cmd_search(args) -> None:
     from aows.latency.model import LatencyModel
-    from aows.search import Problem, load_unaries, pareto, plot_pareto, search
+    from aows.solve import Problem, load_unaries, pareto, plot_pareto, search
     model = LatencyModel.load(args.latency)
     problem = Problem(model, load_unaries(args.unaries, model.space))
     if args.pareto:

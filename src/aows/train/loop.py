@@ -53,7 +53,7 @@ from aows.io import atomic_write_text
 from aows.latency.model import LatencyModel
 from aows.nn.slimmable import SlimmableNetwork
 from aows.nn.supernet import make_supernet
-from aows.search import Problem, save_unaries, search
+from aows.solve import Problem, save_unaries, search
 from aows.space import SearchSpace
 from aows.train.config import TrainConfig
 from aows.train.harness import Harness

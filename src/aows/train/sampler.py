@@ -14,7 +14,7 @@ import numpy as np
 from aows.chain import Chain
 from aows.graph import WidthGraph
 from aows.latency.model import LatencyModel
-from aows.search import Problem, score_terms
+from aows.solve import Problem, score_terms
 from aows.space import SearchSpace
 
 
