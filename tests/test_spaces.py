@@ -256,7 +256,7 @@ def test_cli_space_show_and_latency_predict(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- the chain keeps its results
-DATA = "benchmarks/data/cpu128"
+DATA = "tests/data/cpu128"  # a copy of benchmarks/data/cpu128's model and samples
 
 
 def test_mobilenet_v1_same_tables_from_the_committed_samples():
@@ -355,15 +355,18 @@ def test_train_export_and_reload_a_space_file_network(tmp_path):
 def test_exact_equals_milp_on_the_full_resnet50_space():
     """The built-in space itself (ties, shared layer types, unary terms of additions and
     pooling), FLOPs-shaped latency tables, realistic unaries: exact = MILP optimum."""
-    import importlib.util
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("search_graph",
-                                                  root / "benchmarks" / "search_graph.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from aows.latency.fit import flops_vector
+    rng = np.random.default_rng(0)
+    space = get_space("resnet50", resolution=224)
+    f = flops_vector(space)  # latency a * FLOPs + b per layer type, 10 % noise per unknown
+    model = LatencyModel.from_unknowns(space, 0.005 + 8e-9 * f * rng.uniform(0.9, 1.1, f.size),
+                                       "synthetic", {})
+    unaries = []  # concave in width, a per-variable importance, noise
+    for c in space.searchable_choices:
+        c, a = np.asarray(c, float), rng.uniform(0.02, 0.3)
+        unaries.append(a * np.log(c / c.max()) + rng.normal(0, 0.05 * a, c.size))
+    prob = Problem(model, unaries).budget_problem
     from tests.test_graph import milp_optimum
-    prob = bench.space_problem(0, "resnet50")
     assert prob.n == 39 and prob.plan.width == 2
     lo, hi = prob.fastest().cost, prob.best_unconstrained().cost
     for frac in (0.25, 0.6):
