@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aows.chain import BudgetError
 from aows.defaults import DEFAULT_IMPORTANCE
 from aows.extract import model_space
 from aows.final import export_config, export_from_model, measure_networks
@@ -169,20 +170,21 @@ def main() -> None:
         model = latency_model(space, folder / "latency", args)
         floor = model.meta["noise_floor"]
         orig_pred = model.predict(space.widest())
-        fastest = model.predict(space.narrowest())
-        fractions = [f for f in args.fractions if f * orig_pred >= fastest]
-        for f in args.fractions:
-            if f not in fractions:
-                print(f"  budget {f:g} x original ({f * orig_pred:.3f} ms) is out of reach: "
-                      f"the narrowest network is predicted {fastest:.3f} ms, "
-                      f"{fastest / orig_pred:.2f} x the original's")
-        budgets = [f * orig_pred for f in fractions]
         base = TrainConfig(epochs=args.supernet_epochs, batch_size=args.batch_size,
                            seed=args.seed, device="cpu", progress=False,
                            importance=DEFAULT_IMPORTANCE, data=args.data)
         ows_net, ows_stats = train_supernet(space, data.train, base, folder / "ows", model,
                                             resume=True)
         ows = Problem(model, ows_stats.unaries())
+        fractions = []
+        for f in args.fractions:
+            try:
+                search(ows, f * orig_pred)
+                fractions.append(f)
+            except BudgetError as err:  # faster than any network of the space
+                print(f"  budget {f:g} x original ({f * orig_pred:.3f} ms) is out of reach: "
+                      f"{err}")
+        budgets = [f * orig_pred for f in fractions]
         ft = FinetuneConfig(epochs=args.finetune_epochs, batch_size=args.batch_size,
                             seed=args.seed, device="cpu", progress=False)
         nets, configs, rows = {"original": module}, {"original": space.widest()}, []
@@ -192,20 +194,24 @@ def main() -> None:
                                                   folder / f"aows_{frac:g}", model,
                                                   resume=True)
             found = {"aows": search(Problem(model, aows_stats.unaries()), budget)["config"],
-                     "ows": search(ows, budget)["config"],
-                     "uniform": search(ows, budget, "uniform")["config"]}
+                     "ows": search(ows, budget)["config"]}
+            try:
+                found["uniform"] = search(ows, budget, "uniform")["config"]
+            except BudgetError as err:  # the multiplier cannot go that low: said, skipped
+                print(f"  budget {frac:g}: no uniform network fits ({err})")
             straight = {}
-            for m in ("uniform", "aows"):  # sliced from the trained model, no training
+            for m in [m for m in ("uniform", "aows") if m in found]:  # sliced, no training
                 for crit in ("none", DEFAULT_IMPORTANCE):
                     net, _ = export_from_model(space, found[m], crit, lambda: data.train(0),
                                                args.calib, module=copy.deepcopy(module))
                     straight[f"{m} {crit}"] = evaluate(net, data.val(0))["top1"]
             start = {
                 "aows": export_config(aows_net, found["aows"], data.train(0), args.calib),
-                "ows": export_config(ows_net, found["ows"], data.train(0), args.calib),
-                "uniform": export_from_model(space, found["uniform"], DEFAULT_IMPORTANCE,
-                                             lambda: data.train(0), args.calib,
-                                             module=copy.deepcopy(module))[0]}
+                "ows": export_config(ows_net, found["ows"], data.train(0), args.calib)}
+            if "uniform" in found:
+                start["uniform"] = export_from_model(space, found["uniform"],
+                                                     DEFAULT_IMPORTANCE, lambda: data.train(0),
+                                                     args.calib, module=copy.deepcopy(module))[0]
             ratio, tp_net = tp_for_budget(module, budget, model, args.resolution, args.bisect)
             start["torch-pruning"] = bn_calibrated(tp_net, data, args.calib)
             for m, net in start.items():
@@ -247,7 +253,7 @@ def main() -> None:
         print(f"  standard error of one top-1 on {n} images: about "
               f"{100 * np.sqrt(p * (1 - p) / n):.1f} points; "
               f"{time.perf_counter() - t_model:.0f} s for this model")
-        results[spec] = {"fastest_predicted_ms": fastest,
+        results[spec] = {"fractions": fractions,
                          "original": {"top1": orig["top1"], "predicted_ms": orig_pred,
                                       "measured_ms": o["measured_latency_ms"],
                                       "params": o["params"], "macs": o_macs},
