@@ -46,13 +46,16 @@ from aows.chain import BudgetError
 from aows.defaults import DEFAULT_IMPORTANCE
 from aows.extract import model_space
 from aows.final import export_config, export_from_model, measure_networks
+from aows.latency.defaults import DEFAULT_ROUNDS
 from aows.latency.fit import fit
 from aows.latency.measure import collect_interleaved, heldout_plan
+from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
 from aows.latency.store import read_samples
 from aows.latency.target import Target
 from aows.latency.validate import check_model
 from aows.nn.bn import reestimate_bn
+from aows.refine import refine
 from aows.solve import Problem, search
 from aows.train.config import FinetuneConfig, TrainConfig
 from aows.train.data import get_data
@@ -141,6 +144,9 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=5)
     ap.add_argument("--calib", type=int, default=8, help="BatchNorm re-estimation batches")
     ap.add_argument("--bisect", type=int, default=6, help="Torch-Pruning bisection steps")
+    ap.add_argument("--refine", type=int, default=DEFAULT_ROUNDS,
+                    help="rounds of refining the latency model on the search's picks, as "
+                    "`aows run` does (0: off)")
     ap.add_argument("--repeats", type=int, default=5, help="timing rounds of the finals")
     ap.add_argument("--cache", default="benchmarks/out/importance",
                     help="where the user's trained weights are cached (shared with "
@@ -175,6 +181,21 @@ def main() -> None:
                            importance=DEFAULT_IMPORTANCE, data=args.data)
         ows_net, ows_stats = train_supernet(space, data.train, base, folder / "ows", model,
                                             resume=True)
+        if args.refine:  # as `aows run` does: time the search's picks, refit
+            rep = refine(space, read_samples(folder / "latency" / "train.jsonl", space),
+                         folder / "refine", unaries=ows_stats.unaries(),
+                         budgets=[f * orig_pred for f in args.fractions], rounds=args.refine,
+                         noise_floor=model.meta["noise_floor"],
+                         heldout=read_samples(folder / "latency" / "heldout.jsonl", space),
+                         progress=False)
+            model = LatencyModel.load(folder / "refine" / "latency.json", space)
+            model.meta["noise_floor"] = model.meta.get("noise_floor") or \
+                rep["rounds"][-1]["tolerance"]
+            print("  refined on the search's picks: NRMSE by round " + ", ".join(
+                f"{100 * e['picks']['nrmse']:.2f} %" for e in rep["rounds"])
+                + f" ({'every pick within' if rep['converged'] else 'NOT every pick within'}"
+                " the noise floor); budgets from the refined model")
+            orig_pred = model.predict(space.widest())
         ows = Problem(model, ows_stats.unaries())
         fractions = []
         for f in args.fractions:

@@ -14,23 +14,24 @@ from aows.latency.model import LatencyModel
 
 def report_markdown(r: dict) -> str:
     floor = r["noise_floor"]
+    original = r.get("original")  # a model's space: the user's model, the reference
+    speed_col = "speed-up | " if original else ""
     rows = ["| method | parameters | MACs | predicted latency | budget used | measured latency "
-            "| error | speed-up | top-1 | top-1 before fine-tuning |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    original = r.get("original")
+            f"| error | {speed_col}top-1 | top-1 before fine-tuning |",
+            "|---|---|---|---|---|---|---|" + "---|" * (3 if original else 2)]
     for e in ([original] if original else []) + list(r["methods"].values()):
         verdict = ("" if e["within_noise_floor"] is None else " ✓" if e["within_noise_floor"]
                    else f" ({100 * (abs(e['latency_error']) - floor):.1f} pts beyond)")
         size = (f"{e['params'] / 1e6:.3f} M | {e['macs'] / 1e6:.1f} M"
                 if e.get("params") is not None else "| ")
-        speed = ("1.00x" if e is original else
-                 f"{e['speedup']:.2f}x" if e.get("speedup") is not None else "")
+        speed = ("" if not original else "1.00x | " if e is original else
+                 f"{e['speedup']:.2f}x | " if e.get("speedup") is not None else " | ")
         before = ("(as given)" if e is original else
                   f"{100 * e['top1_before_finetune']:.1f} %")
         rows.append(f"| {e['label']} | {size} | {e['predicted_latency_ms']:.3f} ms | "
                     f"{100 * e['predicted_latency_ms'] / r['budget_ms']:.0f} % | "
                     f"{e['measured_latency_ms']:.3f} ms | {100 * e['latency_error']:+.1f} %"
-                    f"{verdict} | {speed} | {100 * e['top1']:.1f} % | {before} |")
+                    f"{verdict} | {speed}{100 * e['top1']:.1f} % | {before} |")
     lat = r["latency_model"] or {}
     bb = lat.get("blackbox")
     latline = (f"Latency model: {lat.get('networks')} timed networks, held-out NRMSE "
