@@ -210,17 +210,22 @@ def cmd_measure(args) -> None:
     print(describe_measurement(res))
 
 
+def _model_source_args(p, classes_default: str) -> None:
+    """--resolution, --classes and the model options of a command that reads a model."""
+    p.add_argument("--resolution", type=POS_INT, default=None,
+                   help="--model: input resolution (px; default 224)")
+    p.add_argument("--classes", type=POS_INT, default=None,
+                   help=f"--model: output classes (default: {classes_default})")
+    _model_args(p)
+
+
 def add_parser(sub) -> None:
     """Add this group's commands to the ``aows`` subparsers."""
     p = sub.add_parser("export", help="a chosen configuration as a plain network (+ ONNX): "
                        "from a trained supernet (--run) or straight from your model "
                        "(--model, prune now)")
     p.add_argument("--run", default=None, help="`aows train` run folder (the supernet)")
-    p.add_argument("--resolution", type=POS_INT, default=None,
-                   help="--model: input resolution (px; default 224)")
-    p.add_argument("--classes", type=POS_INT, default=None,
-                   help="--model: output classes (default: the --data's, else the model's)")
-    _model_args(p)
+    _model_source_args(p, "the --data's, else the model's")
     _width_args(p)
     p.add_argument("--importance", default=None, choices=list(IMPORTANCE_CRITERIA),
                    help="--model: order each width's channels by this criterion before "
@@ -243,11 +248,7 @@ def add_parser(sub) -> None:
                        "as it is, on the validation split")
     p.add_argument("final", nargs="?", default=None, help="final-network folder")
     p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
-    p.add_argument("--resolution", type=POS_INT, default=None,
-                   help="--model: input resolution (px; default 224)")
-    p.add_argument("--classes", type=POS_INT, default=None,
-                   help="--model: output classes (default: the data's)")
-    _model_args(p)
+    _model_source_args(p, "the data's")
     p.add_argument("--batch-size", type=POS_INT, default=64, help="images per batch")
     p.add_argument("--json", action="store_true",
                    help='{"top1", "top5", "images"}, accuracies as fractions')
