@@ -8,7 +8,8 @@ against what the user would otherwise do (a width multiplier, Torch-Pruning).
 Per model (trained on --data by benchmarks/importance.py's recipe, weights cached):
 
 1. a latency model of its width graph on this CPU (cover-sampled networks, a held-out set
-   timed twice for the noise floor), as `aows run` makes one;
+   timed twice for the noise floor), as `aows run` makes one, refined on the search's
+   picks at the budgets after the OWS supernet (--refine rounds, 0: off);
 2. budgets: --fractions of the original's predicted latency;
 3. supernets started from the trained model (channels ordered by the default importance):
    one OWS, and one AOWS per budget;
