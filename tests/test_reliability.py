@@ -230,3 +230,14 @@ def test_onnx_check_is_not_fooled_by_an_untrained_network(tmp_path, monkeypatch)
     monkeypatch.setattr(final, "onnx_bytes", one_conv_two_percent_off)
     with pytest.raises(AowsError, match="not faithful"):
         final.export_onnx(net, space, tmp_path / "bad.onnx")
+
+
+def test_a_figure_under_a_regular_file_is_one_clear_error(tmp_path):
+    """Every figure is written through the io layer: a path under a file is one error
+    naming it, and nothing is left behind."""
+    from aows.latency.validate import scatter_plot
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(AowsError, match="cannot write .*a_file/fit.png"):
+        scatter_plot(np.array([1.0, 2.0]), np.array([1.1, 1.9]), blocker / "fit.png")
+    assert blocker.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["a_file"]

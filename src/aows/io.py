@@ -51,7 +51,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | None = None, write
     the permissions of any new file (0666 less the umask), not mkstemp's 0600, so others
     on shared storage can read models, reports and checkpoints."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a folder should be, no permission, ...
+        raise AowsError(f"cannot write {path}: its folder {path.parent} cannot be made "
+                        f"({err.strerror}); choose another path") from None
     if path.is_dir():
         raise AowsError(f"{path} is a folder; give a file name to write")
     try:

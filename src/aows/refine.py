@@ -64,6 +64,7 @@ from aows.latency.measure import header as samples_header
 from aows.latency.model import LatencyModel
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
+from aows.plots import figure
 from aows.solve import Problem, search
 from aows.space import SearchSpace
 
@@ -355,14 +356,12 @@ def _round_entry(r, recs, pred, ref, budgets, model, heldout) -> dict:
 def plot_refine(report: dict, path) -> None:
     """Left: each round's NRMSE on the picks (timed after the model picked them) and on
     the held-out set, against the noise floor. Right: every pick's error by round."""
-    import matplotlib
+    with figure(path, 1, 2, figsize=(9.6, 3.8)) as (_, (a, b)):
+        _draw_refine(a, b, report["rounds"])
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    rs = report["rounds"]
+def _draw_refine(a, b, rs: list[dict]) -> None:
     x = [e["round"] for e in rs]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9.6, 3.8))
     a.plot(x, [100 * e["picks"]["nrmse"] for e in rs], "o-", label="search's picks")
     if rs[0].get("heldout"):
         a.plot(x, [100 * e["heldout"]["nrmse"] for e in rs], "s-", label="held-out (uniform)")
@@ -382,6 +381,3 @@ def plot_refine(report: dict, path) -> None:
     b.set_ylabel("predicted / measured - 1 (%)")
     b.grid(alpha=0.3)
     b.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

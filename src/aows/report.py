@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from aows.latency.model import LatencyModel
+from aows.plots import figure
 
 
 def report_markdown(r: dict) -> str:
@@ -69,48 +70,40 @@ def report_markdown(r: dict) -> str:
 
 
 def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``pareto.png`` (the search's front with the chosen configurations; measured latency
+    against top-1) and ``widths.png`` (each configuration's widths) in ``out``."""
     front = json.loads((out / "pareto.json").read_text())["front"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax.step([p["predicted_latency_ms"] for p in front], [p["score"] for p in front],
-            where="post", color="C0", lw=1.2,
-            label=f"exact front ({found['base_supernet'].upper()} unaries)")
-    for k, e in enumerate(entries.values()):
-        ax.scatter([e["predicted_latency_ms"]], [e["score"]], s=50, marker="sD^o*"[k % 5],
-                   color=f"C{k + 1}", label=e["label"], zorder=3)
-        bx.scatter([e["measured_latency_ms"]], [100 * e["top1"]], s=50,
-                   marker="sD^o*"[k % 5], color=f"C{k + 1}", label=e["label"], zorder=3)
-    for a in (ax, bx):
-        a.axvline(budget, color="k", ls=":", lw=1, label="budget")
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    ax.set_xlabel("predicted latency (ms/image)")
-    ax.set_ylabel("score (sum of unaries)")
-    ax.set_title("search: Pareto front and the chosen configurations", fontsize=10)
-    bx.set_xlabel("measured latency (ms/image)")
-    bx.set_ylabel("top-1 after fine-tuning (%)")
-    bx.set_title("final networks", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=120)
-    plt.close(fig)
+    with figure(out / "pareto.png", 1, 2, figsize=(11, 4.2)) as (_, (ax, bx)):
+        ax.step([p["predicted_latency_ms"] for p in front], [p["score"] for p in front],
+                where="post", color="C0", lw=1.2,
+                label=f"exact front ({found['base_supernet'].upper()} unaries)")
+        for k, e in enumerate(entries.values()):
+            ax.scatter([e["predicted_latency_ms"]], [e["score"]], s=50,
+                       marker="sD^o*"[k % 5], color=f"C{k + 1}", label=e["label"], zorder=3)
+            bx.scatter([e["measured_latency_ms"]], [100 * e["top1"]], s=50,
+                       marker="sD^o*"[k % 5], color=f"C{k + 1}", label=e["label"], zorder=3)
+        for a in (ax, bx):
+            a.axvline(budget, color="k", ls=":", lw=1, label="budget")
+            a.grid(alpha=0.3)
+            a.legend(fontsize=8)
+        ax.set_xlabel("predicted latency (ms/image)")
+        ax.set_ylabel("score (sum of unaries)")
+        ax.set_title("search: Pareto front and the chosen configurations", fontsize=10)
+        bx.set_xlabel("measured latency (ms/image)")
+        bx.set_ylabel("top-1 after fine-tuning (%)")
+        bx.set_title("final networks", fontsize=10)
 
     space = model.space
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    layers = np.arange(1, space.n_searchable + 1)
-    ax.fill_between(layers, 0, space.widest(), color="0.9", step="mid", label="search space")
-    for k, e in enumerate(entries.values()):
-        ax.step(layers, space.validate(e["config"]), where="mid", color=f"C{k + 1}",
-                lw=1.6, label=e["label"])
-    ax.set_xlabel("layer" if space.is_chain else "width variable (`aows space show`)")
-    ax.set_ylabel("output channels")
-    ax.set_title(f"configurations found at {budget:.3f} ms", fontsize=10)
-    ax.set_xticks(layers)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(out / "widths.png", dpi=120)
-    plt.close(fig)
+    with figure(out / "widths.png", figsize=(9, 3.8)) as (_, ax):
+        layers = np.arange(1, space.n_searchable + 1)
+        ax.fill_between(layers, 0, space.widest(), color="0.9", step="mid",
+                        label="search space")
+        for k, e in enumerate(entries.values()):
+            ax.step(layers, space.validate(e["config"]), where="mid", color=f"C{k + 1}",
+                    lw=1.6, label=e["label"])
+        ax.set_xlabel("layer" if space.is_chain else "width variable (`aows space show`)")
+        ax.set_ylabel("output channels")
+        ax.set_title(f"configurations found at {budget:.3f} ms", fontsize=10)
+        ax.set_xticks(layers)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")

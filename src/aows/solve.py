@@ -27,6 +27,7 @@ from aows.errors import AowsError
 from aows.graph import GraphBudgetProblem, WidthGraph
 from aows.io import atomic_write_text
 from aows.latency.model import LatencyModel
+from aows.plots import figure
 from aows.space import SearchSpace
 
 
@@ -278,12 +279,11 @@ def pareto(problem: Problem, n_budgets: int = 100) -> dict:
 
 def plot_pareto(problem: Problem, result: dict, path, marks: dict | None = None) -> None:
     """Score vs predicted latency: the exact front, uniform multipliers, optional marks."""
-    import matplotlib
+    with figure(path, figsize=(6.4, 4.4)) as (_, ax):
+        _draw_pareto(ax, problem, result, marks)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def _draw_pareto(ax, problem: Problem, result: dict, marks: dict | None) -> None:
     lat = [p["predicted_latency_ms"] for p in result["front"]]
     sc = [p["score"] for p in result["front"]]
     ax.step(lat, sc, where="post", color="C0", lw=1.2, label="exact front (OWS)")
@@ -297,6 +297,3 @@ def plot_pareto(problem: Problem, result: dict, path, marks: dict | None = None)
     ax.set_ylabel("score (sum of unaries, higher is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aows.plots import figure
+
 
 def error_metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
     """RMSE (ms), NRMSE (RMSE / mean measured), MAPE, worst error, bias, hit rates."""
@@ -52,12 +54,11 @@ def test_retest(first: dict, second: dict) -> dict:
 def scatter_plot(pred, meas, path, title: str = "", noise_nrmse: float | None = None,
                  extra: dict | None = None) -> None:
     """Predicted vs measured scatter (ms/image), with the identity line."""
-    import matplotlib
+    with figure(path, figsize=(5.2, 5)) as (_, ax):
+        _scatter(ax, pred, meas, title, noise_nrmse, extra)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 5))
+def _scatter(ax, pred, meas, title, noise_nrmse, extra) -> None:
     series = {"model": (np.asarray(pred), np.asarray(meas))}
     series.update(extra or {})
     for name, (p, m) in series.items():
@@ -73,9 +74,6 @@ def scatter_plot(pred, meas, path, title: str = "", noise_nrmse: float | None = 
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def check_model(model, samples, retest=None, raw: bool = False
