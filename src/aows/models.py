@@ -53,7 +53,10 @@ def load_model(spec: str, classes: int | None = None, weights: str | None = None
             first = str(err).strip().splitlines()
             raise SpaceError(f"weights file {weights} does not fit model '{spec}': "
                              f"{' '.join(first[:3])[:400]}; give the weights of this model "
-                             "at full width") from None
+                             "at full width" + ("" if classes is not None or not spec.startswith(
+                                 PREFIXES) else f" (a {spec.split(':')[0]} model is built "
+                                 "with 1000 classes unless --classes says otherwise)")) \
+                from None
     return module.eval()
 
 

@@ -54,6 +54,7 @@ def cmd_export(args) -> None:
     if bool(args.run) == bool(args.model):
         raise AowsError("give --run RUN_DIR (a trained supernet) or --model MODEL (prune "
                         "your model now), one of them")
+    _check_out(args)  # before any work: an existing final network is kept unless --force
     if args.importance is not None and not args.model:
         raise AowsError("--importance orders a model's channels before slicing it: it goes "
                         "with --model (a supernet's run folder keeps the order it was trained "
@@ -77,7 +78,6 @@ def cmd_export(args) -> None:
             args.calib_batches)
         meta.update(source="model", importance=importance,
                     recalibrated=data is not None)
-        _check_out(args)
         save_final(args.out, plain, space, config, **meta)
         from aows.io import atomic_write_text
         atomic_write_text(Path(args.out, "channel_order.json"), json.dumps(order))
@@ -99,7 +99,6 @@ def cmd_export(args) -> None:
                   "recalibrated for this configuration (give --data to recalibrate)",
                   file=sys.stderr)
         plain = export_config(net, config, batches, args.calib_batches)
-        _check_out(args)
         save_final(args.out, plain, space, config, supernet=str(args.run),
                    recalibrated=batches is not None, **meta)
     print(f"{args.out}/config.json + weights.pt: {','.join(map(str, config))}")
