@@ -30,7 +30,7 @@ def test_own_module(tmp_path):
                str(tmp_path / "o"), cwd=tmp_path)
     assert "searchable widths" in out and "Net in" in out
     from aows.final import load_final
-    net, space, config = load_final(tmp_path / "o" / "final")
+    net, space, config = load_final(tmp_path / "o" / "final", trust_model_code=True)
     assert type(net).__name__ == "Net" and len(config) == space.n_searchable
 
 

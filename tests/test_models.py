@@ -130,10 +130,15 @@ def test_file_model_end_to_end(tmp_path, capsys):
                  str(run / "unaries.json"), "--budget", f"{budget:.4f}", "--json"]) == 0
     cfg = json.loads(capsys.readouterr().out)["config"]
     assert lat.predict(cfg) <= budget
-    assert main(["export", "--run", str(run), "--config", ",".join(map(str, cfg)),
-                 "--data", "fake", "--out", str(final), "--onnx"]) == 0
+    # the run folder names tests/zoo.py: its code runs only when the user says so
+    export = ["export", "--run", str(run), "--config", ",".join(map(str, cfg)), "--data",
+              "fake", "--out", str(final), "--onnx"]
+    capsys.readouterr()
+    assert main(export) == 2
+    assert "--trust-model-code" in capsys.readouterr().err and not final.exists()
+    assert main([*export, "--trust-model-code"]) == 0
     from aows.final import load_final
-    net, space, config = load_final(final)
+    net, space, config = load_final(final, trust_model_code=True)
     assert list(config) == cfg and type(net).__name__ == "ResCat"
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     sup = make_supernet(space)
@@ -209,7 +214,7 @@ def test_run_pipeline_on_a_model(tmp_path):
     md = (tmp_path / "run" / "report.md").read_text()
     assert "| original (your model) |" in md and "speed-up" in md
     from aows.final import load_final
-    net, _, _ = load_final(tmp_path / "run" / "final" / "aows")
+    net, _, _ = load_final(tmp_path / "run" / "final" / "aows", trust_model_code=True)
     assert type(net).__name__ == "ResCat"
 
 

@@ -126,7 +126,7 @@ def test_corrupt_truncated_and_foreign_weight_files_are_one_clear_error(tmp_path
     good = weights.read_bytes()
     for bad, message in ((good[: len(good) // 2], "not a readable weights file"),
                          (b"", "not a readable weights file"),
-                         (pickle.dumps(object()), "not a readable weights file")):
+                         (pickle.dumps(object()), "not a tensors-only weights file")):
         weights.write_bytes(bad)
         with pytest.raises(AowsError, match=message):
             load_final(tmp_path / "f")

@@ -6,6 +6,8 @@ A final-network folder holds:
 - ``config.json``: ``{"aows": "final-network", "space": <space description>,
   "config": [widths...], ...}``, everything needed to build the module;
 - ``weights.pt``: its ``state_dict``, tensors only (``torch.load(weights_only=True)``);
+- for a model from a file, ``model.py``: a copy of that file, run to rebuild the module
+  only when the user trusts it (``trust_model_code``), never a path the folder names;
 - optionally ``model.onnx``.
 
 The module is rebuilt from ``config.json`` (``build_network``) and the weights are
@@ -15,6 +17,7 @@ one clear error, never a silent or partial load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aows.catalogue import space_from_description
+from aows.catalogue import model_code_file, space_from_description
 from aows.defaults import DEFAULT_IMPORTANCE
 from aows.errors import AowsError
 from aows.importance import order_channels, order_record
@@ -45,12 +48,19 @@ from aows.space import SearchSpace, SpaceError
 log = logging.getLogger(__name__)
 
 
+MODEL_CODE = "model.py"
+
+
 def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
                config: Sequence[int], **meta) -> Path:
-    """Write ``config.json`` and ``weights.pt`` (atomically) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``config.json`` and ``weights.pt`` (atomically) into ``folder``, and, for a
+    model from a file, a copy of that file (``model.py``, its SHA-256 in ``config.json``)
+    so that the folder is self-contained: moved to another machine, it loads there."""
+    folder = Path(folder)  # made by the io layer's writes (an OS error is a clear one)
     config = space.validate(config)
+    code = _copy_model_code(folder, space)
+    if code is not None:
+        meta["model_code"] = code
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     atomic_write_bytes(folder / "weights.pt", write=lambda f: torch.save(state, f))
     atomic_write_text(folder / "config.json", json.dumps(
@@ -59,28 +69,103 @@ def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
     return folder
 
 
-def read_final_config(folder: str | Path) -> tuple[SearchSpace, list[int], dict]:
-    path = Path(folder) / "config.json"
+def _copy_model_code(folder: Path, space: SearchSpace) -> dict | None:
+    source = model_code_file(space.params.get("model"))
+    if source is None:
+        return None
+    try:
+        data = Path(source).read_bytes()
+    except OSError as err:
+        raise AowsError(f"cannot copy your model code {source} into {folder} "
+                        f"({err.strerror}); it must stay readable until the export") from None
+    atomic_write_bytes(folder / MODEL_CODE, data)
+    return {"file": MODEL_CODE, "sha256": hashlib.sha256(data).hexdigest(), "source": source}
+
+
+def read_final_config(folder: str | Path, trust_model_code: bool = False,
+                      space: SearchSpace | None = None
+                      ) -> tuple[SearchSpace, list[int], dict]:
+    """The space, configuration and record of a final-network folder (``load_final``
+    explains ``trust_model_code`` and ``space``)."""
+    folder = Path(folder)
+    path = folder / "config.json"
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
         raise AowsError(f"{path} does not exist: give a folder written by `aows export`") \
             from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise AowsError(f"{path} cannot be read ({getattr(err, 'strerror', None) or err})"
+                        ) from None
     except json.JSONDecodeError as err:
         raise AowsError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(obj, dict) or obj.get("aows") != "final-network":
         raise AowsError(f'{path} is not an aows final network (no "aows": "final-network")')
     try:
-        space = space_from_description(obj["space"])
+        desc = obj["space"]
+        if space is not None:
+            space.check_same(SearchSpace.from_description(desc), f"final network {folder}")
+        else:
+            space = space_from_description(
+                desc, trust=_trusted_code(folder, obj, trust_model_code),
+                where=f"final network {folder}")
         config = list(space.validate(obj["config"]))
-    except (KeyError, SpaceError) as err:
+    except (KeyError, TypeError, AttributeError, SpaceError) as err:
         raise AowsError(f"{path}: {err}") from None
     return space, config, obj
 
 
-def load_final(folder: str | Path) -> tuple[nn.Sequential, SearchSpace, list[int]]:
-    """Rebuild the network from ``config.json`` and load ``weights.pt`` into it."""
-    space, config, _ = read_final_config(folder)
+def _trusted_code(folder: Path, obj: dict, trust: bool) -> bool | str:
+    """The model name to rebuild a folder's network with: the folder's own copy of the
+    model code (never a path the folder names), only when the user trusts it."""
+    params = obj["space"].get("params") or {}
+    if model_code_file(params.get("model")) is None:
+        return False
+    record = obj.get("model_code")
+    source = record.get("source") if isinstance(record, dict) else params["model"]
+    if not trust:
+        raise AowsError(f"{folder} holds a network of your model code ({MODEL_CODE}, a copy "
+                        f"of {source}); aows runs no code that a folder holds unless asked: "
+                        f"add --trust-model-code to run {folder / MODEL_CODE} (from Python: "
+                        "trust_model_code=True)")
+    if not isinstance(record, dict):
+        raise AowsError(f"{folder} holds no copy of its model code (exported by an earlier "
+                        f"aows); export it again to make it self-contained")
+    file = folder / MODEL_CODE
+    try:
+        data = file.read_bytes()
+    except OSError as err:
+        raise AowsError(f"{file} cannot be read ({err.strerror}): the folder must hold the "
+                        "copy of the model code it was exported with") from None
+    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+        raise AowsError(f"{file} is not the model code this network was exported with (its "
+                        "SHA-256 differs from config.json's); export the network again")
+    log.warning(f"running model code {file} (trusted; a copy of {source})")
+    return f"{file.resolve()}:{params['model'].split(':', 1)[1]}"
+
+
+def load_final(folder: str | Path, trust_model_code: bool = False,
+               space: SearchSpace | None = None) -> tuple[nn.Sequential, SearchSpace, list[int]]:
+    """Rebuild the network from ``config.json`` and load ``weights.pt`` into it.
+
+    Args:
+        folder: a folder ``aows export`` (or ``save_final``) wrote.
+        trust_model_code: a network of a model from a file is rebuilt by running that
+            code: the folder's own copy (``model.py``, checked against its SHA-256), and
+            only when this is True. Built-in spaces and ``torchvision:``/``timm:`` models
+            run no code of a user's.
+        space: the space the network must be of, built by the caller (e.g. from the
+            user's ``--model``): the network is rebuilt with it and no code of the folder
+            runs.
+
+    Returns:
+        ``(network in eval mode, its space, its configuration)``.
+
+    Raises:
+        AowsError: a missing or foreign file, weights of another configuration, or model
+            code that is not trusted.
+    """
+    space, config, _ = read_final_config(folder, trust_model_code, space)
     net = build_network(space, config)
     path = Path(folder) / "weights.pt"
     if not path.exists():
@@ -308,14 +393,23 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
         np.random.default_rng([seed, 7]), n_fill)]
     ref = model.anchor_ref_ms
     scale = 1e3 / target.batch_size
+    log.info(f"timing {len(names)} network{'s' * (len(names) > 1)} ({', '.join(names)}) in "
+             f"{repeats} interleaved rounds on {target.backend}"
+             + (f", beside {n_fill} other networks of the space, timed and discarded: the "
+                f"latency model's chunks held {protocol.chunk} networks, and a chunk of "
+                "fewer keeps more of them in cache" if n_fill else ""))
     raw, norm = [], []
+    start = time.perf_counter()
     for r in range(repeats):
         secs, anchor = timer.run(runners + fillers, np.random.default_rng([seed, r]))
         ms = secs[:len(runners)] * scale
         raw.append(ms)
         a = None if anchor is None else anchor * scale
         norm.append(ms * ref / a if (ref is not None and a) else ms)
-        log.info(f"timing round {r + 1}/{repeats}: " + ", ".join(
+        took = time.perf_counter() - start
+        left = f", about {took / (r + 1) * (repeats - r - 1):.0f} s left" \
+            if r + 1 < repeats else ""
+        log.info(f"timing round {r + 1}/{repeats} ({took:.0f} s{left}): " + ", ".join(
             f"{n} {v:.3f} ms" for n, v in zip(names, norm[-1])))
     raw, norm = np.array(raw), np.array(norm)
     measured = np.median(norm, axis=0)

@@ -37,7 +37,7 @@ Which criterion keeps the most accuracy is measured, not assumed: see
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -50,6 +50,7 @@ from aows.defaults import DEFAULT_IMPORTANCE as DEFAULT_CRITERION
 from aows.defaults import IMPORTANCE_CRITERIA
 from aows.errors import AowsError
 from aows.io import atomic_write_text
+from aows.registry import Registry
 
 __all__ = ["CRITERIA", "DEFAULT_CRITERION", "IMPORTANCE_BATCHES", "Member", "channel_scores",
            "channel_order", "permute_channels", "order_channels", "order_record",
@@ -190,15 +191,15 @@ def _none(module, groups, batches):
     return {v: None for v in groups}
 
 
-CRITERIA: dict[str, Callable] = {"l1": _l1, "bn": _bn, "taylor": _taylor, "none": _none}
+CRITERIA: Registry = Registry("importance criterion")
+for _name, _fn in (("l1", _l1), ("bn", _bn), ("taylor", _taylor), ("none", _none)):
+    CRITERIA.register(_name, _fn)
 assert set(CRITERIA) == set(IMPORTANCE_CRITERIA)
 
 
 def check_criterion(name: str) -> str:
     """``name`` if it is a criterion, else one clear error listing them."""
-    if name not in CRITERIA:
-        raise AowsError(f"unknown importance criterion '{name}'; choose one of "
-                        f"{', '.join(CRITERIA)}")
+    CRITERIA.get(name)
     return name
 
 

@@ -12,6 +12,7 @@ import copy
 import functools
 import importlib.util
 import inspect
+import logging
 import sys
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def _from_file(path: str, fn: str, classes: int | None) -> nn.Module:
     spec = importlib.util.spec_from_file_location(name, file)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses and pickling-free torch code look modules up
+    # said before: a file that loops or waits at import would otherwise hang without a word
+    logging.getLogger(__name__).info(f"loading model file {path} (your code) ...")
     try:
         spec.loader.exec_module(mod)
     except Exception as err:  # the user's code: any error is theirs to fix

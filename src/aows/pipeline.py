@@ -60,7 +60,13 @@ from aows.space import SearchSpace
 from aows.train.data import get_data
 from aows.train.finetune import evaluate, finetune
 from aows.train.loop import branch_from_warmup, train_supernet, warmup_epochs
-from aows.train.runtime import dist_info, init_distributed, load_checkpoint, resolve_device
+from aows.train.runtime import (
+    dist_info,
+    init_distributed,
+    load_checkpoint,
+    resolve_device,
+    run_lock,
+)
 
 __all__ = ["Pipeline", "RunConfig", "load_config", "quickstart_config", "run_pipeline"]
 log = logging.getLogger(__name__)
@@ -124,8 +130,23 @@ class Pipeline:
         return self.out / "stages" / f"{stage}.json"
 
     def done(self, stage: str) -> dict | None:
+        """The stage's marker, or None when the stage is not complete: no marker, or a
+        torn or foreign one (it is done again)."""
         p = self._marker(stage)
-        return json.loads(p.read_text()) if p.exists() else None
+        try:
+            res = json.loads(p.read_bytes())
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise AowsError(f"cannot read {p} ({err.strerror}); make it readable, or delete "
+                            "it to redo the stage") from None
+        except ValueError:  # JSON or UTF-8: a torn marker
+            res = None
+        if not isinstance(res, dict):
+            log.warning(f"[{stage}] its marker {p} is torn or not aows's: the stage is "
+                        "done again")
+            return None
+        return res
 
     def _stage(self, stage: str, fn: Callable[[], dict | None],
                everyone: bool = False) -> dict | None:
@@ -394,7 +415,7 @@ class Pipeline:
                        supernet=f"supernet_{src}")
         self.barrier()  # the others load what rank 0 exported
         device = resolve_device(self.cfg.device)
-        net, _, _ = load_final(inherited)
+        net, _, _ = load_final(inherited, space=self.space)
         before = evaluate(net.to(device), self.data.val(0), device)
         log.info(f"{METHOD_LABELS[method]}: top-1 {100 * before['top1']:.1f} % with {init} "
                  "weights, before fine-tuning")
@@ -419,7 +440,7 @@ class Pipeline:
     def stage_measure(self, model: LatencyModel) -> dict:
         nets, configs = {}, {}
         for m in self.methods():
-            nets[m], _, configs[m] = load_final(self.out / "final" / m)
+            nets[m], _, configs[m] = load_final(self.out / "final" / m, space=self.space)
         reference = None
         if self.is_model:  # the user's own model, timed beside what was found
             reference = ORIGINAL
@@ -485,7 +506,7 @@ class Pipeline:
                   "latency_refine": self.done("refine"),
                   "original": self.original_entry(meas),
                   "methods": entries}
-        stages = {p.stem: json.loads(p.read_text()).get("seconds")
+        stages = {p.stem: (self.done(p.stem) or {}).get("seconds")
                   for p in sorted((self.out / "stages").glob("*.json"))}
         # all stages, over however many invocations the run took
         report.update(wall_seconds=round(sum(v or 0 for v in stages.values()) + wall, 1),
@@ -516,7 +537,9 @@ def run_pipeline(config: str | Path | dict | RunConfig | None, out: str | Path,
     Args:
         config: a ``RunConfig``, a YAML path, a mapping of settings, or None for the
             defaults; every problem in it is reported at once, before anything runs.
-        out: the run folder; a rerun skips complete stages and resumes the others.
+        out: the run folder; a rerun skips complete stages and resumes the others. It is
+            locked for the call: another process running into it is an error naming its
+            PID.
         should_stop: polled between steps and timing chunks; when it turns true the
             stage in progress saves what it has and the call returns None.
         until: stop after this stage (e.g. "latency").
@@ -526,4 +549,6 @@ def run_pipeline(config: str | Path | dict | RunConfig | None, out: str | Path,
         or None when stopped (or on a process other than rank 0).
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
-    return Pipeline(cfg, out, should_stop).run(until)
+    init_distributed(cfg.device)  # under torchrun: rank 0 alone writes, and locks, the folder
+    with run_lock(out):  # one process per run folder, its stages (same lock) nested in it
+        return Pipeline(cfg, out, should_stop).run(until)

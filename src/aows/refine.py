@@ -36,6 +36,7 @@ of the files, refitted on resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ from aows.latency.measure import header as samples_header
 from aows.latency.model import LatencyModel
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
+from aows.lock import hold_lock
 from aows.plots import figure
 from aows.solve import Problem, search
 from aows.space import SearchSpace
@@ -123,6 +125,50 @@ def _read_rounds(path: Path) -> list[list[dict]]:
     return [rounds[r] for r in sorted(rounds)]
 
 
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _samples_digest(s: Samples | None) -> list | None:
+    if s is None:
+        return None
+    return [[list(c) for c in s.configs], s.latency_ms.tolist(), list(s.anchors),
+            list(s.samplers), s.header]
+
+
+def _inputs_key(space, samples, unaries, budgets, n_budgets, rounds, tolerance, noise_floor,
+                K, smooth, ridge, heldout, select) -> str:
+    """What a refinement's result is a function of, besides its timings (refine.jsonl):
+    the space, the samples, the scores and the settings."""
+    blob = json.dumps([space.fingerprint(), _samples_digest(samples),
+                       [np.asarray(u, float).tolist() for u in unaries],
+                       None if budgets is None else [float(b) for b in budgets], n_budgets,
+                       rounds, tolerance, noise_floor, K, smooth, ridge,
+                       _samples_digest(heldout), select], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _finished(out: Path, key: str, timings: Path) -> dict | None:
+    """The report of a refinement of ``out`` completed with these inputs (``key``), its
+    timings and model unchanged since; None when there is none (never refined, stopped,
+    other inputs, a torn or edited file): then it is done (or resumed) again."""
+    try:
+        report = json.loads((out / "refine.json").read_text())
+    except (OSError, ValueError):
+        return None
+    inputs = report.get("inputs") if isinstance(report, dict) else None
+    if (not isinstance(inputs, dict) or inputs.get("key") != key or report.get("stopped")
+            or inputs.get("latency_sha256") != _sha256(out / "latency.json")
+            or inputs.get("timings_sha256") != _sha256(timings)):
+        return None
+    if report.get("rounds") and not (out / "refine.png").exists():
+        plot_refine(report, out / "refine.png")  # a figure only: drawn again
+    return report
+
+
 def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
            unaries: Sequence[np.ndarray] | None = None, budgets: Sequence[float] | None = None,
            n_budgets: int | None = None, rounds: int | None = None,
@@ -161,8 +207,22 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
     Returns:
         The report written to refine.json: one entry per round (picks, predicted and
         measured ms, errors, NRMSE on the picks, on the held-out set), "converged".
+
+    ``out`` is locked for the call (``aows.lock``): another process refining into it is
+    an error naming its PID, and this call changes nothing then.
     """
     out = Path(out)
+    with hold_lock(out, "refine folder", folder=True):
+        return _refine(space, samples, out, unaries=unaries, budgets=budgets,
+                       n_budgets=n_budgets, rounds=rounds, tolerance=tolerance,
+                       noise_floor=noise_floor, K=K, smooth=smooth, ridge=ridge,
+                       heldout=heldout, select=select, progress=progress,
+                       should_stop=should_stop)
+
+
+def _refine(space: SearchSpace, samples: Samples, out: Path, *, unaries, budgets, n_budgets,
+            rounds, tolerance, noise_floor, K, smooth, ridge, heldout, select, progress,
+            should_stop) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rounds = DEFAULT_ROUNDS if rounds is None else rounds
     n_budgets = DEFAULT_BUDGETS if n_budgets is None else n_budgets
@@ -197,6 +257,13 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
         return fit(space, both, K=K, smooth=choice["smooth"], ridge=choice["ridge"]), choice
 
     done = _read_rounds(path)
+    key = _inputs_key(space, samples, unaries, budgets, n_budgets, rounds, tolerance,
+                      noise_floor, K, smooth, ridge, heldout, select)
+    finished = _finished(out, key, path)
+    if finished is not None:  # a completed stage: its result, without a refit
+        say(f"  {out / 'refine.json'}: refined before from the same samples and settings; "
+            "nothing to redo")
+        return finished
     model, choice = fit_on([])
     given = None if budgets is None else [float(b) for b in budgets]
     report: dict = {"budgets_ms": given, "rounds": [], "converged": False,
@@ -277,6 +344,8 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
                             "samples": str(path)}
     model.meta.setdefault("noise_floor", noise_floor)
     model.save(out / "latency.json")
+    report["inputs"] = {"key": key, "latency_sha256": _sha256(out / "latency.json"),
+                        "timings_sha256": _sha256(path)}
     atomic_write_text(out / "refine.json", json.dumps(report, indent=1))
     if report["rounds"]:
         plot_refine(report, out / "refine.png")

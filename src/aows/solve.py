@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from aows.graph import GraphBudgetProblem, WidthGraph
 from aows.io import atomic_write_text
 from aows.latency.model import LatencyModel
 from aows.plots import figure
+from aows.registry import Registry
 from aows.space import SearchSpace
 
 
@@ -48,20 +49,34 @@ def load_unaries(path: str | os.PathLike, space: SearchSpace) -> list[np.ndarray
                            "scores per searchable layer")
     if obj.get("space"):
         try:
-            space.check_same(SearchSpace.from_description(obj["space"]), f"unaries file {path}")
+            theirs = SearchSpace.from_description(obj["space"])
+            space.check_same(theirs, f"unaries file {path}")
         except AowsError as err:
-            raise UnariesError(f"{err} (the latency model is for another space than the "
-                               "unaries: use a latency model and unaries of the same space)"
-                               ) from None
+            bad = theirs.mismatches({"classes": space.classes, **{
+                k: space.params.get(k) for k in ("resolution", "input_shape", "min_width",
+                                                 "max_width", "levels", "divisor")}})
+            if not bad:
+                raise UnariesError(f"{err} (the latency model is for another space than "
+                                   "the unaries: use a latency model and unaries of the "
+                                   "same space)") from None
+            what = ", ".join(f"{k} {h} there, {v} in the latency model" for k, v, h in bad)
+            raise UnariesError(
+                f"unaries file {path} and the latency model are of different spaces "
+                f"({what}): time and fit a latency model with the training's settings "
+                "(`aows latency generate` with them, then `aows latency fit`), or train "
+                "again with the latency model's") from None
     return check_unaries(obj["unaries"], space, str(path))
 
 
-def load_unaries_space(path: str | os.PathLike) -> SearchSpace:
-    """The search space recorded in an unaries file (written by `aows train`)."""
+def load_unaries_space(path: str | os.PathLike, trust_model_code: bool | str = False
+                       ) -> SearchSpace:
+    """The search space recorded in an unaries file (written by `aows train`); a model from
+    a file is run only as ``trust_model_code`` says (``space_from_description``)."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text())
-        return space_from_description(obj["space"])
+        return space_from_description(obj["space"], trust=trust_model_code,
+                                      where=f"unaries file {path}")
     except FileNotFoundError:
         raise UnariesError(f"{path} does not exist: give an `aows train` run folder") from None
     except (json.JSONDecodeError, KeyError, TypeError, AowsError) as err:
@@ -154,14 +169,12 @@ class Problem:
 
 
 # ------------------------------------------------------------------ solvers
-SOLVERS: dict[str, Callable[[Problem, float], dict]] = {}
+SOLVERS: Registry = Registry("solver")  # name -> fn(problem, budget) -> result dict
 
 
 def register_solver(name: str):
-    def deco(fn):
-        SOLVERS[name] = fn
-        return fn
-    return deco
+    """A decorator that adds a solver ``fn(problem, budget) -> result`` under ``name``."""
+    return SOLVERS.register(name)
 
 
 def _from_decoded(problem: Problem, d: Decoded, name: str, budget: float) -> dict:
@@ -244,11 +257,10 @@ def search(problem: Problem, budget: float, solver: str = "exact") -> dict:
     Raises:
         BudgetError: no configuration meets the budget.
     """
-    if solver not in SOLVERS:
-        raise AowsError(f"unknown solver '{solver}'; choose from {sorted(SOLVERS)}")
+    solve = SOLVERS.get(solver)
     if not np.isfinite(budget) or budget <= 0:
         raise AowsError(f"--budget must be a positive number of ms, got {budget}")
-    return SOLVERS[solver](problem, budget)
+    return solve(problem, budget)
 
 
 # ------------------------------------------------------------------- Pareto

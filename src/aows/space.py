@@ -184,6 +184,11 @@ class SearchSpace:
     def n_vars(self) -> int:
         return len(self.choices)
 
+    @property
+    def classes(self) -> int:
+        """The network's output width (the classes): the last layer's one choice."""
+        return self.choices[self.dst(self.n_layers - 1)][0]
+
     def src(self, i: int) -> int:
         """Width variable read by layer i."""
         return self._ends[0][i]
@@ -456,6 +461,26 @@ class SearchSpace:
             )
         except (KeyError, TypeError) as err:
             raise SpaceError(f"malformed search-space description: {err}") from None
+
+    def mismatches(self, given: dict) -> list[tuple[str, object, object]]:
+        """(parameter, given value, this space's) for every parameter in ``given`` (None:
+        not given) that this space was not made with; ``classes`` is compared with the
+        output width, ``input_shape`` with (in_channels, resolution, resolution) when
+        the space records none, and ``name`` with the space's name."""
+        res = self.params.get("resolution")
+        have = {**self.params, "name": self.name, "classes": self.classes,
+                "input_shape": self.params.get("input_shape") or (
+                    [self.params.get("in_channels", 3), res, res] if res else None)}
+        out = []
+        for k, v in given.items():
+            h = have.get(k)
+            if v is None or h is None:
+                continue
+            same = (list(v) == list(h) if isinstance(v, (list, tuple)) else
+                    float(v) == float(h) if isinstance(v, (int, float)) else v == h)
+            if not same:
+                out.append((k, v, h))
+        return out
 
     def check_same(self, other: SearchSpace, what: str = "file") -> None:
         """Raise if ``other`` is not this space (same layers and choices)."""

@@ -10,22 +10,25 @@ Width choices follow Table D.1 of the AOWS supplementary: multiples of each 1.0x
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from aows.defaults import DEFAULT_RESOLUTION
+from aows.defaults import SPACE_WIDTH_RULE as _W
 from aows.graph import MAX_WIDTH, WidthGraph
+from aows.registry import Registry
 from aows.space import OPS, TIED_OPS, LayerSpec, SearchSpace, SpaceError, width_choices
 
 # --------------------------------------------------------------------- registry
-SPACES: dict[str, Callable[..., SearchSpace]] = {}
+SPACES: Registry = Registry("search space", SpaceError)
 
 
 def register_space(fn: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
     """Add a built-in space (a function returning a ``SearchSpace``) under its name."""
-    SPACES[fn.__name__] = fn
-    return fn
+    return SPACES.register(fn.__name__, fn)
 
 
 # (output width, stride) of MobileNet-v1's 13 depthwise-separable blocks.
@@ -34,8 +37,9 @@ _MBV1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
 
 
 @register_space
-def mobilenet_v1(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
-                 divisor: int = 8, resolution: int = 224, classes: int = 1000,
+def mobilenet_v1(min_width: float = _W["min_width"], max_width: float = _W["max_width"],
+                 levels: int = _W["levels"], divisor: int = _W["divisor"],
+                 resolution: int = DEFAULT_RESOLUTION, classes: int = 1000,
                  in_channels: int = 3) -> SearchSpace:
     """MobileNet-v1: stem conv, 13 depthwise-separable blocks, pool + classifier.
 
@@ -159,8 +163,9 @@ def _builder(name, resolution, in_channels, classes, min_width, max_width, level
 
 
 @register_space
-def resnet18(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
-             divisor: int = 8, resolution: int = 224, classes: int = 1000,
+def resnet18(min_width: float = _W["min_width"], max_width: float = _W["max_width"],
+             levels: int = _W["levels"], divisor: int = _W["divisor"],
+             resolution: int = DEFAULT_RESOLUTION, classes: int = 1000,
              in_channels: int = 3) -> SearchSpace:
     """ResNet-18 (torchvision layout): stem conv 7x7/2 + max pool, four stages of two basic
     blocks (64, 128, 256, 512), pool + classifier. Variables: the four stage widths (the
@@ -188,8 +193,9 @@ def resnet18(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
 
 
 @register_space
-def resnet50(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
-             divisor: int = 8, resolution: int = 224, classes: int = 1000,
+def resnet50(min_width: float = _W["min_width"], max_width: float = _W["max_width"],
+             levels: int = _W["levels"], divisor: int = _W["divisor"],
+             resolution: int = DEFAULT_RESOLUTION, classes: int = 1000,
              in_channels: int = 3) -> SearchSpace:
     """ResNet-50 (torchvision layout, stride on the 3x3 conv): stem conv 7x7/2 + max pool,
     stages of 3, 4, 6, 3 bottlenecks (1x1, 3x3, 1x1; expansion 4). Variables: the stem
@@ -225,8 +231,9 @@ _MBV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 
 
 
 @register_space
-def mobilenet_v2(min_width: float = 0.2, max_width: float = 1.5, levels: int = 14,
-                 divisor: int = 8, resolution: int = 224, classes: int = 1000,
+def mobilenet_v2(min_width: float = _W["min_width"], max_width: float = _W["max_width"],
+                 levels: int = _W["levels"], divisor: int = _W["divisor"],
+                 resolution: int = DEFAULT_RESOLUTION, classes: int = 1000,
                  in_channels: int = 3) -> SearchSpace:
     """MobileNet-v2 (torchvision layout, ReLU6): stem conv 3x3/2 (32), 17 inverted
     residual blocks, conv 1x1 (1280), pool + classifier. Variables: the stem width, the
@@ -299,9 +306,9 @@ def load_space_file(path: str | Path, **overrides) -> SearchSpace:
     for k in ("variables", "layers"):
         if k not in obj:
             raise SpaceError(f"{where}: no '{k}' section")
-    opts = {k: obj.get(k, d) for k, d in (("resolution", 224), ("in_channels", 3),
-                                          ("classes", 1000), ("min_width", 0.2),
-                                          ("max_width", 1.5), ("levels", 14), ("divisor", 8))}
+    opts = {k: obj.get(k, d) for k, d in (("resolution", DEFAULT_RESOLUTION),
+                                          ("in_channels", 3), ("classes", 1000),
+                                          *_W.items())}
     opts.update({k: v for k, v in overrides.items() if v is not None})
     try:
         b = GraphBuilder(str(obj.get("name", path.stem)), int(opts["resolution"]),
@@ -364,9 +371,23 @@ def load_space_file(path: str | Path, **overrides) -> SearchSpace:
         if b.layers[-1].op != "linear" or b.var_names[-1] != "classes":
             raise SpaceError("the last layer must be the classifier: "
                              "{name: fc, op: linear, out: classes}")
+        _warn_size(where, b)
         space = b.build()
     except SpaceError as err:
         raise SpaceError(f"{where}: {err}") from None
     except (TypeError, ValueError) as err:
         raise SpaceError(f"{where}: {err}") from None
     return space
+
+
+def _warn_size(where: str, b: GraphBuilder) -> None:
+    """Warn, before the space is built (listing millions of latency unknowns takes
+    minutes), when it is beyond what the fit and the solvers handle in reasonable time."""
+    from aows.latency.size import size_warning
+    warning = size_warning(b.name, b.layers, b.choices)
+    if warning is not None and (where, warning) not in _WARNED:
+        _WARNED.add((where, warning))  # once per command, however often the file is read
+        logging.getLogger(__name__).warning(f"{where}: {warning}")
+
+
+_WARNED: set[tuple[str, str]] = set()

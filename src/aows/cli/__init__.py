@@ -14,7 +14,7 @@ import os
 import sys
 
 from aows.cli import final, latency, run, search, space, train
-from aows.cli.args import FINETUNE_OPTIONS, TRAIN_OPTIONS
+from aows.cli.args import FINETUNE_OPTIONS, TRAIN_OPTIONS, openmp_for_training
 from aows.errors import AowsError, Interrupted
 from aows.log import console
 
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "trains", False):
+        openmp_for_training()
     try:
         with console():
             args.func(args)

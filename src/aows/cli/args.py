@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from aows.defaults import DEFAULT_RESOLUTION
 from aows.errors import AowsError, Interrupted
 
 
@@ -70,6 +71,10 @@ MODEL_HELP = ("your model instead of a space: torchvision:NAME, timm:NAME or "
               "loaded); its width graph is found from the module")
 
 
+RESOLUTION_HELP = ("input resolution (px; default: the last size of --input-shape, else "
+                   f"{DEFAULT_RESOLUTION})")
+
+
 def _space_args(p: argparse.ArgumentParser, required: bool = True, positional: bool = False
                 ) -> None:
     if positional:
@@ -77,7 +82,7 @@ def _space_args(p: argparse.ArgumentParser, required: bool = True, positional: b
     else:
         p.add_argument("--space", default=None, help=SPACE_HELP)
     p.set_defaults(space_required=required)
-    p.add_argument("--resolution", type=POS_INT, default=None, help="input resolution (px)")
+    p.add_argument("--resolution", type=POS_INT, default=None, help=RESOLUTION_HELP)
     p.add_argument("--classes", type=POS_INT, default=None, help="number of classes")
     _model_args(p)
     _width_args(p)
@@ -122,21 +127,51 @@ def _space_name(args) -> str:
 
 def _space_params(args) -> dict:
     """Parameters of the space that every command takes (None keeps a default)."""
-    params = dict(resolution=args.resolution, min_width=args.min_width,
+    params = dict(resolution=_resolution(args), min_width=args.min_width,
                   max_width=args.max_width, levels=args.levels, divisor=args.divisor)
     if getattr(args, "model", None):
         params.update(input_shape=args.input_shape, weights=args.weights)
-        if args.input_shape and not args.resolution:
-            params["resolution"] = args.input_shape[-1]
     return params
 
 
+def _resolution(args, default: int | None = None) -> int | None:
+    """The one input resolution of a command: --resolution, or the last size of
+    --input-shape (C,H,W), else ``default``; both given and different is an error."""
+    res = getattr(args, "resolution", None)
+    shape = getattr(args, "input_shape", None)
+    if shape is not None:
+        if res is not None and res != shape[-1]:
+            raise AowsError(f"--resolution {res} and --input-shape "
+                            f"{','.join(map(str, shape))} disagree: the resolution is the "
+                            "input's last size; give one of them")
+        return shape[-1]
+    return res if res is not None else default
+
+
+def _classes(args, data) -> int:
+    """The classes of a command that has data: the data's; --classes, where given, must
+    be the same number."""
+    given = getattr(args, "classes", None)
+    if given is not None and given != data.classes:
+        raise AowsError(f"--classes {given} but --data {args.data} has {data.classes} "
+                        f"classes: leave --classes out (the data's are used) or give data "
+                        f"with {given} classes")
+    return data.classes
+
+
 def _width_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("width choices (Table D.1 rule; defaults 0.2, 1.5, 14, 8)")
+    from aows.defaults import MODEL_WIDTH_RULE, SPACE_WIDTH_RULE
+    g = p.add_argument_group(
+        f"width choices (Table D.1 rule; defaults {_rule(SPACE_WIDTH_RULE)} for a space, "
+        f"{_rule(MODEL_WIDTH_RULE)} for --model: its own widths are the widest)")
     g.add_argument("--min-width", type=POS_FLOAT, default=None, help="smallest multiplier")
     g.add_argument("--max-width", type=POS_FLOAT, default=None, help="largest multiplier")
     g.add_argument("--levels", type=POS_INT, default=None, help="multipliers from min to max")
     g.add_argument("--divisor", type=POS_INT, default=None, help="widths rounded to multiples")
+
+
+def _rule(rule: dict) -> str:
+    return ", ".join(str(rule[k]) for k in ("min_width", "max_width", "levels", "divisor"))
 
 
 # the options of the library's settings objects that the commands expose; their types,
@@ -153,6 +188,15 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     from aows.latency.target import Target
     from aows.settings import add_options
     add_options(p.add_argument_group("target (what is timed)"), Target)
+
+
+def _threads_args(p) -> None:
+    """--threads of a command that runs torch on the CPU: the target's setting, applied
+    with ``aows.train.runtime.torch_threads``."""
+    from aows.latency.target import Target
+    from aows.settings import add_options
+    add_options(p, Target, ["threads"], helps={
+        "threads": "CPU threads of torch for this command (default: torch's own)"})
 
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
@@ -211,3 +255,43 @@ def _print_json(obj) -> None:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
+
+
+def _trust_args(p) -> None:
+    """--trust-model-code: consent to run the model code that a folder or file names."""
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="a network of a model from a file is rebuilt by running that code "
+                   "(a final-network folder's own copy, model.py): run it (aows runs no code "
+                   "that a folder or file names unless asked)")
+
+
+OPENMP_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def openmp_for_training(load: float | None = None, env=None) -> dict:
+    """The OpenMP wait policy of a command that trains, set in the environment before
+    torch loads (its OpenMP runtime reads it then): on a shared machine, torch's threads
+    otherwise spin waiting for a core that another process holds, and a step slows far
+    more than the load. Measured with ``benchmarks/train_under_load.py`` (MobileNet-v1,
+    32 px, batch 64, 2 cores, one other busy process; docs/benchmarks.md): torch's
+    defaults 108 ms alone and 3-14x that beside; ``GOMP_SPINCOUNT=10000`` 1.05x alone
+    and 2.4x beside; ``OMP_WAIT_POLICY=PASSIVE`` 1.4x alone and 1.2x its own time
+    beside (the load's share); so: PASSIVE when the machine is busy when the command
+    starts (1-minute load average of at least half a core), else the short spin.
+
+    Nothing is changed when torch is already loaded (a library caller's process: too
+    late, and not ours to change) or when the user set any of ``OPENMP_SETTINGS``.
+    Returns what was set."""
+    import os
+    import sys
+    env = os.environ if env is None else env
+    if "torch" in sys.modules or any(k in env for k in OPENMP_SETTINGS):
+        return {}
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            load = 0.0
+    chosen = {"OMP_WAIT_POLICY": "PASSIVE"} if load >= 0.5 else {"GOMP_SPINCOUNT": "10000"}
+    env.update(chosen)
+    return chosen

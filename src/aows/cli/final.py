@@ -9,16 +9,20 @@ from pathlib import Path
 from aows.cli.args import (
     FINETUNE_OPTIONS,
     POS_INT,
+    _classes,
     _model_args,
     _preset_args,
     _print_json,
+    _resolution,
     _Signals,
     _space_name,
     _space_params,
+    _threads_args,
+    _trust_args,
     _width_args,
 )
 from aows.config import MeasureSection
-from aows.defaults import DEFAULT_IMPORTANCE, IMPORTANCE_CRITERIA
+from aows.defaults import DEFAULT_IMPORTANCE, DEFAULT_RESOLUTION, IMPORTANCE_CRITERIA
 from aows.errors import AowsError
 from aows.settings import add_options
 from aows.train.config import FinetuneConfig, TrainConfig
@@ -32,10 +36,13 @@ def _config_arg(text: str) -> list[int]:
             obj = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise AowsError(f"--config {text}: cannot read it as JSON ({err})") from None
-        if not isinstance(obj, dict) or "config" not in obj:
+        config = obj.get("config") if isinstance(obj, dict) else None
+        if not isinstance(config, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in config):
             raise AowsError(f'--config {text}: expected a JSON object with a "config" list '
-                            "(the output of `aows search --json`)")
-        return [int(c) for c in obj["config"]]
+                            "of widths (integers; the output of `aows search --json`), got "
+                            f"{json.dumps(config if isinstance(obj, dict) else obj)[:80]}")
+        return config
     from aows.space import parse_config
     return parse_config(text)
 
@@ -64,9 +71,9 @@ def cmd_export(args) -> None:
         if importance == "taylor" and not args.data:
             raise AowsError("--importance taylor reads a few batches of data: give --data "
                             "(or --importance bn, l1 or none)")
-        data = (get_data(args.data, args.input_shape[-1] if args.input_shape else
-                         args.resolution or 224, args.batch_size) if args.data else None)
-        classes = args.classes or (data.classes if data is not None else None)
+        data = (get_data(args.data, _resolution(args, DEFAULT_RESOLUTION), args.batch_size)
+                if args.data else None)
+        classes = _classes(args, data) if data is not None else args.classes
         space = _space_from(args, classes)
         config, meta = _export_config(args, space)
         if data is None:
@@ -84,7 +91,7 @@ def cmd_export(args) -> None:
     else:
         from aows.final import load_supernet_state
         from aows.solve import load_unaries_space
-        space = load_unaries_space(Path(args.run) / "unaries.json")
+        space = load_unaries_space(Path(args.run) / "unaries.json", args.trust_model_code)
         config, meta = _export_config(args, space)
         net, trained = load_supernet_state(args.run, space)
         batches = None
@@ -110,10 +117,13 @@ def cmd_export(args) -> None:
 
 
 def _check_out(args) -> None:
-    """An existing final-network folder is replaced only with --force."""
+    """An existing final-network folder is replaced only with --force; an unwritable one
+    is refused before any work."""
+    from aows.io import check_writable
     if (Path(args.out) / "config.json").exists() and not args.force:
         raise AowsError(f"--out {args.out} already holds a final network; give another "
                         "folder, or --force to replace it")
+    check_writable(args.out, "--out")
 
 
 def _space_from(args, classes):
@@ -129,15 +139,14 @@ def cmd_evaluate(args) -> None:
         raise AowsError("give a final-network folder (`aows export`) or --model MODEL "
                         "(your model as it is), one of them")
     if args.final:
-        net, space, _ = load_final(args.final)
+        net, space, _ = load_final(args.final, args.trust_model_code)
         res = space.layers[0].in_res
         data = get_data(args.data, res, args.batch_size)
         what = args.final
     else:
-        res = args.input_shape[-1] if args.input_shape else args.resolution or 224
-        data = get_data(args.data, res, args.batch_size)
+        data = get_data(args.data, _resolution(args, DEFAULT_RESOLUTION), args.batch_size)
         from aows.models import load_model
-        net = load_model(_space_name(args), args.classes or data.classes, args.weights)
+        net = load_model(_space_name(args), _classes(args, data), args.weights)
         what = args.model
     ev = evaluate(net, data.val(0))
     if args.json:
@@ -155,7 +164,7 @@ def cmd_finetune(args) -> None:
     from aows.train.finetune import FinetuneConfig, evaluate, finetune
     from aows.train.runtime import init_distributed
     rank, world = init_distributed(args.device)
-    net, space, config = load_final(args.final)
+    net, space, config = load_final(args.final, args.trust_model_code)
     if args.scratch:
         import torch
         torch.manual_seed(args.seed)
@@ -163,18 +172,18 @@ def cmd_finetune(args) -> None:
     data = get_data(args.data, space.layers[0].in_res, args.batch_size, args.seed, rank, world)
     out = Path(args.out or Path(args.final) / "finetuned")
     cfg = FinetuneConfig(**from_args(FinetuneConfig, args, FINETUNE_OPTIONS))
-    with _Signals() as sig:
+    from aows.train.runtime import resolve_device, run_lock, torch_threads
+    with run_lock(out), _Signals() as sig, torch_threads(args.threads):
         res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
                        resume=args.resume, should_stop=sig.flag)
-    if res["stopped"]:
-        sig.check("run the same command with --resume to continue")
-    from aows.train.runtime import resolve_device
-    ev = evaluate(net, data.val(0), resolve_device(args.device))
-    if rank == 0:
-        save_final(out, net, space, config, finetuned_from=str(args.final),
-                   top1=ev["top1"], top5=ev["top5"])
-        print(f"top-1 {100 * ev['top1']:.2f} %, top-5 {100 * ev['top5']:.2f} % on "
-              f"{ev['images']} validation images; {out}/config.json + weights.pt")
+        if res["stopped"]:
+            sig.check("run the same command with --resume to continue")
+        ev = evaluate(net, data.val(0), resolve_device(args.device))
+        if rank == 0:
+            save_final(out, net, space, config, finetuned_from=str(args.final),
+                       top1=ev["top1"], top5=ev["top5"])
+            print(f"top-1 {100 * ev['top1']:.2f} %, top-5 {100 * ev['top5']:.2f} % on "
+                  f"{ev['images']} validation images; {out}/config.json + weights.pt")
 
 
 def cmd_measure(args) -> None:
@@ -185,8 +194,9 @@ def cmd_measure(args) -> None:
     nets, configs, space = {}, {}, None
     for folder in args.final:
         name = Path(folder).name
-        nets[name], space, configs[name] = load_final(folder)
-    model = LatencyModel.load(args.latency, space)
+        nets[name], space, configs[name] = load_final(folder, args.trust_model_code,
+                                                      space)
+    model = LatencyModel.load(args.latency, space, trust_model_code=args.trust_model_code)
     if args.preset:
         from aows.nn import build_network
         from aows.presets import preset_config
@@ -241,6 +251,7 @@ def add_parser(sub) -> None:
     p.add_argument("--onnx", action="store_true", help="also write model.onnx, checked "
                    "against PyTorch in ONNX Runtime")
     p.add_argument("--out", required=True, help="final-network folder")
+    _trust_args(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="top-1 / top-5 of a final network, or of your model "
@@ -251,6 +262,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=POS_INT, default=64, help="images per batch")
     p.add_argument("--json", action="store_true",
                    help='{"top1", "top5", "images"}, accuracies as fractions')
+    _trust_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5")
@@ -261,7 +273,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true")
     add_options(p.add_argument_group("fine-tuning"), FinetuneConfig, FINETUNE_OPTIONS,
                 required=["epochs"])
-    p.set_defaults(func=cmd_finetune)
+    _threads_args(p)
+    _trust_args(p)
+    p.set_defaults(func=cmd_finetune, trains=True)
 
     p = sub.add_parser("measure", help="time final networks; measured vs predicted")
     p.add_argument("final", nargs="*", help="final-network folders")
@@ -272,4 +286,5 @@ def add_parser(sub) -> None:
                    help="a model's networks: do not time the original model beside them "
                    "(default: timed, and each network's speed-up over it reported)")
     p.add_argument("--json", action="store_true")
+    _trust_args(p)
     p.set_defaults(func=cmd_measure)

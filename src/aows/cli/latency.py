@@ -18,14 +18,18 @@ from aows.cli.args import (
     _print_json,
     _protocol,
     _protocol_args,
+    _resolution,
     _Signals,
     _space,
     _space_args,
+    _space_name,
+    _space_params,
     _target,
     _target_args,
+    _trust_args,
 )
 from aows.errors import AowsError
-from aows.latency.defaults import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
+from aows.latency.defaults import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH, FIT_NETWORKS
 
 
 def cmd_latency_generate(args) -> None:
@@ -36,8 +40,15 @@ def cmd_latency_generate(args) -> None:
                else DEFAULT_SAMPLER)
     timed = collect(space, target, _protocol(args), args.output, args.count, sampler,
                     seed=args.seed, progress=not args.quiet)
-    print(f"{args.output}: {args.count} networks ({timed} timed now, "
-          f"{args.count - timed} already there)")
+    from aows.latency.store import read_samples
+    held = len(read_samples(args.output))  # what the file holds, not what was asked
+    if held > args.count:
+        print(f"{args.output}: {held} networks, already more than --count {args.count}: "
+              "none timed (a sample file is only added to; give another -o for a smaller "
+              "one)")
+    else:
+        print(f"{args.output}: {held} networks ({timed} timed now, {held - timed} already "
+              "there)")
 
 
 def cmd_latency_retest(args) -> None:
@@ -50,7 +61,8 @@ def cmd_latency_retest(args) -> None:
     if first.header is None:
         raise AowsError(f"{args.samples} has no aows header: retest needs the target it was "
                         "timed on")
-    space = space_from_description(first.header["space"])
+    space = space_from_description(first.header["space"], trust=args.trust_model_code,
+                                   where=f"sample file {args.samples}")
     target, proto = target_of(first)
     count = min(args.count or len(first), len(first))
     # checked for load against the first timing's fastest anchor, as the first timing was
@@ -68,11 +80,59 @@ def cmd_latency_retest(args) -> None:
         print(f"  drift-normalised (anchor): NRMSE {_pct(nz['nrmse'])}")
 
 
+def _samples_space(args):
+    """The space of the samples `latency fit` reads: their header's (data only: the fit
+    builds no network), which every space option given must agree with; the options
+    where the files have no header (reference layout)."""
+    from aows.latency.store import read_samples
+    from aows.space import SearchSpace
+    path = args.samples[0]
+    desc = (read_samples(path).header or {}).get("space")
+    if desc is None:
+        return _space(args)
+    space = SearchSpace.from_description(desc)
+    name = _space_name(args) if args.model or args.space else None
+    if name and name.endswith((".yaml", ".yml")):  # a space file: built (data) and compared
+        from aows.catalogue import get_space
+        own = {k: v for k, v in space.params.items() if k in _FILE_PARAMS}
+        given = {**_space_params(args), "classes": args.classes}
+        get_space(name, **{**own, **{k: v for k, v in given.items() if v is not None}}
+                  ).check_same(space, f"sample file {path}")
+        name = None
+    elif args.model:
+        kind, _, fn = args.model.partition(":")
+        if kind.endswith(".py") and Path(kind).is_file():  # recorded as an absolute path
+            name = f"{Path(kind).resolve()}:{fn}"
+    _resolution(args)  # --resolution and --input-shape agree
+    given = {"name": name, "resolution": args.resolution, "input_shape": args.input_shape,
+             "classes": args.classes, "min_width": args.min_width,
+             "max_width": args.max_width, "levels": args.levels, "divisor": args.divisor}
+    bad = space.mismatches(given)
+    if bad:
+        flag = {"name": "--model" if args.model else "--space"}
+        raise AowsError(
+            f"sample file {path} was timed in space '{space.name}' {space.params}, as its "
+            "header records, but " + ", ".join(
+                f"{flag.get(k, '--' + k.replace('_', '-'))} {_shown(v)} (header: "
+                f"{_shown(h)})" for k, v, h in bad)
+            + " given: leave the space options out (fit reads the space from the header) "
+            "or fit samples timed with them")
+    return space
+
+
+_FILE_PARAMS = ("resolution", "classes", "in_channels", "min_width", "max_width", "levels",
+                "divisor")
+
+
+def _shown(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
 def cmd_latency_fit(args) -> None:
     from aows.latency.fit import fit, fit_flops
     from aows.latency.store import read_many
-    from aows.latency.validate import range_ends
-    space = _space(args)
+    from aows.latency.validate import fit_problems, range_ends
+    space = _samples_space(args)
     samples = read_many(args.samples, space)
     if samples.header is None:
         print("note: no aows header in the sample file(s) (reference layout): the widths fit "
@@ -92,17 +152,27 @@ def cmd_latency_fit(args) -> None:
     units = (f"; drift-normalised to the anchor's {model.anchor_ref_ms:.3f} ms"
              if model.anchor_ref_ms else "; raw latencies")
     print(f"{args.output}: {args.method} model from {len(samples)} networks{extra}{units}")
-    what = {"widest": "the widest network" + (" (your model)" if hasattr(space, "plan")
+    what = {"widest": "the widest network" + (" (your model)" if "model" in space.params
                                               else ""), "narrowest": "the narrowest"}
     for end, r in range_ends(model, samples).items():
         print(f"{what[end]}: timed {r['timed_ms']:.3f} ms, predicted {r['predicted_ms']:.3f} "
               f"ms ({100 * r['relative_error']:+.1f} %)")
+    problems = fit_problems(model, samples)
     unseen = f.get("unseen_unknowns", 0)
     if unseen:
-        print(f"warning: {unseen} of {f['unknowns']} latency unknowns appear in none of the "
-              f"{len(samples)} timed networks; their tables are the prior's guess. Time more "
-              "networks with `aows latency generate --cover` (it covers every unknown first)"
-              " or raise --ridge", file=sys.stderr)
+        problems.insert(0, f"{unseen} of its {f['unknowns']} latency unknowns appear in "
+                        f"none of the {len(samples)} timed networks (their tables are the "
+                        "prior's guess)")
+    if problems:
+        n, total = len(samples), space.n_configurations()
+        more = min(max(2 * n, FIT_NETWORKS), total)
+        todo = (f"time more networks: rerun `aows latency generate` with its options and "
+                f"--count {more:.0f} -o {args.samples[-1]} (it adds to the file, unseen "
+                "unknowns first), then this fit again" if more > n else
+                "every configuration is timed: try -K auto --smooth auto")
+        print(f"warning: {'; '.join(problems)}. Do not trust it yet: {todo}"
+              + (" (or --ridge 0.01 with far fewer networks than unknowns)"
+                 if unseen and more > n else ""), file=sys.stderr)
 
 
 def cmd_latency_validate(args) -> None:
@@ -195,21 +265,23 @@ def cmd_latency_predict(args) -> None:
         except OSError as err:
             raise AowsError(f"--file {args.file}: cannot read it ({err.strerror})") from None
         texts += [t for t in (line.split("#")[0].strip() for line in lines) if t]
-    if not texts and not args.preset:
-        raise AowsError("give configurations (\"8,16,...\"), --file with one per line or "
-                        "--preset NAME")
-    labels, configs = zip(*_configs(model.space, texts, args.preset))
+    ends = [(end, getattr(model.space, end)()) for end in ("narrowest", "widest")
+            if getattr(args, end)]
+    if not texts and not args.preset and not ends:
+        raise AowsError("give configurations (\"8,16,...\"), --file with one per line, "
+                        "--preset NAME, --widest or --narrowest")
+    labels, configs = zip(*_configs(model.space, texts, args.preset), *ends)
     pred = model.predict_many(configs)
     rows = [{"config": list(c), "predicted_latency_ms": float(p)} for c, p in zip(configs, pred)]
     for r, label in zip(rows, labels):
-        if label:
-            r["preset"] = label
+        if label:  # a preset's name, or "widest"/"narrowest" (key "end")
+            r["end" if label in dict(ends) else "preset"] = label
     if args.json:
         _print_json(rows)
         return
     for r in rows:
-        print(f"{_labelled(r.get('preset'), r['config'])}: {r['predicted_latency_ms']:.4f} "
-              "ms/image")
+        print(f"{_labelled(r.get('preset') or r.get('end'), r['config'])}: "
+              f"{r['predicted_latency_ms']:.4f} ms/image")
 
 
 def cmd_latency_presets(args) -> None:
@@ -228,7 +300,7 @@ def cmd_latency_refine(args) -> None:
     from aows.latency.store import read_many, read_samples
     from aows.latency.validate import test_retest
     from aows.refine import refine
-    model = LatencyModel.load(args.latency)
+    model = LatencyModel.load(args.latency, trust_model_code=args.trust_model_code)
     space = model.space
     samples = read_many(args.samples, space)
     unaries = None
@@ -268,9 +340,11 @@ def cmd_latency_refine(args) -> None:
 
 def cmd_latency_lut(args) -> None:
     from aows.latency.lut import build_lookup_table
-    model = build_lookup_table(_space(args), _target(args), _protocol(args),
-                               progress=not args.quiet)
-    model.save(args.output)
+    from aows.lock import hold_lock
+    with hold_lock(args.output, "latency model"):  # one process timing into it
+        model = build_lookup_table(_space(args), _target(args), _protocol(args),
+                                   progress=not args.quiet)
+        model.save(args.output)
     print(f"{args.output}: per-layer lookup table of {len(model.space.unknowns()[0])} layers")
 
 
@@ -306,9 +380,14 @@ def add_parser(sub) -> None:
     p.add_argument("--count", type=POS_INT, default=None, help="first N networks (default all)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("-q", "--quiet", action="store_true")
+    _trust_args(p)
     p.set_defaults(func=cmd_latency_retest)
 
-    p = lsub.add_parser("fit", help="fit the per-layer latency tables")
+    p = lsub.add_parser("fit", help="fit the per-layer latency tables",
+                        description="Fit the per-layer latency tables to timed networks. "
+                        "The space is the one the samples' header records; space options "
+                        "(--space/--model/--resolution/--classes/...) are needed only for "
+                        "files without a header, and must otherwise agree with it.")
     p.add_argument("samples", nargs="+")
     _space_args(p)
     p.add_argument("-K", default=DEFAULT_K, type=_nonneg(float, auto=True),
@@ -353,6 +432,10 @@ def add_parser(sub) -> None:
     p.add_argument("--latency", required=True, help="latency model JSON")
     p.add_argument("--file", default=None, help="one configuration per line (comma-separated)")
     _preset_args(p)
+    p.add_argument("--widest", action="store_true",
+                   help="also the widest configuration (every width its largest choice)")
+    p.add_argument("--narrowest", action="store_true",
+                   help="also the narrowest configuration (every width its smallest choice)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_latency_predict)
 
@@ -387,6 +470,7 @@ def add_parser(sub) -> None:
                    help="keep the model's smoothness and ridge (default: chosen each round "
                    "on the picks timed so far)")
     p.add_argument("-q", "--quiet", action="store_true")
+    _trust_args(p)
     p.set_defaults(func=cmd_latency_refine)
 
     p = lsub.add_parser("lut", help="baseline: time every layer alone (lookup table)")

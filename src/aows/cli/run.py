@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     p.add_argument("config", help="YAML file (see configs/)")
     p.add_argument("--out", default="aows_run", help="run folder (resumes if it exists)")
     p.add_argument("--until", default=None, help="stop after this stage (e.g. latency)")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, trains=True)
 
     p = sub.add_parser("config", help="every setting of `aows run`: default or the file's "
                        "value, and what it does")
@@ -69,4 +69,4 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run folder (default quickstart[_MODEL])")
     p.add_argument("--model", default=None,
                    help="the same on a model: a torchvision name (resnet18) or " + MODEL_HELP)
-    p.set_defaults(func=cmd_quickstart)
+    p.set_defaults(func=cmd_quickstart, trains=True)

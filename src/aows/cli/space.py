@@ -17,23 +17,38 @@ def cmd_space_show(args) -> None:
     if hasattr(space, "modules_of"):  # a model's space: the user's modules per variable
         for v, r in enumerate(rows):
             r["modules"] = space.modules_of(v)
+    summary = []
+    if held:
+        from aows.extract import summarise_held
+        summary = summarise_held(held)
     if args.json:
-        _print_json({"variables": rows, "held": held} if hasattr(space, "held_fixed")
-                    else rows)
+        _print_json({"variables": rows, "held": held, "held_summary": summary}
+                    if hasattr(space, "held_fixed") else rows)
         return
     print(f"space '{space.name}' {space.params}: {space.n_searchable} searchable width "
           f"variables, {space.n_layers} layers, {space.n_configurations():.3g} "
           f"configurations, {len(space.unknowns()[0])} latency unknowns")
+    held_names = {h["name"] for h in held}
     for r in rows:
+        if r["name"] in held_names and not args.verbose:
+            continue  # summarised below
         kind = "fixed" if r["fixed"] else f"{len(r['choices'])} choices"
         touched = ", ".join(f"{m['layer']}({m['role']})" for m in r["layers"])
         ch = r["choices"]
         shown = ch if len(ch) <= 8 else [*ch[:3], "...", *ch[-3:]]
         print(f"  {r['name']:<22} {kind:<11} {','.join(map(str, shown)):<32} {touched}")
-    if held:
+    if held and args.verbose:
         print(f"held fixed ({len(held)} widths, never searched):")
         for h in held:
             print(f"  {h['name']} = {h['width']}: {'; '.join(h['reasons'])}")
+    elif held:
+        several = sum(r["count"] for r in summary) > len(held)
+        print(f"held fixed: {len(held)} widths, never searched"
+              + (" (a width can be held for several reasons)" if several else "")
+              + "; -v or --json: each width and why")
+        for r in summary:
+            names = r["names"][:3] + ([f"... {r['count'] - 3} more"] if r["count"] > 3 else [])
+            print(f"  {r['count']:>4} {r['kind']}: {r['meaning']} ({', '.join(names)})")
 
 
 def add_parser(sub) -> None:
@@ -43,5 +58,10 @@ def add_parser(sub) -> None:
     p = ssub.add_parser("show", help="width variables in order, their choices and layers")
     _space_args(p, positional=True)
     p.add_argument("--json", action="store_true",
-                   help='a list of {"name", "choices", "fixed", "base_width", "layers"}')
+                   help='a list of {"name", "choices", "fixed", "base_width", "layers"}; '
+                   'a model\'s space: {"variables": [...], "held": [each held width and '
+                   'why], "held_summary": [by kind of reason]}')
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="a model's space: every held width and why (default: counted by "
+                   "reason)")
     p.set_defaults(func=cmd_space_show)

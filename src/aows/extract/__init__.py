@@ -33,5 +33,7 @@ resolutions, which the latency model needs. One fx trace gives both.
 
 from aows.extract.model import ModelSpace, extract, model_choices, model_space
 from aows.extract.rules import register
+from aows.extract.trace import held_kind, summarise_held
 
-__all__ = ["ModelSpace", "extract", "model_choices", "model_space", "register"]
+__all__ = ["ModelSpace", "extract", "held_kind", "model_choices", "model_space", "register",
+           "summarise_held"]

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from aows.defaults import DEFAULT_RESOLUTION
+from aows.defaults import MODEL_WIDTH_RULE as _RULE
 from aows.extract.trace import _first_line, _Trace
 from aows.models import load_model
 from aows.nn.modelnet import ModuleSupernet, slice_module
@@ -29,13 +31,19 @@ class ModelSpace(SearchSpace):
     ``plan``: (module name, kind, input variable, output variable) of every conv
     ("conv" or "dw"), BatchNorm ("bn") and linear ("linear") that follows the widths;
     ``held``: (variable, reason) of every width held fixed.
+    ``locked``: set on a space read from a file whose model code was not run
+    (``aows.catalogue.space_from_description``): its layers and choices serve the fit and
+    the search, and building a network raises this message, which says how to consent.
     """
 
     plan: tuple[tuple[str, str, int, int], ...] = field(default=(), compare=False)
     held: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+    locked: str = field(default="", compare=False)
 
     def load_module(self) -> nn.Module:
         """The user's module at full width (a fresh copy)."""
+        if self.locked:
+            raise SpaceError(self.locked)
         return load_model(self.params["model"], self.params.get("classes"),
                           self.params.get("weights"))
 
@@ -64,14 +72,16 @@ class ModelSpace(SearchSpace):
 
 
 def model_space(model: str, resolution: int | None = None, classes: int | None = None,
-                min_width: float = 0.2, max_width: float = 1.0, levels: int = 9,
-                divisor: int = 8, input_shape: Sequence[int] | None = None,
+                min_width: float = _RULE["min_width"], max_width: float = _RULE["max_width"],
+                levels: int = _RULE["levels"], divisor: int = _RULE["divisor"],
+                input_shape: Sequence[int] | None = None,
                 weights: str | None = None, **ignored) -> ModelSpace:
     """The width graph of a model named by ``aows.models`` (see ``extract``).
 
     Args:
         model: ``torchvision:NAME``, ``timm:NAME`` or ``path/to/file.py:FUNCTION``.
-        resolution: square input size (default 224), or ``input_shape`` (C, H, W).
+        resolution: square input size (default ``DEFAULT_RESOLUTION``), or
+            ``input_shape`` (C, H, W).
         classes: output classes for torchvision/timm models.
         min_width, max_width, levels, divisor: the Table D.1 width rule, as fractions of
             the module's own widths; ``max_width`` at most 1.0 (there are no weights for
@@ -82,7 +92,7 @@ def model_space(model: str, resolution: int | None = None, classes: int | None =
     if kind.endswith(".py") and Path(kind).is_file():  # later commands run from anywhere
         model = f"{Path(kind).resolve()}:{fn}"
     if input_shape is None:
-        input_shape = (3, resolution or 224, resolution or 224)
+        input_shape = (3, resolution or DEFAULT_RESOLUTION, resolution or DEFAULT_RESOLUTION)
     input_shape = tuple(int(s) for s in input_shape)
     module = load_model(model, classes, weights)
     params = dict(model=model, resolution=input_shape[-1], min_width=min_width,
@@ -113,8 +123,9 @@ def model_choices(width: int, min_width: float, max_width: float, levels: int,
 
 
 def extract(module: nn.Module, input_shape: Sequence[int], *, name: str = "model",
-            params: dict | None = None, min_width: float = 0.2, max_width: float = 1.0,
-            levels: int = 9, divisor: int = 8, verify: bool = True) -> ModelSpace:
+            params: dict | None = None, min_width: float = _RULE["min_width"],
+            max_width: float = _RULE["max_width"], levels: int = _RULE["levels"],
+            divisor: int = _RULE["divisor"], verify: bool = True) -> ModelSpace:
     """The width graph of ``module`` on inputs of ``input_shape`` (C, H, W).
 
     Args:

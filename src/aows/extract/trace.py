@@ -27,6 +27,45 @@ from aows.extract.rules import (
 )
 from aows.space import LayerSpec, SpaceError
 
+# The reasons a width is held (``_Trace.hold`` and ``aows.extract.model``), by kind:
+# (kind, what it means, whether a reason is of it); the first that matches wins.
+HELD_KINDS = (
+    ("concatenated", "a concatenation's inputs and output keep their widths",
+     lambda w: w.startswith("concatenated at")),
+    ("split", "split into several tensors", lambda w: "splits the channels" in w),
+    ("grouped", "grouped convs: widths stay multiples of the group count",
+     lambda w: w.startswith("grouped conv")),
+    ("fixed-size", "combined with a tensor of fixed size",
+     lambda w: w.startswith("a tensor of fixed size")),
+    ("unknown op", "read or written by an op aows does not slice",
+     lambda w: w.endswith("is an op aows does not slice")),
+    ("read directly", "a module's tensors are also read by the forward itself",
+     lambda w: "are also read directly" in w),
+    ("input", "the input image's channels", lambda w: w == "the input image's channels"),
+    ("output", "the network's output (the classes)", lambda w: w.startswith(
+        "the network's output")),
+    ("not written", "no conv or linear map writes it", lambda w: w.startswith("no conv")),
+    ("too narrow", "too narrow for more than one width", lambda w: w.startswith("too narrow")),
+)
+
+
+def held_kind(why: str) -> tuple[str, str]:
+    """(kind, what it means) of a reason a width is held; ("other", the reason) else."""
+    return next(((k, m) for k, m, test in HELD_KINDS if test(why)), ("other", why))
+
+
+def summarise_held(held: list[dict]) -> list[dict]:
+    """The held widths (``ModelSpace.held_fixed``) by kind of reason, most first: kind,
+    meaning, count and names of the widths (a width held for reasons of several kinds
+    counts in each)."""
+    kinds: dict[tuple[str, str], list[str]] = {}
+    for h in held:
+        for key in dict.fromkeys(held_kind(w) for w in h["reasons"]):
+            kinds.setdefault(key, []).append(h["name"])
+    rows = [{"kind": k, "meaning": m, "count": len(names), "names": names}
+            for (k, m), names in kinds.items()]
+    return sorted(rows, key=lambda r: -r["count"])
+
 
 class _Tracer(fx.Tracer):
     """torch.fx's tracer, with BatchNorm subclasses (sliced as BatchNorm) and registered

@@ -21,6 +21,7 @@ from torch import nn
 
 from aows.errors import AowsError
 from aows.latency.target import Target
+from aows.registry import Registry
 
 Runner = Callable[[], float]
 
@@ -58,18 +59,17 @@ class Backend:
         }
 
 
-BACKENDS: dict[str, type[Backend]] = {}
+BACKENDS: Registry = Registry("backend")
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
-    BACKENDS[cls.name] = cls
-    return cls
+    """Add a timing backend (a class decorator: registered under ``cls.name``)."""
+    return BACKENDS.register(cls.name, cls)
 
 
 def get_backend(target: Target) -> Backend:
-    if target.backend not in BACKENDS:
-        raise AowsError(f"unknown backend '{target.backend}'; available: {sorted(BACKENDS)}")
-    return BACKENDS[target.backend](target)
+    """The backend ``target.backend`` names, for ``target``."""
+    return BACKENDS.get(target.backend)(target)
 
 
 def _cpu_name() -> str:
@@ -98,14 +98,9 @@ class TorchCPU(Backend):
     def session(self):
         """torch's thread count is process-wide: set for the timing, restored after (left
         set, it slowed the supernet training that followed a latency stage to one core)."""
-        prev = torch.get_num_threads()
-        if self.target.threads is not None and self.target.threads != prev:
-            torch.set_num_threads(self.target.threads)
-        try:
+        from aows.train.runtime import torch_threads
+        with torch_threads(self.target.threads):
             yield
-        finally:
-            if torch.get_num_threads() != prev:
-                torch.set_num_threads(prev)
 
     def prepare(self, model, input_shape):
         model = model.eval()

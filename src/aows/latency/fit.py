@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from aows.errors import AowsError
 from aows.latency.defaults import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
 from aows.latency.model import LatencyModel
+from aows.latency.size import check_fit_memory
 from aows.latency.store import Samples
 from aows.space import TIED_OPS, LayerSpec, SearchSpace
 
@@ -371,6 +372,7 @@ class Fitter:
     """Holds the space's fixed matrices so repeated fits (CV, learning curves) are cheap."""
 
     def __init__(self, space: SearchSpace):
+        check_fit_memory(space)  # refused before its matrices are allocated
         self.space = space
         self.Dm = monotonicity_matrix(space)
         self.Ds = smoothness_matrix(space)

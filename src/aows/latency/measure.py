@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from aows.latency.defaults import DEFAULT_SAMPLER
 from aows.latency.protocol import AnchoredTimer, Protocol
 from aows.latency.sampling import BiasedSampler, cover_then_uniform, uniform_configs
 from aows.latency.store import SampleWriter
+from aows.lock import hold_lock
 from aows.nn import build_network
 from aows.space import SearchSpace
 
@@ -140,7 +142,17 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
 
     Returns:
         The number of networks timed by this call.
+
+    The file is locked for the call (``aows.lock``): another process writing it is an
+    error naming its PID, and this call changes nothing then.
     """
+    with hold_lock(path, "sample file"):  # one writer per file: no network timed twice
+        return _collect(space, target, protocol, path, count, sampler, configs, seed,
+                        progress, should_stop, anchor_min_ms)
+
+
+def _collect(space, target, protocol, path, count, sampler, configs, seed, progress,
+             should_stop, anchor_min_ms) -> int:
     probe = get_backend(target)
     writer = SampleWriter(path, header(space, target, protocol, probe))
     done = len(writer.existing)
@@ -198,8 +210,16 @@ def collect_interleaved(space: SearchSpace, target: Target, protocol: Protocol, 
     over the same period: a shared machine drifts by a few % over minutes, and timing a
     training set in one period and its held-out set in another would charge that drift
     to the model. ``plan``: list of (path, count, sampler, extra kwargs of ``collect``).
-    ``between(b)`` is called after block b (1-based). Resumable like ``collect``.
+    ``between(b)`` is called after block b (1-based). Resumable like ``collect``; every
+    file of the plan is locked for the whole call.
     """
+    with contextlib.ExitStack() as stack:
+        for path, *_ in plan:
+            stack.enter_context(hold_lock(path, "sample file"))
+        _interleave(space, target, protocol, plan, blocks, progress, between, should_stop)
+
+
+def _interleave(space, target, protocol, plan, blocks, progress, between, should_stop):
     for b in range(1, blocks + 1):
         for path, count, sampler, kwargs in plan:
             if should_stop is not None and should_stop():

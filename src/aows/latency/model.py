@@ -109,7 +109,18 @@ class LatencyModel:
         atomic_write_text(path, json.dumps(self.to_json()))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> LatencyModel:
+    def load(cls, path: str | os.PathLike, space: SearchSpace | None = None, *,
+             trust_model_code: bool | str = False) -> LatencyModel:
+        """Read a latency model file.
+
+        Args:
+            path: the JSON ``aows latency fit`` wrote.
+            space: the space it must be of (checked); the model is then of this space (the
+                one that builds networks), and no code the file names is run.
+            trust_model_code: without ``space``, how a model from a file is rebuilt
+                (``aows.catalogue.space_from_description``'s ``trust``): by default as data
+                only, enough to predict and search.
+        """
         path = Path(path)
         try:
             obj = json.loads(path.read_text())
@@ -122,7 +133,9 @@ class LatencyModel:
             raise ModelFileError(f"{path} is not an aows latency model (no "
                                  '"aows": "latency-model" field)')
         try:
-            own = space_from_description(obj["space"])
+            own = (SearchSpace.from_description(obj["space"]) if space is not None else
+                   space_from_description(obj["space"], trust=trust_model_code,
+                                          where=f"latency model {path}"))
             meta = {k: v for k, v in obj.items()
                     if k not in ("aows", "version", "kind", "unit", "space", "tables")}
             model = cls(own, obj["tables"], obj.get("kind", "blackbox"), meta)
@@ -133,4 +146,5 @@ class LatencyModel:
             raise ModelFileError(f"latency model {path}: {err}") from None
         if space is not None:
             model.check_space(space)
+            model.space = space
         return model

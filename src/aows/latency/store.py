@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from aows.errors import AowsError
+from aows.io import WriteError, append_text, atomic_write_text
 from aows.space import SearchSpace, SpaceError
 
 
@@ -209,25 +210,23 @@ class SampleWriter:
                     "with the same --warmup/--rounds/--runs/--reduce/--chunk or use another "
                     "output file")
             self._cut_torn_tail()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w") as f:
-                f.write(json.dumps(header) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+        else:  # through the io layer: an OS error is one clear error naming the file
+            atomic_write_text(self.path, json.dumps(header) + "\n")
 
     def _cut_torn_tail(self):
-        with open(self.path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+        try:
+            with open(self.path, "rb+") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+        except OSError as err:
+            raise WriteError(f"cannot add to sample file {self.path} ({err.strerror}); make "
+                             "it writable or write to another file (nothing was changed)"
+                             ) from None
 
     def append(self, configs, latency_ms, sampler: str, extra: dict | None = None) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with open(self.path, "a") as f:
-            for cfg, ms in zip(configs, latency_ms):
-                rec = {"config": [int(c) for c in cfg], "latency_ms": round(float(ms), 6),
-                       "sampler": sampler, "time": now, **(extra or {})}
-                f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_text(self.path, "".join(
+            json.dumps({"config": [int(c) for c in cfg], "latency_ms": round(float(ms), 6),
+                        "sampler": sampler, "time": now, **(extra or {})}) + "\n"
+            for cfg, ms in zip(configs, latency_ms)))

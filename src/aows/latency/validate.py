@@ -40,6 +40,51 @@ def range_ends(model, samples) -> dict:
     return out
 
 
+def fit_problems(model, samples, tolerance: float | None = None) -> list[str]:
+    """What a freshly fitted model says against trusting it, from what it knows: its
+    predictions of the networks scaled uniformly from the narrowest to the widest (a wider
+    one predicted faster than a narrower one), of the timed networks against the two ends,
+    its errors on the timed ends and on its own timings (and the cross-validated error
+    where the fit chose K or smooth). Empty when none; each a phrase ("it ...")."""
+    from aows.latency.defaults import FIT_ORDER_SLACK, FIT_TOLERANCE
+    tol = FIT_TOLERANCE if tolerance is None else tolerance
+    space, f = model.space, model.meta.get("fit", {})
+    out = []
+    ladder = [("narrowest", space.narrowest())]
+    ladder += [(f"uniform {m:.2g}x", c) for m, c in space.uniform_multiplier_configs()]
+    ladder.append(("widest", space.widest()))
+    pred = model.predict_many([c for _, c in ladder])
+    lo, hi = float(pred[0]), float(pred[-1])
+    if hi < lo:
+        out.append(f"it predicts the widest configuration faster than the narrowest "
+                   f"({hi:.3f} against {lo:.3f} ms)")
+    else:
+        for (a, _), (b, _), pa, pb in zip(ladder, ladder[1:], pred, pred[1:]):
+            if pb < pa * (1 - FIT_ORDER_SLACK):
+                out.append(f"it predicts the {b} network faster than the narrower {a} "
+                           f"({pb:.3f} against {pa:.3f} ms)")
+                break
+    timed = model.predict_many(samples.configs)
+    below = int(np.sum(timed < lo * (1 - FIT_ORDER_SLACK)))
+    above = int(np.sum(timed > hi * (1 + FIT_ORDER_SLACK)))
+    for k, than in ((below, "faster than the narrowest"), (above, "slower than the widest")):
+        if k:
+            out.append(f"it predicts {k} of the {len(samples)} timed networks {than} "
+                       "configuration")
+    for end, r in range_ends(model, samples).items():
+        if abs(r["relative_error"]) > tol:
+            out.append(f"it misses the {end} network's timing by "
+                       f"{100 * r['relative_error']:+.0f} %")
+    mean = float(np.mean(list(samples.by_config(model.anchor_ref_ms).values())))
+    if f.get("train_rmse_ms") is not None and f["train_rmse_ms"] > tol * mean:
+        out.append(f"it misses its own timings by {100 * f['train_rmse_ms'] / mean:.0f} % "
+                   "(NRMSE)")
+    if f.get("cv_rmse_ms") and min(f["cv_rmse_ms"].values()) > tol * mean:
+        out.append(f"its cross-validated error is "
+                   f"{100 * min(f['cv_rmse_ms'].values()) / mean:.0f} % (NRMSE)")
+    return out
+
+
 def test_retest(first: dict, second: dict) -> dict:
     """Noise floor: the same networks timed twice ({config: ms} each), as error metrics
     of one timing against the other, over the configurations both contain."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aows.registry import Registry
 from aows.space import LAYER_MACS, LayerSpec, SpaceError
 
 
@@ -175,18 +176,17 @@ class Op:
     flops: Callable[[LayerSpec, int, int], float]
 
 
-OPS: dict[str, Op] = {}
+OPS: Registry = Registry("op", SpaceError)
 
 
 def register_op(name: str, op: Op) -> Op:
-    OPS[name] = op
-    return op
+    """Add an op (its builders and FLOPs) under ``name``."""
+    return OPS.register(name, op)
 
 
 def get_op(name: str) -> Op:
-    if name not in OPS:
-        raise SpaceError(f"no op '{name}'; known ops: {sorted(OPS)}")
-    return OPS[name]
+    """The op of ``name``; an unknown name is one clear error."""
+    return OPS.get(name)
 
 
 def _pad(spec):

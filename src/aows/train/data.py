@@ -87,6 +87,22 @@ def digits_data(resolution: int, batch: int, seed: int = 0, rank: int = 0,
     return _tensor_dataset(x, y, 1500, 10, batch, seed, rank, world)
 
 
+def _names(classes: list[str]) -> str:
+    return ", ".join(classes[:5]) + (f" ... ({len(classes)})" if len(classes) > 5 else "")
+
+
+def _image_folder(datasets, root: Path, split: str, transform):
+    """torchvision's ImageFolder of ``root/split``, its refusals (no class folder, a class
+    folder without images, an unreadable folder) as one clear error."""
+    try:
+        return datasets.ImageFolder(root / split, transform)
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as err:
+        why = f"{err.strerror}: {err.filename}" if err.strerror else str(err)
+        raise AowsError(f"--data {root}: {split}/ is not a usable ImageFolder ({why}); "
+                        f"expected {root / split}/<class>/<images>, every class folder "
+                        "holding at least one image (.jpg, .png, ...)") from None
+
+
 def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
                 workers: int = 4, rank: int = 0, world: int = 1) -> Dataset:
     """ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*``."""
@@ -101,12 +117,15 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
             raise AowsError(f"--data {root}: expected {root / split}/<class>/<images> "
                             "(the ImageNet layout)")
     norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    train = datasets.ImageFolder(root / "train", transforms.Compose([
+    train = _image_folder(datasets, root, "train", transforms.Compose([
         transforms.RandomResizedCrop(resolution), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), norm]))
-    val = datasets.ImageFolder(root / "val", transforms.Compose([
+    val = _image_folder(datasets, root, "val", transforms.Compose([
         transforms.Resize(int(resolution / 0.875)), transforms.CenterCrop(resolution),
         transforms.ToTensor(), norm]))
+    if train.classes != val.classes:
+        raise AowsError(f"--data {root}: train/ has the classes {_names(train.classes)} but "
+                        f"val/ {_names(val.classes)}; give both the same class folders")
     pin = torch.cuda.is_available()
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 

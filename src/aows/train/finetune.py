@@ -22,7 +22,7 @@ from torch import nn
 from aows.errors import AowsError
 from aows.train.config import FinetuneConfig
 from aows.train.harness import Harness
-from aows.train.runtime import Amp, all_sum, dist_info
+from aows.train.runtime import Amp, all_sum, dist_info, run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def finetune(net: nn.Module, batches: Callable[..., Iterable],
             asks it for items ``start``.. only.
         val_batches: the same for validation (None: no evaluation).
         cfg: the recipe (``FinetuneConfig``).
-        out: folder; rank 0 writes ``finetune.pt`` (checkpoint) and ``metrics.jsonl``.
+        out: folder; rank 0 writes ``finetune.pt`` (checkpoint) and ``metrics.jsonl``,
+            holding its lock (``runtime.run_lock``) for the call.
         steps_per_epoch: batches per epoch (the learning-rate schedule needs it).
         resume: continue from ``out``/finetune.pt (same settings required).
         should_stop: polled between steps (default: SIGTERM / Ctrl-C).
@@ -87,10 +88,11 @@ def finetune(net: nn.Module, batches: Callable[..., Iterable],
     """
     if steps_per_epoch < 1:
         raise AowsError("fine-tuning needs at least one batch per epoch: lower --batch-size")
-    run = FinetuneRun(net=net, cfg=cfg, out=out, steps_per_epoch=steps_per_epoch,
-                      resume=resume, val_batches=val_batches)
-    result = run.result
-    result["stopped"] = run.fit(batches, should_stop)
+    with run_lock(out):
+        run = FinetuneRun(net=net, cfg=cfg, out=out, steps_per_epoch=steps_per_epoch,
+                          resume=resume, val_batches=val_batches)
+        result = run.result
+        result["stopped"] = run.fit(batches, should_stop)
     history = run.pos["history"]
     if not result["stopped"] and result["top1"] is None and history:
         result.update(top1=history[-1].get("val_top1"), top5=history[-1].get("val_top5"))
@@ -108,6 +110,7 @@ class FinetuneRun(Harness):
     resumed_message = "resumed fine-tuning from {ckpt}: epoch {epoch}, step {step}"
     stopped_message = ("fine-tuning stopped at epoch {epoch}, step {step}: {ckpt} written; "
                        "resume with --resume")
+    resume_hint = " (`aows finetune`: with --resume)"
 
     def __init__(self, *, net: nn.Module, cfg: FinetuneConfig, out: str | Path,
                  steps_per_epoch: int, resume: bool = False,

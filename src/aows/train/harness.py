@@ -34,6 +34,12 @@ sums so far, so a resumed epoch's record counts its whole epoch), world (process
 plus what a run adds. A resume with other settings (``settings_diff``) or another
 number of processes is refused; otherwise it continues as if never stopped.
 
+metrics.jsonl holds one record per epoch the checkpoint has done: at the start, records
+of later epochs (written before a checkpoint that then failed) are dropped, so an epoch
+run again is recorded once. A write that fails mid-run (a full disk: ``io.WriteError``)
+ends ``fit`` with one error saying that the folder is kept and how to go on: with the
+last checkpoint (``resume``), or from the start when none was written.
+
 Stop requests (``should_stop``, default SIGTERM / Ctrl-C) are polled at step
 boundaries; the state is saved and ``fit`` returns. In one process the flag is polled
 every step, with no collective. Under DDP every process must stop at the same step: a
@@ -61,6 +67,7 @@ import torch
 from torch import nn
 
 from aows.errors import AowsError
+from aows.io import WriteError, append_text, atomic_write_text
 from aows.train.runtime import (
     Amp,
     all_sum,
@@ -95,6 +102,7 @@ class Harness:
     schedule = "cosine"  # cosine (warm-up, then to 0 at the end) | constant
     sync_buffers = True  # DDP broadcasts BatchNorm buffers at every forward
     resumed_message = "resumed from {ckpt}: epoch {epoch}, step {step}"
+    resume_hint = " (with --resume where the command has it)"  # in a write error
     stopped_message = "stopped at epoch {epoch}, step {step}: {ckpt} written"
 
     def __init__(self, cfg: Any, out: str | Path, *, resume: bool = False,
@@ -124,6 +132,8 @@ class Harness:
                           "sums": {k: 0.0 for k in self.sum_keys}, "world": self.world}
         if resume and self.ckpt.exists():
             self.restore()
+        if self.rank == 0:
+            self._trim_metrics()
         self.sums = self._device_sums(self.pos["sums"])
         self.model: nn.Module = self.net  # or its DDP wrapper
         if self.world > 1:
@@ -155,6 +165,11 @@ class Harness:
     def legacy_settings(self) -> dict:
         return {}
 
+    def network_diff(self, state: dict) -> list[str]:
+        """What differs between the checkpoint's network and the one this run builds
+        ("key: there -> here"), for settings the config does not hold (the space)."""
+        return []
+
     # ------------------------------------------------------------------- the loop
     def fit(self, batches: Callable[..., Iterable],
             should_stop: Callable[[], bool] | None = None) -> bool:
@@ -179,6 +194,8 @@ class Harness:
                 if self._epoch(epoch, batches):
                     return True
             return False
+        except WriteError as err:  # a full disk: say what the folder holds and what next
+            raise self._write_failed(err) from None
         finally:
             if restore is not None:
                 restore()
@@ -227,8 +244,7 @@ class Harness:
         self.sums = self._device_sums({})
         rec = self.epoch_record(epoch, sums, seen, seconds)
         if self.rank == 0:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_text(self.out / "metrics.jsonl", json.dumps(rec) + "\n")
             tensorboard_log(self.out, rec)
         self.save()
         self.epoch_done(epoch, rec)
@@ -281,6 +297,36 @@ class Harness:
                 for k in self.sum_keys}
 
     # -------------------------------------------------------------- checkpoints
+    def _write_failed(self, err: WriteError) -> WriteError:
+        """The error of a write that failed mid-run: what it was, that the folder is
+        kept, and how to go on from what it holds."""
+        if self.ckpt.exists():
+            how = ("its last checkpoint is intact: run the same command again to continue "
+                   f"from it{self.resume_hint}")
+        else:
+            how = "no checkpoint was written yet: run the same command again to start over"
+        return WriteError(f"{err}. {self.out} is kept; {how}")
+
+    def _trim_metrics(self) -> None:
+        """metrics.jsonl keeps the records of the epochs the run starts from, no more: a
+        record written before its epoch's checkpoint failed (a full disk, a kill) is
+        dropped (and a torn line), so an epoch run again is recorded once."""
+        path = self.out / "metrics.jsonl"
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:  # none yet (or unreadable: appending will say so)
+            return
+        keep = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(rec, dict) or int(rec.get("epoch", 0)) <= self.pos["epoch"]:
+                keep.append(line)
+        if keep != lines:
+            atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
     def save(self) -> None:
         if self.rank != 0:
             return
@@ -297,11 +343,18 @@ class Harness:
         was = state["position"].get("world", 1)
         if was != self.world:
             diff.append(f"processes: {was} -> {self.world}")
+        diff += self.network_diff(state)
         if diff:
             raise AowsError(f"{self.ckpt} was written with other settings "
                             f"({'; '.join(diff)}); resume with the same settings or use a "
                             "new --out")
-        self.net.load_state_dict(state["model"])
+        try:
+            self.net.load_state_dict(state["model"])
+        except RuntimeError:  # a network of another shape (a checkpoint that lacks its space)
+            raise AowsError(f"{self.ckpt} holds a network of another shape than these settings "
+                            "build; resume with the space settings the run was started with "
+                            "(--space, --resolution, --classes, --levels, --max-width, ...) or "
+                            "use a new --out") from None
         self.opt.load_state_dict(state["optimizer"])
         self.amp.load_state_dict(state.get("scaler", {}))
         self.load_extra_state(state)

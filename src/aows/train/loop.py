@@ -61,6 +61,7 @@ from aows.train.runtime import (
     all_sum,
     collective_device,
     load_checkpoint,
+    run_lock,
     same_settings,
     save_checkpoint,
 )
@@ -110,14 +111,18 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
     Returns:
         The supernet and its unary statistics (``stats.unaries()`` is what ``search``
         decodes).
+
+    ``out`` is locked for the call (``runtime.run_lock``): another process training
+    into it is an error naming its PID.
     """
     if steps_per_epoch is None and cfg.schedule != "constant":
         steps_per_epoch = sum(1 for _ in batches(0))  # the schedule needs the run's length
-    run = SupernetRun(space=space, cfg=cfg, out=out, latency=latency, resume=resume,
-                      val_batches=val_batches, steps_per_epoch=steps_per_epoch,
-                      keep_epochs=keep_epochs, order_batches=lambda: batches(0))
-    run.fit(batches, should_stop)
-    run.flush()
+    with run_lock(out):
+        run = SupernetRun(space=space, cfg=cfg, out=out, latency=latency, resume=resume,
+                          val_batches=val_batches, steps_per_epoch=steps_per_epoch,
+                          keep_epochs=keep_epochs, order_batches=lambda: batches(0))
+        run.fit(batches, should_stop)
+        run.flush()
     return run.net, run.stats
 
 
@@ -142,6 +147,7 @@ class SupernetRun(Harness):
     # any evaluation): broadcasting them at every forward would only cost time
     stopped_message = ("stopped at epoch {epoch}, step {step}: {ckpt} written; run again "
                        "to resume (`aows train`: add --resume)")
+    resume_hint = " (`aows train`: with --resume)"
 
     def __init__(self, *, space: SearchSpace, cfg: TrainConfig, out: str | Path,
                  latency: LatencyModel | None = None, resume: bool = False,
@@ -198,7 +204,22 @@ class SupernetRun(Harness):
 
     def extra_state(self) -> dict:
         self.flush()
-        return {"stats": self.stats.state_dict()}
+        return {"stats": self.stats.state_dict(), "space": self._space_record()}
+
+    def _space_record(self) -> dict:
+        return {"name": self.space.name, "params": dict(self.space.params),
+                "fingerprint": self.space.fingerprint()}
+
+    def network_diff(self, state: dict) -> list[str]:
+        old, new = state.get("space"), self._space_record()
+        if old is None or old.get("fingerprint") == new["fingerprint"]:
+            return []  # a checkpoint from before the space was recorded: its shapes tell
+        diff = [f"space {k}: {old['params'].get(k)!r} -> {new['params'].get(k)!r}"
+                for k in sorted(set(old["params"]) | set(new["params"]))
+                if old["params"].get(k) != new["params"].get(k)]
+        if old.get("name") != new["name"]:
+            diff.insert(0, f"space: {old.get('name')!r} -> {new['name']!r}")
+        return diff or ["space: another network (same settings, other layers)"]
 
     def load_extra_state(self, state: dict) -> None:
         self.stats.load_state_dict(state["stats"])

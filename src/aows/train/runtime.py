@@ -3,6 +3,8 @@ checkpoints, stop signals, progress. Shared by supernet training and fine-tuning
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import signal
@@ -13,7 +15,10 @@ from pathlib import Path
 import torch
 
 from aows.errors import AowsError
-from aows.io import atomic_write_bytes, load_tensors
+from aows.io import WriteError, atomic_write_bytes, load_tensors
+from aows.lock import hold_lock
+
+logger = logging.getLogger(__name__)
 
 
 def dist_info() -> tuple[int, int]:
@@ -79,15 +84,20 @@ def progress_bar(enabled: bool, total: int | None, epoch: int, epochs: int,
 
 
 def tensorboard_log(out: Path, rec: dict) -> None:
-    """Epoch scalars to TensorBoard when it is installed (nothing otherwise)."""
+    """Epoch scalars to TensorBoard when it is installed (nothing otherwise); an OS error
+    is a ``WriteError``."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:  # tensorboard not installed
         return
-    with SummaryWriter(str(out / "tensorboard")) as w:
-        for k, v in rec.items():
-            if isinstance(v, (int, float)) and k != "epoch" and v is not None:
-                w.add_scalar(k, v, rec["epoch"])
+    try:
+        with SummaryWriter(str(out / "tensorboard")) as w:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "epoch" and v is not None:
+                    w.add_scalar(k, v, rec["epoch"])
+    except OSError as err:
+        raise WriteError(f"could not write {out / 'tensorboard'} ({err.strerror}): free "
+                         "space or choose another folder") from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -151,23 +161,36 @@ def check_writable(folder: str | Path) -> None:
 def check_run_folder(out: str | Path, resume: bool, marker: str, produced: Sequence[str],
                      command: str) -> None:
     """Refuse to start a run over another one's files, or to resume nothing: ``marker``
-    is the checkpoint a resume needs, ``produced`` the files a run writes."""
+    is the checkpoint a resume needs, ``produced`` the files a run writes.
+
+    A folder with the files of a run but no checkpoint (the run failed or was killed
+    before its first checkpoint was written: a full disk) holds nothing to continue, so
+    it is a run to start again: a plain rerun and ``resume`` both start it from the
+    beginning (the harness trims its metrics.jsonl to the checkpoint's epochs). Only a
+    folder without any of the run's files is "nothing to resume"."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AowsError(f"--out {out} is a file; give a folder for the run")
     check_writable(out)
-    if resume:
-        if not (out / marker).exists():
-            raise AowsError(f"nothing to resume in {out}: it has no {marker}; drop --resume "
-                            "to start a new run there")
-        return
     found = [f for f in (marker, *produced) if (out / f).exists()]
-    if found:
+    if resume and not found:
+        raise AowsError(f"nothing to resume in {out}: it has no {marker}; drop --resume "
+                        "to start a new run there")
+    if found and not (out / marker).exists():
+        logger.info(f"{out} has no {marker} (its run stopped before the first one was "
+                    "written): starting that run again from the beginning")
+    elif not resume and found:
         raise AowsError(f"{out} already holds a {command} run ({', '.join(found)}); add "
                         "--resume to continue it, or give another --out (nothing was "
                         "overwritten)")
 
 
+def run_lock(out: str | Path):
+    """The lock of run folder ``out`` (``aows.lock.hold_lock``), taken by rank 0, which
+    writes it; a no-op on the other processes of a distributed run."""
+    if dist_info()[0] != 0:
+        return contextlib.nullcontext()
+    return hold_lock(out, "run folder", folder=True)
 
 
 def collective_device() -> torch.device:
@@ -227,3 +250,17 @@ def settings_diff(a: dict, b: dict) -> list[str]:
     """The settings (other than those a resume may change) that differ, as "key: a -> b"."""
     keys = sorted((set(a) | set(b)) - set(RESUMABLE_CHANGES))
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's CPU thread count (process-wide) set to ``threads`` inside, restored after;
+    None leaves it as it is."""
+    prev = torch.get_num_threads()
+    if threads is not None and threads != prev:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != prev:
+            torch.set_num_threads(prev)
