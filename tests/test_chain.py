@@ -4,6 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from aows.brute import (
+    MAX_CONFIGURATIONS,
+    BruteForceError,
+    brute_best,
+    brute_force_problem,
+    configurations,
+)
 from aows.chain import BudgetError, BudgetProblem, Chain
 
 
@@ -101,30 +108,20 @@ def test_sampling_at_tiny_temperature_returns_viterbi():
     assert np.all(smp == idx[None])
 
 
-def _brute_budget(prob, budget):
-    paths, s = prob.score.brute_force()
-    c = prob.cost.scores(paths)
-    ok = (c <= budget) & np.isfinite(s)
-    if not ok.any():
-        return None
-    return s[ok].max()
-
-
 @pytest.mark.parametrize("ties", [False, True])
 def test_budgeted_decoders_against_brute_force(ties):
     rng = np.random.default_rng(6)
     checked = 0
     for _ in range(400):
         prob = random_problem(rng, ties=ties)
-        paths, s = prob.score.brute_force()
-        c = prob.cost.scores(paths)
+        paths, s, c = brute_force_problem(prob)
         fin = np.isfinite(s)
         if not fin.any():
             continue
         budget = float(rng.uniform(c[fin].min(), c[fin].max() * 1.05))
         if ties and rng.random() < 0.5:
             budget = float(rng.choice(c[fin]))  # budget exactly on a configuration's cost
-        ref = _brute_budget(prob, budget)
+        ref = brute_best(prob, budget)
         ex = prob.exact(budget)
         lag = prob.lagrangian(budget)
         assert ex.cost <= budget and lag.cost <= budget
@@ -153,8 +150,7 @@ def test_pareto_front_matches_brute_force():
         prob = random_problem(rng, neg_inf=0.0)
         paths, costs, scores = prob.pareto_front()
         assert np.all(np.diff(costs) >= 0) and np.all(np.diff(scores) > 0)
-        allp, s = prob.score.brute_force()
-        c = prob.cost.scores(allp)
+        allp, s, c = brute_force_problem(prob)
         for budget in costs:
             assert scores[costs <= budget].max() == pytest.approx(s[c <= budget].max())
 
@@ -166,3 +162,11 @@ def test_single_choice_layers_and_single_node():
     ch = Chain([np.zeros(1), np.array([0.0, 2.0]), np.zeros(1)],
                [np.array([[1.0, -1.0]]), np.array([[0.0], [0.5]])])
     assert list(ch.viterbi()[0]) == [0, 1, 0]
+
+
+def test_brute_force_refuses_large_cases():
+    ch = Chain([np.zeros(10)] * 7, [np.zeros((10, 10))] * 6)  # 10**7 paths
+    assert 10 ** 7 > MAX_CONFIGURATIONS
+    with pytest.raises(BruteForceError, match="10,000,000 configurations"):
+        ch.brute_force()
+    assert configurations([10] * 6).shape == (10 ** 6, 6)  # at the limit: listed

@@ -8,6 +8,7 @@ import scipy.optimize
 import scipy.sparse as sp
 from scipy import stats
 
+from aows.brute import brute_force_problem, brute_front
 from aows.chain import BudgetError, BudgetProblem, Chain
 from aows.graph import (
     MAX_WIDTH,
@@ -92,20 +93,6 @@ def _random_problem(rng, kind, n, ties, neg_inf, max_s):
         cost_u = [np.round(c * 4) / 4 for c in cost_u]
         cost_p = [(e, np.round(c * 4) / 4) for e, c in cost_p]
     return GraphBudgetProblem(score, WidthGraph(cost_u, cost_p))
-
-
-def brute_front(prob):
-    """All configurations' (cost, score), then the exact front: cost-sorted, each point
-    strictly better than every cheaper one."""
-    allc, s = prob.score.brute_force()
-    c = prob.cost.scores(allc)
-    fin = np.isfinite(s)
-    c, s = c[fin], s[fin]
-    order = np.lexsort((-s, c))
-    c, s = c[order], s[order]
-    best = np.maximum.accumulate(s)
-    keep = np.r_[True, s[1:] > best[:-1]]
-    return c[keep], s[keep]
 
 
 # ----------------------------------------------------------------- inference
@@ -279,8 +266,7 @@ def test_budgeted_decoders_against_brute_force(ties):
     checked = 0
     for it in range(250):
         prob = random_problem(rng, STRUCTURES[it % len(STRUCTURES)], ties=ties)
-        allc, s = prob.score.brute_force()
-        c = prob.cost.scores(allc)
+        allc, s, c = brute_force_problem(prob)
         fin = np.isfinite(s)
         if not fin.any():
             continue
@@ -309,8 +295,7 @@ def test_label_elimination_alone_with_tight_incumbents(ties):
     rng = np.random.default_rng(13)
     for it in range(150):
         prob = random_problem(rng, STRUCTURES[it % len(STRUCTURES)], ties=ties)
-        allc, s = prob.score.brute_force()
-        c = prob.cost.scores(allc)
+        allc, s, c = brute_force_problem(prob)
         fin = np.isfinite(s)
         if not fin.any():
             continue

@@ -105,7 +105,7 @@ def test_a_second_training_into_a_run_folder_is_refused_until_the_first_dies(tmp
                                                "metrics.jsonl"}
 
 
-def test_every_writer_takes_the_lock_of_its_output(tmp_path, tiny_space):
+def test_every_writer_takes_the_lock_of_its_output(tmp_path, tiny_space, capsys):
     """The library's writers (what `latency generate/retest/lut`, `latency refine`,
     `aows run` and fine-tuning call) refuse a held output before writing anything."""
     from aows.latency.backends import Target
@@ -132,8 +132,10 @@ def test_every_writer_takes_the_lock_of_its_output(tmp_path, tiny_space):
         for call, pid in zip(calls, [pids[0], pids[0], *pids[2:]]):
             with pytest.raises(OutputLocked, match=f"PID {pid}"):
                 call()
+        capsys.readouterr()
         assert main(["latency", "lut", "--space", "mobilenet_v1", "--resolution", "32",
                      "-o", str(files[1])]) == 2
+        assert f"PID {pids[1]}" in capsys.readouterr().err
         assert not files[0].exists() and not files[1].exists()
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
             [".s.jsonl.lock", ".m.json.lock", "refine", "run", "finetune"])

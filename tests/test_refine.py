@@ -220,9 +220,9 @@ def test_latency_retest_checks_load_against_the_first_timing(tmp_path, capsys, m
     bars = []
     real = measure.Timer.__init__
 
-    def spy(self, space, target, protocol, anchor_min_ms=float("inf")):
+    def spy(self, space, target, protocol, anchor_min_ms=float("inf"), device=0):
         bars.append(anchor_min_ms)
-        real(self, space, target, protocol, anchor_min_ms)
+        real(self, space, target, protocol, anchor_min_ms, device)
 
     monkeypatch.setattr(measure.Timer, "__init__", spy)
     capsys.readouterr()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from aows.catalogue import get_space
@@ -136,3 +137,26 @@ def test_a_weights_path_a_file_names_is_never_read(tmp_path, capsys):
     from aows.final import load_final
     net, space, config = load_final(final)  # torchvision runs no user code: no flag
     assert type(net).__name__ == "ResNet" and "weights" not in space.params
+
+
+@pytest.mark.parametrize("name", ["evil.pyc", "evil.so", "evil"])
+def test_a_model_name_that_is_not_a_py_file_is_code_too(exported, capsys, name):
+    """Bytecode, a native extension or a file of any other name is never loaded from a
+    name a file records: it counts as code (refused without consent), and the loader
+    takes only .py files."""
+    from aows.latency.model import LatencyModel
+    tmp, src, final, marker = exported
+    space = get_space(f"{src}:build", resolution=16, classes=10)
+    desc = space.describe()
+    desc["params"]["model"] = f"{tmp / name}:build"
+    (tmp / name).write_bytes(b"\x00not code")
+    lat = LatencyModel.from_unknowns(space, np.full(len(space.unknowns()[0]), 0.1), "t", {})
+    obj = lat.to_json()
+    obj["space"] = desc
+    (tmp / "lat.json").write_text(json.dumps(obj))
+    assert main(["latency", "predict", "--latency", str(tmp / "lat.json"), "--widest"]) == 0
+    assert ran(marker) == []
+    with pytest.raises(Exception, match="--trust-model-code"):
+        LatencyModel.load(tmp / "lat.json").space.build(space.widest())
+    with pytest.raises(Exception, match="not a .py file"):
+        LatencyModel.load(tmp / "lat.json", trust_model_code=True)

@@ -56,8 +56,13 @@ def get_space(name: str, **params) -> SearchSpace:
 
 def model_code_file(model: str | None) -> str | None:
     """The file of user code a model name runs (``path/to/file.py:FUNCTION``), else None
-    (``torchvision:``/``timm:`` names and built-in spaces run no code of a user's)."""
-    if not model or not is_model_spec(model) or model.startswith(PREFIXES):
+    (``torchvision:``/``timm:`` names and built-in spaces run no code of a user's). Any
+    other model name counts as code, whatever its file is called."""
+    if not model:
+        return None
+    if not isinstance(model, str):
+        raise SpaceError(f"the model name {model!r} is not a string")
+    if model.startswith(PREFIXES):
         return None
     return model.split(":", 1)[0]
 

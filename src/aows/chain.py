@@ -12,12 +12,12 @@ decoding: Lagrangian (the paper's OWS decoding) and exact (no duality gap).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from aows import brute
 from aows.errors import AowsError
 
 NEG = -np.inf
@@ -164,10 +164,8 @@ class Chain:
 
     # ---------------------------------------------------------- brute force
     def brute_force(self) -> tuple[np.ndarray, np.ndarray]:
-        """All paths (K, m) and their scores; for tests on small chains."""
-        paths = np.array(list(itertools.product(*(range(s) for s in self.sizes))),
-                         dtype=np.int64)
-        return paths, self.scores(paths)
+        """All paths (K, m) and their scores (``aows.brute``: small chains only)."""
+        return brute.brute_force(self.sizes, self.scores)
 
 
 def sample_marginals(rng: np.random.Generator, marginals: Sequence[np.ndarray], n: int

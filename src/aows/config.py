@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from aows.defaults import DEFAULT_RESOLUTION
 from aows.errors import AowsError
 from aows.latency.defaults import DEFAULT_BUDGETS, DEFAULT_K, DEFAULT_ROUNDS, DEFAULT_SMOOTH
 from aows.latency.protocol import Protocol
@@ -46,6 +47,10 @@ LatencySection = project(
                             "adding them and refitting (0: off)", check=NONNEGATIVE)),
     ("refine_budgets", int, setting(DEFAULT_BUDGETS, "budgets whose picks refinement times",
                                     check=POSITIVE)),
+    ("remote", list[str], setting([], "time on other machines: one command prefix per "
+                                  "device, e.g. ['ssh user@board'] (as `aows latency "
+                                  "generate --remote`); backend onnxruntime* or openvino")),
+    ("remote_python", str, setting("python3", "the remote targets' Python")),
     # one thread unless asked: a pipeline's latency model should not depend on what else
     # the machine runs, and torch's default (all cores) is what varies most with load
     defaults={"threads": 1},
@@ -72,7 +77,7 @@ class SpaceSection:
 
     name: str = setting("mobilenet_v1", "mobilenet_v1, resnet18, resnet50, mobilenet_v2, "
                         "or a space file FILE.yaml")
-    resolution: int = setting(224, "input resolution (px)", check=POSITIVE)
+    resolution: int = setting(DEFAULT_RESOLUTION, "input resolution (px)", check=POSITIVE)
     min_width: float | None = setting(None, "smallest width multiplier (Table D.1: 0.2)",
                                       check=POSITIVE)
     max_width: float | None = setting(None, "largest width multiplier (Table D.1: 1.5; a "
@@ -147,8 +152,16 @@ class RunConfig:
                             f"{self.search.baselines}")
 
     def target(self) -> Target:
-        """The latency section's target."""
-        return Target(**pick(Target, self.latency))
+        """The latency section's target (another machine with ``latency.remote``)."""
+        fields = {k: v for k, v in pick(Target, self.latency).items() if k != "remote"}
+        return Target(**fields, remote=self.remote())
+
+    def remote(self):
+        """``latency.remote`` as ``aows.latency.remote.Remote``, or None."""
+        if not self.latency.remote:
+            return None
+        from aows.latency.remote import Remote
+        return Remote.parse(self.latency.remote, python=self.latency.remote_python)
 
     def train_config(self, method: str, budget: float) -> TrainConfig:
         """The supernet training settings of ``method``."""

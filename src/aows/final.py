@@ -35,9 +35,10 @@ from aows.errors import AowsError
 from aows.importance import order_channels, order_record
 from aows.io import atomic_write_bytes, atomic_write_text, load_tensors
 from aows.latency.backends import Target, onnx_bytes
-from aows.latency.measure import Timer, input_shape, target_record
+from aows.latency.measure import Timer, input_shape, target_from_record, target_record
 from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
+from aows.latency.remote import connected
 from aows.nn import build_network
 from aows.nn.bn import reestimate_bn
 from aows.nn.modelnet import slice_module
@@ -132,6 +133,9 @@ def _trusted_code(folder: Path, obj: dict, trust: bool) -> bool | str:
         raise AowsError(f"{folder} holds no copy of its model code (exported by an earlier "
                         f"aows); export it again to make it self-contained")
     file = folder / MODEL_CODE
+    if file.is_symlink():
+        raise AowsError(f"{file} is a link; the folder must hold its own copy of the model "
+                        "code: export the network again")
     try:
         data = file.read_bytes()
     except OSError as err:
@@ -338,16 +342,17 @@ def _bn_recalibrated(net: nn.Module, xs: Sequence[torch.Tensor]) -> nn.Module:
     return probe.eval()
 
 
-def target_of(model: LatencyModel) -> tuple[Target, Protocol]:
-    """The target and protocol a latency model was measured with (from its file)."""
-    return (Target.from_record(model.meta.get("target") or {}),
+def target_of(model: LatencyModel, remote=None) -> tuple[Target, Protocol]:
+    """The target and protocol a latency model was measured with (from its file), reached
+    through ``remote`` for a model of a remote target."""
+    return (target_from_record(model.meta.get("target") or {}, remote, "the latency model"),
             Protocol.from_record(model.meta.get("protocol") or {}))
 
 
 def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: dict,
                      repeats: int = 3, seed: int = 0, target: Target | None = None,
                      protocol: Protocol | None = None, fill: bool = True,
-                     reference: str | None = None) -> dict:
+                     reference: str | None = None, remote=None) -> dict:
     """Time each final network (the actual modules) on the latency model's target with
     its protocol, ``repeats`` interleaved times, next to the model's anchor network, and
     compare with the prediction.
@@ -366,6 +371,8 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
         reference: the name in ``nets`` of the network the others are compared with
             (the user's original model): each other network gets its ``speedup``, the
             reference's measured latency over its own.
+        remote: how to reach the model's target when it is another machine
+            (``aows.latency.remote.Remote``; required then).
 
     Timings are drift-normalised like the model's training data (scaled by the model's
     anchor reference / this chunk's anchor), and, with ``fill``, the chunk is filled up
@@ -376,8 +383,15 @@ def measure_networks(nets: dict[str, nn.Module], model: LatencyModel, configs: d
     noise floor is the latency model's (``meta["noise_floor"]``, the NRMSE of re-timed
     held-out networks) when recorded, else that spread.
     """
-    t_default, p_default = target_of(model)
+    t_default, p_default = target_of(model, remote)
     target, protocol = target or t_default, protocol or p_default
+    with connected(target):
+        return _measure(nets, model, configs, repeats, seed, target, protocol, fill,
+                        reference, t_default, p_default)
+
+
+def _measure(nets, model, configs, repeats, seed, target, protocol, fill, reference,
+             t_default, p_default) -> dict:
     space = model.space
     # a chunk whose anchor is over the protocol's tolerance above the model's reference
     # state was disturbed: timed again, as the model's samples were (on their target)

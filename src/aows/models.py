@@ -107,6 +107,8 @@ def _timm(name: str, classes: int | None) -> nn.Module:
 
 def _from_file(path: str, fn: str, classes: int | None) -> nn.Module:
     file = Path(path)
+    if file.suffix != ".py":  # never bytecode or a native extension
+        raise SpaceError(f"model file {path} is not a .py file; give path/to/file.py:FUNCTION")
     if not file.is_file():
         raise SpaceError(f"model file {path} does not exist; give path/to/file.py:FUNCTION")
     name = f"aows_user_model_{abs(hash(str(file.resolve())))}"

@@ -333,7 +333,7 @@ class Pipeline:
                      noise_floor=model.meta.get("noise_floor"),
                      K=model.meta["fit"]["K"], smooth=model.meta["fit"]["smooth"],
                      heldout=read_samples(folder / "heldout.jsonl", self.space),
-                     should_stop=self.should_stop)
+                     should_stop=self.should_stop, remote=self.cfg.remote())
         if rep["stopped"]:
             return None
         shutil.copyfile(folder / "refine" / "refine.png", self.out / "latency_refine.png")
@@ -447,6 +447,7 @@ class Pipeline:
             nets[reference] = self.space.build(self.space.widest())
             configs[reference] = self.space.widest()
         res = measure_networks(nets, model, configs, self.cfg.measure.repeats,
+                               remote=self.cfg.remote(),
                                seed=self.cfg.seed, protocol=self.cfg.measure.protocol,
                                reference=reference)
         log.info(describe_measurement(res))

@@ -63,6 +63,7 @@ from aows.latency.fit import (
 from aows.latency.measure import Timer, target_of, time_configs
 from aows.latency.measure import header as samples_header
 from aows.latency.model import LatencyModel
+from aows.latency.remote import connected
 from aows.latency.store import Samples, SampleWriter
 from aows.latency.validate import error_metrics, test_retest
 from aows.lock import hold_lock
@@ -175,7 +176,7 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
            tolerance: float | None = None, noise_floor: float | None = None,
            K: float | None = None, smooth: float | None = None, ridge: float | None = None,
            heldout: Samples | None = None, select: bool = True, progress: bool = True,
-           should_stop: Callable[[], bool] | None = None) -> dict:
+           should_stop: Callable[[], bool] | None = None, remote=None) -> dict:
     """Time the search's picks, add them to the samples, refit; until the picks' measured
     latency is within the tolerance of the prediction (see the module docstring).
 
@@ -203,6 +204,8 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
             the timing's progress bar.
         should_stop: polled before each round's timing; a raised flag returns early with
             everything timed so far in refine.jsonl.
+        remote: how to reach the samples' target when they were timed on another machine
+            (``aows.latency.remote.Remote``; required then).
 
     Returns:
         The report written to refine.json: one entry per round (picks, predicted and
@@ -213,143 +216,197 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
     """
     out = Path(out)
     with hold_lock(out, "refine folder", folder=True):
-        return _refine(space, samples, out, unaries=unaries, budgets=budgets,
-                       n_budgets=n_budgets, rounds=rounds, tolerance=tolerance,
-                       noise_floor=noise_floor, K=K, smooth=smooth, ridge=ridge,
-                       heldout=heldout, select=select, progress=progress,
-                       should_stop=should_stop)
+        target, protocol = target_of(samples, remote)
+        with connected(target):
+            return _refine(space, samples, out, unaries=unaries, budgets=budgets,
+                           n_budgets=n_budgets, rounds=rounds, tolerance=tolerance,
+                           noise_floor=noise_floor, K=K, smooth=smooth, ridge=ridge,
+                           heldout=heldout, select=select, progress=progress,
+                           should_stop=should_stop, target=(target, protocol))
 
 
 def _refine(space: SearchSpace, samples: Samples, out: Path, *, unaries, budgets, n_budgets,
             rounds, tolerance, noise_floor, K, smooth, ridge, heldout, select, progress,
-            should_stop) -> dict:
+            should_stop, target) -> dict:
+    """A finished refinement's report as it is; else the rounds (resumed from
+    refine.jsonl), then the refined model and report written (unless stopped)."""
     out.mkdir(parents=True, exist_ok=True)
-    rounds = DEFAULT_ROUNDS if rounds is None else rounds
-    n_budgets = DEFAULT_BUDGETS if n_budgets is None else n_budgets
-    K = DEFAULT_K if K is None else K
-    smooth = DEFAULT_SMOOTH if smooth is None else smooth
-    ridge = DEFAULT_RIDGE if ridge is None else ridge
-    if rounds < 1 or n_budgets < 1:
-        raise AowsError("refine needs rounds >= 1 and at least one budget")
-    target, protocol = target_of(samples)
-    say = log.info if progress else (lambda m: None)
-    scores = "given" if unaries is not None else "proxy: log(width / widest), summed"
-    unaries = list(unaries) if unaries is not None else proxy_unaries(space)
-    path = out / "refine.jsonl"
-    # checks an existing file's space, target and protocol, and cuts a torn last line
-    SampleWriter(path, samples_header(space, target, protocol, get_backend(target)))
+    run = _Refinement(space, samples, out, unaries=unaries, budgets=budgets,
+                      n_budgets=n_budgets, rounds=rounds, tolerance=tolerance,
+                      noise_floor=noise_floor, K=K, smooth=smooth, ridge=ridge,
+                      heldout=heldout, select=select, progress=progress, target=target)
+    finished = _finished(out, run.key, run.path)
+    if finished is not None:  # a completed stage: its result, without a refit
+        run.say(f"  {out / 'refine.json'}: refined before from the same samples and "
+                "settings; nothing to redo")
+        return finished
+    report, model = run.rounds_until_within(should_stop)
+    if report["stopped"]:
+        return report  # the timings so far are in refine.jsonl; a rerun continues them
+    return run.write(report, model)
 
-    def as_samples(recs: list[dict]) -> Samples:
+
+class _Refinement:
+    """One refinement's settings and state: the bulk samples, the rounds timed so far
+    (refine.jsonl) and the timer that times new ones."""
+
+    def __init__(self, space: SearchSpace, samples: Samples, out: Path, *, unaries, budgets,
+                 n_budgets, rounds, tolerance, noise_floor, K, smooth, ridge, heldout,
+                 select, progress, target):
+        self.rounds = DEFAULT_ROUNDS if rounds is None else rounds
+        self.n_budgets = DEFAULT_BUDGETS if n_budgets is None else n_budgets
+        self.K = DEFAULT_K if K is None else K
+        self.smooth = DEFAULT_SMOOTH if smooth is None else smooth
+        self.ridge = DEFAULT_RIDGE if ridge is None else ridge
+        if self.rounds < 1 or self.n_budgets < 1:
+            raise AowsError("refine needs rounds >= 1 and at least one budget")
+        self.space, self.samples, self.out, self.heldout = space, samples, out, heldout
+        self.tolerance, self.noise_floor, self.select = tolerance, noise_floor, select
+        self.target, self.protocol = target  # (Target, Protocol) of the samples
+        self.say = log.info if progress else (lambda m: None)
+        self.scores = "given" if unaries is not None else "proxy: log(width / widest), summed"
+        self.unaries = list(unaries) if unaries is not None else proxy_unaries(space)
+        self.path = out / "refine.jsonl"
+        # checks an existing file's space, target and protocol, and cuts a torn last line
+        SampleWriter(self.path, samples_header(space, self.target, self.protocol,
+                                               get_backend(self.target)))
+        self.done = _read_rounds(self.path)
+        self.key = _inputs_key(space, samples, self.unaries, budgets, self.n_budgets,
+                               self.rounds, tolerance, noise_floor, self.K, self.smooth,
+                               self.ridge, heldout, select)
+        self.given = None if budgets is None else [float(b) for b in budgets]
+        self.timer = None  # one for every chunk this call times (made when there is one)
+
+    def as_samples(self, recs: list[dict]) -> Samples:
+        """Records of refine.jsonl as samples (sampler "refine")."""
         return Samples([tuple(x["config"]) for x in recs],
-                       np.array([x["latency_ms"] for x in recs], float), samples.header,
-                       ["refine"] * len(recs), str(path), [x.get("anchor_ms") for x in recs])
+                       np.array([x["latency_ms"] for x in recs], float), self.samples.header,
+                       ["refine"] * len(recs), str(self.path),
+                       [x.get("anchor_ms") for x in recs])
 
-    def fit_on(rounds_done: list[list[dict]]) -> tuple[LatencyModel, dict | None]:
+    def fit_on(self, rounds_done: list[list[dict]]) -> tuple[LatencyModel, dict | None]:
         """The model of the bulk samples and these rounds' timings, its prior weights
         chosen on those rounds (``select_priors``) when there are any."""
         recs = [x for rs in rounds_done for x in rs]
-        if not recs or not select:
-            return fit(space, samples, K=K, smooth=smooth, ridge=ridge), None
-        choice = select_priors(space, samples, [as_samples(rs) for rs in rounds_done], K,
-                               smooth, ridge)
-        both = Samples.concat([samples, as_samples(recs)])
-        both.header = samples.header
-        return fit(space, both, K=K, smooth=choice["smooth"], ridge=choice["ridge"]), choice
+        if not recs or not self.select:
+            return fit(self.space, self.samples, K=self.K, smooth=self.smooth,
+                       ridge=self.ridge), None
+        choice = select_priors(self.space, self.samples,
+                               [self.as_samples(rs) for rs in rounds_done], self.K,
+                               self.smooth, self.ridge)
+        both = Samples.concat([self.samples, self.as_samples(recs)])
+        both.header = self.samples.header
+        return fit(self.space, both, K=self.K, smooth=choice["smooth"],
+                   ridge=choice["ridge"]), choice
 
-    done = _read_rounds(path)
-    key = _inputs_key(space, samples, unaries, budgets, n_budgets, rounds, tolerance,
-                      noise_floor, K, smooth, ridge, heldout, select)
-    finished = _finished(out, key, path)
-    if finished is not None:  # a completed stage: its result, without a refit
-        say(f"  {out / 'refine.json'}: refined before from the same samples and settings; "
-            "nothing to redo")
-        return finished
-    model, choice = fit_on([])
-    given = None if budgets is None else [float(b) for b in budgets]
-    report: dict = {"budgets_ms": given, "rounds": [], "converged": False,
-                    "scores": scores, "stopped": False}
-    pairs_a, pairs_b = [], []
-    timer = None  # one for every chunk this call times (made when there is one to time)
-    for r in range(rounds):
-        if r > 0:
-            model, choice = fit_on(done[:r])
-        # by default the budgets follow the current model's range (a refit can move its
-        # fastest network above a budget fixed from the first model)
-        found = picks(model, unaries, given or budget_range(model, n_budgets))
-        budgets = [f["budget_ms"] for f in found]
-        configs = [tuple(f["config"]) for f in found]
-        pred = model.predict_many(configs)
-        if r < len(done):
-            recs = done[r]
-            if [tuple(x["config"]) for x in recs if x["rep"] == 0] != configs:
-                raise AowsError(f"{path}: round {r} timed other networks than this model "
-                                "picks now (other samples, settings or budgets); refine into "
-                                "a new folder")
-        else:
-            if should_stop is not None and should_stop():
+    def rounds_until_within(self, should_stop) -> tuple[dict, LatencyModel]:
+        """Round after round, each checking the previous rounds' model on its own picks:
+        until every pick is within the tolerance, ``rounds`` ran or a stop is asked."""
+        model, choice = self.fit_on([])
+        report: dict = {"budgets_ms": self.given, "rounds": [], "converged": False,
+                        "scores": self.scores, "stopped": False}
+        pairs: tuple[list, list] = ([], [])
+        for r in range(self.rounds):
+            if r > 0:
+                model, choice = self.fit_on(self.done[:r])
+            # by default the budgets follow the current model's range (a refit can move
+            # its fastest network above a budget fixed from the first model)
+            found = picks(model, self.unaries,
+                          self.given or budget_range(model, self.n_budgets))
+            budgets = [f["budget_ms"] for f in found]
+            configs = [tuple(f["config"]) for f in found]
+            pred = model.predict_many(configs)
+            if r < len(self.done):
+                recs = self.timed_before(r, configs)
+            elif should_stop is not None and should_stop():
                 report["stopped"] = True
                 break
-            t0 = time.perf_counter()
-            recs = []
-            if timer is None:
-                # timed as the samples were: a chunk filled to the protocol's size, and
-                # retimed when its anchor is slower than the samples' fastest allows
-                seen = [a for a in samples.anchors if a is not None] + [
-                    x["anchor_ms"] for rs in done for x in rs if x.get("anchor_ms")]
-                timer = Timer(space, target, protocol, min(seen, default=float("inf")))
-            for rep in (0, 1):  # two interleaved chunks: the picks' own test-retest
-                ms, anchors = time_configs(space, configs, target, protocol,
-                                           seed=1000 * (r + 1) + rep, with_anchor=True,
-                                           fill=True, timer=timer)
-                recs += [{"config": list(c), "latency_ms": float(m), "anchor_ms": a,
-                          "round": r, "rep": rep, "budget_ms": b,
-                          "predicted_ms": float(p)}
-                         for c, m, a, b, p in zip(configs, ms, anchors, budgets, pred)]
-            for rec in recs:
-                rec["sampler"] = "refine"
-            _append(path, recs)  # one write per round: a round is in the file whole or not
-            done.append(recs)
-            report.setdefault("timing_seconds", 0.0)
-            report["timing_seconds"] += time.perf_counter() - t0
-        entry = _round_entry(r, recs, pred, model.anchor_ref_ms, budgets, model, heldout)
-        pairs_a += entry.pop("_first")
-        pairs_b += entry.pop("_second")
-        floor = noise_floor if noise_floor is not None else (
-            float(error_metrics(np.array(pairs_b), np.array(pairs_a))["nrmse"]))
-        tol = tolerance if tolerance is not None else floor
+            else:
+                recs = self.time_round(r, configs, budgets, pred, report)
+            entry = self.check(r, recs, pred, budgets, model, choice, pairs)
+            report["rounds"].append(entry)
+            if entry["within"]:
+                report["converged"] = True
+                break
+        else:
+            model, choice = self.fit_on(self.done)  # the last round's timings are in it too
+            report["final_priors"] = choice
+            if self.heldout is not None:
+                report["final_heldout"] = error_metrics(
+                    model.predict_many(self.heldout.configs), model.comparable(self.heldout))
+        if self.timer is not None and self.timer.timer.lowered is not None:
+            # the machine was slower than when the samples were timed (see protocol.py)
+            report["slower_than_samples"] = self.timer.timer.lowered / self.timer.timer.given_min
+        return report, model
+
+    def timed_before(self, r: int, configs: list[tuple]) -> list[dict]:
+        """Round r's records from refine.jsonl, which must time the networks picked now."""
+        recs = self.done[r]
+        if [tuple(x["config"]) for x in recs if x["rep"] == 0] != configs:
+            raise AowsError(f"{self.path}: round {r} timed other networks than this model "
+                            "picks now (other samples, settings or budgets); refine into "
+                            "a new folder")
+        return recs
+
+    def time_round(self, r, configs, budgets, pred, report) -> list[dict]:
+        """Time the picks twice (two interleaved chunks) and append them as round r."""
+        t0 = time.perf_counter()
+        recs = []
+        if self.timer is None:
+            # timed as the samples were: a chunk filled to the protocol's size, and
+            # retimed when its anchor is slower than the samples' fastest allows
+            seen = [a for a in self.samples.anchors if a is not None] + [
+                x["anchor_ms"] for rs in self.done for x in rs if x.get("anchor_ms")]
+            self.timer = Timer(self.space, self.target, self.protocol,
+                               min(seen, default=float("inf")))
+        for rep in (0, 1):  # two interleaved chunks: the picks' own test-retest
+            ms, anchors = time_configs(self.space, configs, self.target, self.protocol,
+                                       seed=1000 * (r + 1) + rep, with_anchor=True,
+                                       fill=True, timer=self.timer)
+            recs += [{"config": list(c), "latency_ms": float(m), "anchor_ms": a,
+                      "round": r, "rep": rep, "budget_ms": b, "predicted_ms": float(p)}
+                     for c, m, a, b, p in zip(configs, ms, anchors, budgets, pred)]
+        for rec in recs:
+            rec["sampler"] = "refine"
+        _append(self.path, recs)  # one write per round: a round is in the file whole or not
+        self.done.append(recs)
+        report.setdefault("timing_seconds", 0.0)
+        report["timing_seconds"] += time.perf_counter() - t0
+        return recs
+
+    def check(self, r, recs, pred, budgets, model, choice, pairs) -> dict:
+        """Round r's entry: the picks' errors against the tolerance (by default the
+        noise floor of the two timings, pooled over rounds in ``pairs``), logged."""
+        entry = _round_entry(r, recs, pred, model.anchor_ref_ms, budgets, model, self.heldout)
+        pairs[0].extend(entry.pop("_first"))
+        pairs[1].extend(entry.pop("_second"))
+        floor = self.noise_floor if self.noise_floor is not None else (
+            float(error_metrics(np.array(pairs[1]), np.array(pairs[0]))["nrmse"]))
+        tol = self.tolerance if self.tolerance is not None else floor
         entry.update(noise_floor=floor, tolerance=tol, priors=choice,
                      within=bool(np.all(np.abs(entry["errors"]) <= tol)))
-        report["rounds"].append(entry)
-        say(f"  round {r + 1}: picks' NRMSE {100 * entry['picks']['nrmse']:.2f} % (bias "
-            f"{100 * entry['picks']['bias_pct']:+.2f} %, worst "
-            f"{100 * entry['picks']['max_abs_pct_err']:.2f} %), tolerance {100 * tol:.2f} %"
-            + (f"; held-out NRMSE {100 * entry['heldout']['nrmse']:.2f} %"
-               if entry.get("heldout") else "")
-            + ("  -> every pick within" if entry["within"] else ""))
-        if entry["within"]:
-            report["converged"] = True
-            break
-    else:
-        model, choice = fit_on(done)  # the last round's timings are in the model too
-        report["final_priors"] = choice
-        if heldout is not None:
-            report["final_heldout"] = error_metrics(model.predict_many(heldout.configs),
-                                                    model.comparable(heldout))
-    if timer is not None and timer.timer.lowered is not None:
-        # the machine was slower than when the samples were timed (see protocol.py)
-        report["slower_than_samples"] = timer.timer.lowered / timer.timer.given_min
-    if report["stopped"]:
-        return report  # the timings so far are in refine.jsonl; a rerun continues them
-    model.meta["refine"] = {"rounds": len(report["rounds"]), "converged": report["converged"],
-                            "samples": str(path)}
-    model.meta.setdefault("noise_floor", noise_floor)
-    model.save(out / "latency.json")
-    report["inputs"] = {"key": key, "latency_sha256": _sha256(out / "latency.json"),
-                        "timings_sha256": _sha256(path)}
-    atomic_write_text(out / "refine.json", json.dumps(report, indent=1))
-    if report["rounds"]:
-        plot_refine(report, out / "refine.png")
-    return report
+        p = entry["picks"]
+        self.say(f"  round {r + 1}: picks' NRMSE {100 * p['nrmse']:.2f} % (bias "
+                 f"{100 * p['bias_pct']:+.2f} %, worst {100 * p['max_abs_pct_err']:.2f} %), "
+                 f"tolerance {100 * tol:.2f} %"
+                 + (f"; held-out NRMSE {100 * entry['heldout']['nrmse']:.2f} %"
+                    if entry.get("heldout") else "")
+                 + ("  -> every pick within" if entry["within"] else ""))
+        return entry
+
+    def write(self, report: dict, model: LatencyModel) -> dict:
+        """Save the refined model, then the report naming its inputs, then the figure."""
+        out, path = self.out, self.path
+        model.meta["refine"] = {"rounds": len(report["rounds"]),
+                                "converged": report["converged"], "samples": str(path)}
+        model.meta.setdefault("noise_floor", self.noise_floor)
+        model.save(out / "latency.json")
+        report["inputs"] = {"key": self.key, "latency_sha256": _sha256(out / "latency.json"),
+                            "timings_sha256": _sha256(path)}
+        atomic_write_text(out / "refine.json", json.dumps(report, indent=1))
+        if report["rounds"]:
+            plot_refine(report, out / "refine.png")
+        return report
 
 
 def select_priors(space: SearchSpace, bulk: Samples, rounds: list[Samples], K: float,

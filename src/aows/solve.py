@@ -50,6 +50,10 @@ def load_unaries(path: str | os.PathLike, space: SearchSpace) -> list[np.ndarray
     if obj.get("space"):
         try:
             theirs = SearchSpace.from_description(obj["space"])
+        except AowsError as err:
+            raise UnariesError(f"unaries file {path} records no readable search space "
+                               f"({err})") from None
+        try:
             space.check_same(theirs, f"unaries file {path}")
         except AowsError as err:
             bad = theirs.mismatches({"classes": space.classes, **{

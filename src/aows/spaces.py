@@ -292,6 +292,26 @@ def load_space_file(path: str | Path, **overrides) -> SearchSpace:
     """
     path = Path(path)
     where = f"space file {path}"
+    obj = _read_space_yaml(path, where)
+    b = _file_builder(obj, path, where, overrides)
+    variables = obj["variables"]
+    if not isinstance(variables, dict) or not variables:
+        raise SpaceError(f"{where}: 'variables' maps each width variable's name to its 1.0x "
+                         "width or to {choices: [...]}")
+    try:
+        ids = _add_variables(b, variables)
+        _add_layers(b, obj["layers"], ids)
+        _warn_size(where, b)
+        space = b.build()
+    except SpaceError as err:
+        raise SpaceError(f"{where}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise SpaceError(f"{where}: {err}") from None
+    return space
+
+
+def _read_space_yaml(path: Path, where: str) -> dict:
+    """The file's YAML mapping, with known top-level keys only and both sections."""
     try:
         obj = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -306,78 +326,86 @@ def load_space_file(path: str | Path, **overrides) -> SearchSpace:
     for k in ("variables", "layers"):
         if k not in obj:
             raise SpaceError(f"{where}: no '{k}' section")
+    return obj
+
+
+def _file_builder(obj: dict, path: Path, where: str, overrides: dict) -> GraphBuilder:
+    """The builder of the file's settings, each a given override, else the file's value,
+    else the default."""
     opts = {k: obj.get(k, d) for k, d in (("resolution", DEFAULT_RESOLUTION),
                                           ("in_channels", 3), ("classes", 1000),
                                           *_W.items())}
     opts.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        b = GraphBuilder(str(obj.get("name", path.stem)), int(opts["resolution"]),
-                         int(opts["in_channels"]), int(opts["classes"]),
-                         float(opts["min_width"]), float(opts["max_width"]),
-                         int(opts["levels"]), int(opts["divisor"]))
+        return GraphBuilder(str(obj.get("name", path.stem)), int(opts["resolution"]),
+                            int(opts["in_channels"]), int(opts["classes"]),
+                            float(opts["min_width"]), float(opts["max_width"]),
+                            int(opts["levels"]), int(opts["divisor"]))
     except (TypeError, ValueError) as err:
         raise SpaceError(f"{where}: a setting is not a number ({err})") from None
     except SpaceError as err:
         raise SpaceError(f"{where}: {err}") from None
-    variables = obj["variables"]
-    if not isinstance(variables, dict) or not variables:
-        raise SpaceError(f"{where}: 'variables' maps each width variable's name to its 1.0x "
-                         "width or to {choices: [...]}")
+
+
+def _add_variables(b: GraphBuilder, variables: dict) -> dict:
+    """Declare each variable (a 1.0x width or explicit choices): their ids by name."""
     ids = {"image": 0}
-    try:
-        for name, val in variables.items():
-            if name in ("image", "classes"):
-                raise SpaceError(f"'{name}' is a fixed variable of every space; rename it")
-            if isinstance(val, dict) and set(val) == {"choices"}:
-                ch = sorted({int(c) for c in val["choices"]})
-                if not ch or ch[0] < 1:
-                    raise SpaceError(f"variable '{name}': choices must be positive widths")
-                ids[name] = b.var(str(name), tuple(ch))
-            elif isinstance(val, int) and not isinstance(val, bool) and val > 0:
-                ids[name] = b.var(str(name), base=val)
-            else:
-                raise SpaceError(f"variable '{name}': give its 1.0x width (a positive "
-                                 "integer) or {choices: [w1, w2, ...]}")
-        layers = obj["layers"]
-        if not isinstance(layers, list) or not layers:
-            raise SpaceError("'layers' is a list of layers in execution order")
-        for k, spec in enumerate(layers):
-            if not isinstance(spec, dict) or "name" not in spec or "op" not in spec:
-                raise SpaceError(f"layer {k + 1}: a mapping with at least 'name' and 'op'")
-            bad = sorted(set(spec) - _LAYER_KEYS)
-            if bad:
-                raise SpaceError(f"layer '{spec['name']}': unknown keys {bad}; allowed: "
-                                 f"{sorted(_LAYER_KEYS)}")
-            if spec["op"] not in OPS:
-                raise SpaceError(f"layer '{spec['name']}': unknown op '{spec['op']}'; "
-                                 f"known ops: {list(OPS)}")
-            out = spec.get("out")
-            if out == "classes":
-                if spec["op"] != "linear" or k != len(layers) - 1:
-                    raise SpaceError(f"layer '{spec['name']}': only the last layer, a "
-                                     "linear classifier, writes 'classes'")
-                b.classifier(str(spec["name"]))
-                continue
-            if out is not None and out not in ids:
-                raise SpaceError(f"layer '{spec['name']}' writes unknown variable '{out}'; "
-                                 f"declared variables: {sorted(ids)}")
-            inputs = spec.get("inputs")
-            if isinstance(inputs, str):
-                inputs = [inputs]
-            b.layer(str(spec["name"]), spec["op"], None if out is None else ids[out],
-                    tuple(str(i) for i in inputs) if inputs else None,
-                    int(spec.get("kernel", 1)), int(spec.get("stride", 1)),
-                    str(spec.get("act", "relu")), bool(spec.get("bias", False)))
-        if b.layers[-1].op != "linear" or b.var_names[-1] != "classes":
-            raise SpaceError("the last layer must be the classifier: "
-                             "{name: fc, op: linear, out: classes}")
-        _warn_size(where, b)
-        space = b.build()
-    except SpaceError as err:
-        raise SpaceError(f"{where}: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise SpaceError(f"{where}: {err}") from None
-    return space
+    for name, val in variables.items():
+        if name in ("image", "classes"):
+            raise SpaceError(f"'{name}' is a fixed variable of every space; rename it")
+        if isinstance(val, dict) and set(val) == {"choices"}:
+            ch = sorted({int(c) for c in val["choices"]})
+            if not ch or ch[0] < 1:
+                raise SpaceError(f"variable '{name}': choices must be positive widths")
+            ids[name] = b.var(str(name), tuple(ch))
+        elif isinstance(val, int) and not isinstance(val, bool) and val > 0:
+            ids[name] = b.var(str(name), base=val)
+        else:
+            raise SpaceError(f"variable '{name}': give its 1.0x width (a positive "
+                             "integer) or {choices: [w1, w2, ...]}")
+    return ids
+
+
+def _add_layers(b: GraphBuilder, layers, ids: dict) -> None:
+    """Add the layers in order; the last one must be the linear classifier."""
+    if not isinstance(layers, list) or not layers:
+        raise SpaceError("'layers' is a list of layers in execution order")
+    for k, spec in enumerate(layers):
+        _add_layer(b, spec, k, k == len(layers) - 1, ids)
+    if b.layers[-1].op != "linear" or b.var_names[-1] != "classes":
+        raise SpaceError("the last layer must be the classifier: "
+                         "{name: fc, op: linear, out: classes}")
+
+
+def _add_layer(b: GraphBuilder, spec, k: int, last: bool, ids: dict) -> None:
+    """Add layer k (a mapping of known keys, a known op, a declared output variable);
+    only the last layer, a linear one, writes 'classes'."""
+    if not isinstance(spec, dict) or "name" not in spec or "op" not in spec:
+        raise SpaceError(f"layer {k + 1}: a mapping with at least 'name' and 'op'")
+    bad = sorted(set(spec) - _LAYER_KEYS)
+    if bad:
+        raise SpaceError(f"layer '{spec['name']}': unknown keys {bad}; allowed: "
+                         f"{sorted(_LAYER_KEYS)}")
+    if spec["op"] not in OPS:
+        raise SpaceError(f"layer '{spec['name']}': unknown op '{spec['op']}'; "
+                         f"known ops: {list(OPS)}")
+    out = spec.get("out")
+    if out == "classes":
+        if spec["op"] != "linear" or not last:
+            raise SpaceError(f"layer '{spec['name']}': only the last layer, a "
+                             "linear classifier, writes 'classes'")
+        b.classifier(str(spec["name"]))
+        return
+    if out is not None and out not in ids:
+        raise SpaceError(f"layer '{spec['name']}' writes unknown variable '{out}'; "
+                         f"declared variables: {sorted(ids)}")
+    inputs = spec.get("inputs")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    b.layer(str(spec["name"]), spec["op"], None if out is None else ids[out],
+            tuple(str(i) for i in inputs) if inputs else None,
+            int(spec.get("kernel", 1)), int(spec.get("stride", 1)),
+            str(spec.get("act", "relu")), bool(spec.get("bias", False)))
 
 
 def _warn_size(where: str, b: GraphBuilder) -> None:

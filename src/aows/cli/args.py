@@ -184,10 +184,41 @@ FINETUNE_OPTIONS = ["epochs", "batch_size", "lr", "warmup_epochs", "label_smooth
                     "weight_decay", "seed", "device", "progress"]
 
 
+TARGET_OPTIONS = ["backend", "batch_size", "threads", "dtype", "channels_last"]
+
+
 def _target_args(p: argparse.ArgumentParser) -> None:
     from aows.latency.target import Target
     from aows.settings import add_options
-    add_options(p.add_argument_group("target (what is timed)"), Target)
+    g = p.add_argument_group("target (what is timed)")
+    add_options(g, Target, TARGET_OPTIONS)
+    _remote_args(g)
+
+
+def _remote_args(g) -> None:
+    """--remote CMD (repeatable: a fleet) and how to reach the target."""
+    g.add_argument("--remote", action="append", default=None, metavar="CMD",
+                   help="time on another machine: a command prefix that runs a program "
+                   "there ('ssh user@board', 'docker exec box', 'kubectl exec pod --'); "
+                   "the target needs Python 3, numpy and the runtime of --backend "
+                   "(onnxruntime*, openvino); repeat for a fleet of identical devices")
+    g.add_argument("--remote-python", default=None, metavar="PATH",
+                   help="--remote: the target's Python (default python3)")
+    g.add_argument("--remote-timeout", type=POS_FLOAT, default=None, metavar="S",
+                   help="--remote: seconds a chunk may take before the target counts as "
+                   "hung (default 600)")
+    g.add_argument("--remote-retries", type=_nonneg(int), default=None, metavar="N",
+                   help="--remote: times a chunk is retried after a dropped or hung "
+                   "connection (default 2)")
+
+
+def _remote(args):
+    """The ``Remote`` of --remote, or None (time on this machine)."""
+    if not getattr(args, "remote", None):
+        return None
+    from aows.latency.remote import Remote
+    return Remote.parse(args.remote, python=args.remote_python,
+                        timeout=args.remote_timeout, retries=args.remote_retries)
 
 
 def _threads_args(p) -> None:
@@ -240,7 +271,7 @@ def _space(args):
 def _target(args):
     from aows.latency.backends import Target
     from aows.settings import from_args
-    return Target(**from_args(Target, args))
+    return Target(**from_args(Target, args, TARGET_OPTIONS), remote=_remote(args))
 
 
 def _protocol(args):

@@ -13,6 +13,8 @@ from aows.cli.args import (
     _model_args,
     _preset_args,
     _print_json,
+    _remote,
+    _remote_args,
     _resolution,
     _Signals,
     _space_name,
@@ -173,9 +175,10 @@ def cmd_finetune(args) -> None:
     out = Path(args.out or Path(args.final) / "finetuned")
     cfg = FinetuneConfig(**from_args(FinetuneConfig, args, FINETUNE_OPTIONS))
     from aows.train.runtime import resolve_device, run_lock, torch_threads
-    with run_lock(out), _Signals() as sig, torch_threads(args.threads):
-        res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
-                       resume=args.resume, should_stop=sig.flag)
+    with run_lock(out), torch_threads(args.threads):
+        with _Signals() as sig:  # the training saves and stops; what follows is short
+            res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
+                           resume=args.resume, should_stop=sig.flag)
         if res["stopped"]:
             sig.check("run the same command with --resume to continue")
         ev = evaluate(net, data.val(0), resolve_device(args.device))
@@ -212,7 +215,8 @@ def cmd_measure(args) -> None:
         reference = "original" if "original" not in nets else "original (your model)"
         nets[reference] = model.space.build(model.space.widest())
         configs[reference] = model.space.widest()
-    res = measure_networks(nets, model, configs, args.repeats, reference=reference)
+    res = measure_networks(nets, model, configs, args.repeats, reference=reference,
+                           remote=_remote(args))
     if args.json:
         _print_json(res)
         return
@@ -285,6 +289,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-original", action="store_true",
                    help="a model's networks: do not time the original model beside them "
                    "(default: timed, and each network's speed-up over it reported)")
+    _remote_args(p.add_argument_group("a latency model of another machine"))
     p.add_argument("--json", action="store_true")
     _trust_args(p)
     p.set_defaults(func=cmd_measure)

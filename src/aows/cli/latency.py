@@ -18,6 +18,8 @@ from aows.cli.args import (
     _print_json,
     _protocol,
     _protocol_args,
+    _remote,
+    _remote_args,
     _resolution,
     _Signals,
     _space,
@@ -63,7 +65,7 @@ def cmd_latency_retest(args) -> None:
                         "timed on")
     space = space_from_description(first.header["space"], trust=args.trust_model_code,
                                    where=f"sample file {args.samples}")
-    target, proto = target_of(first)
+    target, proto = target_of(first, _remote(args))
     count = min(args.count or len(first), len(first))
     # checked for load against the first timing's fastest anchor, as the first timing was
     collect(space, target, proto, args.output, count, "given", configs=first.configs,
@@ -157,6 +159,15 @@ def cmd_latency_fit(args) -> None:
     for end, r in range_ends(model, samples).items():
         print(f"{what[end]}: timed {r['timed_ms']:.3f} ms, predicted {r['predicted_ms']:.3f} "
               f"ms ({100 * r['relative_error']:+.1f} %)")
+    offsets = samples.device_offsets()
+    if offsets:  # a fleet: how far each device is from the others (the anchors say)
+        fleet = (samples.header or {}).get("target", {}).get("fleet") or []
+        names = {d: fleet[d].get("host", "?") if d < len(fleet) else "?" for d in offsets}
+        print(f"fleet of {len(offsets)} devices, each one's anchor against all: " + ", ".join(
+            f"device {d + 1} ({names[d]}) {100 * o:+.1f} %" for d, o in offsets.items())
+            + f"; spread {100 * (max(offsets.values()) - min(offsets.values())):.1f} % "
+            "(removed by the drift normalisation; a device far from the others is not like "
+            "them)")
     problems = fit_problems(model, samples)
     unseen = f.get("unseen_unknowns", 0)
     if unseen:
@@ -324,7 +335,7 @@ def cmd_latency_refine(args) -> None:
                      noise_floor=floor, K=f.get("K"), smooth=f.get("smooth"),
                      ridge=args.ridge if args.ridge is not None else f.get("ridge"),
                      heldout=heldout, select=not args.keep_priors, progress=not args.quiet,
-                     should_stop=sig.flag)
+                     should_stop=sig.flag, remote=_remote(args))
     if rep["stopped"]:
         sig.check("run the same command again to continue")
     last = rep["rounds"][-1]
@@ -381,6 +392,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("-q", "--quiet", action="store_true")
     _trust_args(p)
+    _remote_args(p.add_argument_group("a file timed on another machine"))
     p.set_defaults(func=cmd_latency_retest)
 
     p = lsub.add_parser("fit", help="fit the per-layer latency tables",
@@ -471,6 +483,7 @@ def add_parser(sub) -> None:
                    "on the picks timed so far)")
     p.add_argument("-q", "--quiet", action="store_true")
     _trust_args(p)
+    _remote_args(p.add_argument_group("samples timed on another machine"))
     p.set_defaults(func=cmd_latency_refine)
 
     p = lsub.add_parser("lut", help="baseline: time every layer alone (lookup table)")

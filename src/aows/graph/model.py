@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from aows import brute
 from aows.chain import (
     _gumbel_argmax,
     _logsumexp,
@@ -393,7 +394,5 @@ class WidthGraph:
 
     # ---------------------------------------------------------- brute force
     def brute_force(self) -> tuple[np.ndarray, np.ndarray]:
-        """All assignments (K, n) and their scores; for tests on small graphs."""
-        allc = np.array(list(itertools.product(*(range(s) for s in self.sizes))),
-                        dtype=np.int64)
-        return allc, self.scores(allc)
+        """All assignments (K, n) and their scores (``aows.brute``: small graphs only)."""
+        return brute.brute_force(self.sizes, self.scores)

@@ -67,9 +67,14 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
     return BACKENDS.register(cls.name, cls)
 
 
-def get_backend(target: Target) -> Backend:
-    """The backend ``target.backend`` names, for ``target``."""
-    return BACKENDS.get(target.backend)(target)
+def get_backend(target: Target, device: int = 0) -> Backend:
+    """The backend ``target.backend`` names, for ``target``; on a remote target
+    (``target.remote``), that backend on the target's device ``device``."""
+    cls = BACKENDS.get(target.backend)
+    if target.remote is not None:
+        from aows.latency.remote import RemoteBackend, devices
+        return RemoteBackend(target, devices(target)[device])
+    return cls(target)
 
 
 def _cpu_name() -> str:

@@ -192,42 +192,77 @@ def solve(A: sp.csr_matrix, y: np.ndarray, Dm: sp.csr_matrix, Ds: sp.csr_matrix,
 
 
 def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
-    U = A.shape[1]
-    AtA = A.T @ A
-    rho = ridge * max(float(AtA.diagonal().sum()) / U, 1e-12)
-    G = (AtA + lam * (Ds.T @ Ds) if lam > 0 else AtA).toarray(order="C")  # see bufs
-    G[np.diag_indices(U)] += rho
-    # The systems are built in these buffers, one per precision, and factored in place,
-    # from a C-ordered G (toarray gave a Fortran-ordered one, which LAPACK then copied
-    # again). Profiled on the cross-validation at 500 networks (1612 unknowns): building
-    # a system 13.6 -> 6.6 ms, against 24-28 ms for a float64 Cholesky.
-    bufs: dict[type, np.ndarray] = {}
-    g32: list[np.ndarray] = []  # G in float32, made on first use
-    b = A.T @ y + rho * x0
-    Dm = Dm.tocsr()
-    Dmt = Dm.T.tocsr()
-    use_hinge = K > 0 and Dm.shape[0] > 0
+    """The active-set iterations, then (unless they settled) projected Newton from their
+    best iterate; from a nearby problem's solution (``start``), projected Newton alone."""
+    obj = _Objective(A, y, Dm, Ds, K, lam, x0, ridge)
+    x = np.maximum(x0 if start is None else start, 0.0)
+    # From a nearby problem's solution, the projected Newton alone is faster: the active
+    # sets are nearly right, and the active-set iterations would first swing them away
+    # (see PDAS_PATIENCE). Measured on the cross-validation (32 of its 36 solves start
+    # so), old and new code alternating in one process, with the buffers of _Objective:
+    # at 500 networks 35.2, 31.8 s -> 14.0, 13.9 s; at 2000, 17.9, 14.5 s -> 15.7,
+    # 15.1 s; every CV error the same to 3e-10 (relative).
+    if start is None:
+        x, settled = _active_set(obj, x, max_pdas)
+        if settled:
+            obj.info["converged"] = "pdas"
+            return x, obj.info
+    x = _projected_newton(obj, x, max_newton)
+    obj.info["converged"] = "newton"
+    return x, obj.info
 
-    # Dm has two entries per row (+1, -1): row r adds K * [[1, -1], [-1, 1]] on the pair
-    pair_a = Dm.indices[0::2] if Dm.nnz == 2 * Dm.shape[0] else None
-    pair_b = Dm.indices[1::2] if pair_a is not None else None
-    if pair_a is not None and np.unique(pair_a.astype(np.int64) * U + pair_b).size < pair_a.size:
-        pair_a = pair_b = None  # repeated pairs: take the general path
 
-    def system(R, F, dtype):
+class _Objective:
+    """The objective of ``solve`` for one problem: its value and gradient, and exact
+    Newton steps on one of its quadratic pieces (fixed active sets), by Cholesky."""
+
+    def __init__(self, A, y, Dm, Ds, K, lam, x0, ridge):
+        self.U = U = A.shape[1]
+        AtA = A.T @ A
+        rho = ridge * max(float(AtA.diagonal().sum()) / U, 1e-12)
+        self.G = (AtA + lam * (Ds.T @ Ds) if lam > 0 else AtA).toarray(order="C")
+        self.G[np.diag_indices(U)] += rho
+        # The systems are built in these buffers, one per precision, and factored in
+        # place, from a C-ordered G (toarray gave a Fortran-ordered one, which LAPACK
+        # then copied again). Profiled on the cross-validation at 500 networks (1612
+        # unknowns): building a system 13.6 -> 6.6 ms, against 24-28 ms for a float64
+        # Cholesky.
+        self.bufs: dict[type, np.ndarray] = {}
+        self.g32: list[np.ndarray] = []  # G in float32, made on first use
+        self.b = A.T @ y + rho * x0
+        self.K = K
+        self.Dm = Dm = Dm.tocsr()
+        self.Dmt = Dm.T.tocsr()
+        self.use_hinge = K > 0 and Dm.shape[0] > 0
+        # Dm has two entries per row (+1, -1): row r adds K * [[1, -1], [-1, 1]] on the pair
+        self.pair_a = Dm.indices[0::2] if Dm.nnz == 2 * Dm.shape[0] else None
+        self.pair_b = Dm.indices[1::2] if self.pair_a is not None else None
+        if (self.pair_a is not None and np.unique(
+                self.pair_a.astype(np.int64) * U + self.pair_b).size < self.pair_a.size):
+            self.pair_a = self.pair_b = None  # repeated pairs: take the general path
+        self.last_key, self.last_factor = None, None
+        self.info = {"pdas_iters": 0, "pdas_float32_iters": 0, "newton_iters": 0,
+                     "factors_reused": 0}
+
+    def hinge_rows(self, x) -> np.ndarray:
+        """The monotonicity rows active at x (violated: Dm x > 0)."""
+        return (self.Dm @ x) > 0 if self.use_hinge else np.zeros(self.Dm.shape[0], bool)
+
+    def system(self, R, F, dtype):
         """The Hessian with hinge rows R active, in ``dtype``, restricted to the free
         unknowns F by turning the rows and columns of the others into the identity
         (their step is then 0): a copy instead of a gather, same solution."""
-        if dtype == np.float32 and not g32:
-            g32.append(G.astype(np.float32))
-        M = bufs.setdefault(dtype, np.empty((U, U), dtype))
-        np.copyto(M, g32[0] if dtype == np.float32 else G)
-        if use_hinge and R.any():
-            if pair_a is None:  # a general Dm: through the dense term
-                DR = Dm[R]
+        U, K = self.U, self.K
+        if dtype == np.float32 and not self.g32:
+            self.g32.append(self.G.astype(np.float32))
+        M = self.bufs.setdefault(dtype, np.empty((U, U), dtype))
+        np.copyto(M, self.g32[0] if dtype == np.float32 else self.G)
+        if self.use_hinge and R.any():
+            if self.pair_a is None:  # a general Dm: through the dense term
+                DR = self.Dm[R]
                 M += (K * (DR.T @ DR).toarray()).astype(dtype)
             else:  # the pairs are distinct (checked), so fancy-index updates are exact
-                a, c = pair_a[R], pair_b[R]
+                a, c = self.pair_a[R], self.pair_b[R]
                 M[np.diag_indices(U)] += (K * (np.bincount(a, minlength=U) +
                                                np.bincount(c, minlength=U))).astype(dtype)
                 M[a, c] -= K
@@ -239,86 +274,85 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
             M[fixed, fixed] = 1.0
         return M
 
-    def hess_vec(x, R):
-        out = G @ x
-        if use_hinge and R.any():
-            out += K * (Dmt @ (np.where(R, Dm @ x, 0.0)))
+    def hess_vec(self, x, R):
+        """The Hessian (hinge rows R active) times x."""
+        out = self.G @ x
+        if self.use_hinge and R.any():
+            out += self.K * (self.Dmt @ (np.where(R, self.Dm @ x, 0.0)))
         return out
 
-    def hess_diag(R):
-        d = np.diag(G).copy()
-        if use_hinge and R.any():
-            if pair_a is None:
-                d += K * np.asarray(Dm[R].multiply(Dm[R]).sum(0)).ravel()
+    def hess_diag(self, R):
+        """The Hessian's diagonal with hinge rows R active."""
+        d = np.diag(self.G).copy()
+        if self.use_hinge and R.any():
+            if self.pair_a is None:
+                d += self.K * np.asarray(self.Dm[R].multiply(self.Dm[R]).sum(0)).ravel()
             else:
-                np.add.at(d, pair_a[R], K)
-                np.add.at(d, pair_b[R], K)
+                np.add.at(d, self.pair_a[R], self.K)
+                np.add.at(d, self.pair_b[R], self.K)
         return d
 
-    def fg(x):
-        Gx = G @ x
-        f = x @ Gx - 2.0 * (b @ x)
-        g = 2.0 * (Gx - b)
-        if use_hinge:
-            h = np.maximum(Dm @ x, 0.0)
-            f += K * (h @ h)
-            g += 2.0 * K * (Dmt @ h)
+    def fg(self, x):
+        """The objective (less its constant) and its gradient at x."""
+        Gx = self.G @ x
+        f = x @ Gx - 2.0 * (self.b @ x)
+        g = 2.0 * (Gx - self.b)
+        if self.use_hinge:
+            h = np.maximum(self.Dm @ x, 0.0)
+            f += self.K * (h @ h)
+            g += 2.0 * self.K * (self.Dmt @ h)
         return f, g
 
-    last = {"key": None, "factor": None}
-
-    def newton_step(R, rhs, F, dtype=np.float64):
+    def newton_step(self, R, rhs, F, dtype=np.float64):
+        """The Hessian's (rows R, free unknowns F) solve of rhs, 0 on the fixed unknowns;
+        the factorisation is reused while R, F and dtype stay the same."""
         key = (R.tobytes(), F.tobytes(), dtype)
-        if key == last["key"]:  # the same piece of the objective: the same matrix
-            cf = last["factor"]
-            info["factors_reused"] += 1
+        if key == self.last_key:  # the same piece of the objective: the same matrix
+            cf = self.last_factor
+            self.info["factors_reused"] += 1
         else:
-            last["key"] = None  # its buffer is about to be overwritten
+            self.last_key = None  # its buffer is about to be overwritten
             # symmetric, so the transpose of the C-ordered matrix is the Fortran-ordered
             # one LAPACK wants: factored in place, no further copy
-            M = system(R, F, dtype).T
+            M = self.system(R, F, dtype).T
             try:
                 cf = scipy.linalg.cho_factor(M, check_finite=False, overwrite_a=True)
             except np.linalg.LinAlgError:
                 if dtype != np.float32:
                     raise
-                info["float32_failed"] = True  # too ill-conditioned for float32
-                return newton_step(R, rhs, F, np.float64)
-            last.update(key=key, factor=cf)
+                self.info["float32_failed"] = True  # too ill-conditioned for float32
+                return self.newton_step(R, rhs, F, np.float64)
+            self.last_key, self.last_factor = key, cf
         out = scipy.linalg.cho_solve(cf, np.where(F, rhs, 0.0).astype(dtype),
                                      check_finite=False).astype(np.float64)
         out[~F] = 0.0
         return out
 
-    info = {"pdas_iters": 0, "pdas_float32_iters": 0, "newton_iters": 0, "factors_reused": 0}
-    # --- primal-dual active set: float32 until the sets settle, then float64
-    x = np.maximum(x0 if start is None else start, 0.0)
-    R = (Dm @ x) > 0 if use_hinge else np.zeros(Dm.shape[0], bool)
-    Z = np.zeros(U, dtype=bool) if start is None else x <= 0
-    c = float(np.trace(G)) / U
-    best_x, best_f = x, fg(x)[0]
+
+def _active_set(obj: _Objective, x: np.ndarray, max_pdas: int) -> tuple[np.ndarray, bool]:
+    """Primal-dual active-set iterations, float32 until the sets nearly settle, then
+    float64: (the float64 optimum, True), or (the best iterate, False) after
+    ``PDAS_PATIENCE`` float64 steps without a better one or ``max_pdas`` steps."""
+    info, b, U = obj.info, obj.b, obj.U
+    R = obj.hinge_rows(x)
+    Z = np.zeros(U, dtype=bool)
+    c = float(np.trace(obj.G)) / U
+    best_x, best_f = x, obj.fg(x)[0]
     stale = 0
     dtype = np.float32
-    # From a nearby problem's solution, the projected Newton alone is faster: the active
-    # sets are nearly right, and the active-set iterations would first swing them away
-    # (see PDAS_PATIENCE). Measured on the cross-validation (32 of its 36 solves start
-    # so), old and new code alternating in one process, with the buffers above: at 500
-    # networks 35.2, 31.8 s -> 14.0, 13.9 s; at 2000, 17.9, 14.5 s -> 15.7, 15.1 s; every
-    # CV error the same to 3e-10 (relative).
-    for it in range(max_pdas if start is None else 0):
+    for it in range(max_pdas):
         if info.get("float32_failed"):
             dtype = np.float64
-        xn = newton_step(R, b, ~Z, dtype)
-        mu = hess_vec(xn, R) - b
+        xn = obj.newton_step(R, b, ~Z, dtype)
+        mu = obj.hess_vec(xn, R) - b
         Zn = (mu - c * xn) > 0
-        Rn = (Dm @ xn) > 0 if use_hinge else R
+        Rn = (obj.Dm @ xn) > 0 if obj.use_hinge else R
         info["pdas_iters"] = it + 1
         info["pdas_float32_iters"] += dtype == np.float32 and not info.get("float32_failed")
         flips = int(np.sum(Zn != Z) + np.sum(Rn != R))
         settled = flips == 0 and xn.min() >= 0
         if settled and dtype == np.float64:
-            info["converged"] = "pdas"
-            return xn, info
+            return xn, True
         if dtype == np.float32 and (flips <= FLOAT64_FLIPS or it + 1 >= FLOAT32_ITERS):
             # nearly settled (float32 rounding can keep a few borderline members
             # flipping), or taking long: finish in float64
@@ -326,7 +360,7 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
             if settled:
                 continue
         xp = np.maximum(xn, 0.0)
-        fp = fg(xp)[0]
+        fp = obj.fg(xp)[0]
         if fp < best_f:
             best_x, best_f, stale = xp, fp, 0
         elif dtype == np.float64:
@@ -335,37 +369,46 @@ def _solve(A, y, Dm, Ds, K, lam, x0, ridge, max_pdas, max_newton, start=None):
                 info["pdas_stalled"] = True
                 break
         Z, R = Zn, Rn
-    # --- projected Newton from the best iterate (globally convergent)
-    x = best_x
-    f, g = fg(x)
-    scale = max(1.0, float(np.abs(b).max()))
+    return best_x, False
+
+
+def _projected_newton(obj: _Objective, x: np.ndarray, max_newton: int) -> np.ndarray:
+    """Projected Newton with an Armijo line search (globally convergent) from x, until
+    the projected gradient or the decrease is negligible, or ``max_newton`` steps."""
+    f, g = obj.fg(x)
+    scale = max(1.0, float(np.abs(obj.b).max()))
     for it in range(max_newton):
         pg = x - np.maximum(x - g, 0.0)
         if np.abs(pg).max() <= 1e-9 * scale:
             break
         eps = min(1e-9 * scale, float(np.abs(pg).max()))
         act = (x <= eps) & (g > 0)
-        F = ~act
-        Rx = (Dm @ x) > 0 if use_hinge else np.zeros(Dm.shape[0], bool)
-        d = newton_step(Rx, g / 2.0, F)
-        d[act] = g[act] / (2.0 * hess_diag(Rx)[act])
-        alpha = 1.0
-        while True:
-            xn = np.maximum(x - alpha * d, 0.0)
-            fn, gn = fg(xn)
-            dec = alpha * (g[F] @ d[F]) + g[act] @ (x[act] - xn[act])
-            if f - fn >= 1e-4 * dec or alpha < 1e-8:
-                break
-            alpha *= 0.5
-        info["newton_iters"] = it + 1
+        Rx = obj.hinge_rows(x)
+        d = obj.newton_step(Rx, g / 2.0, ~act)
+        d[act] = g[act] / (2.0 * obj.hess_diag(Rx)[act])
+        xn, fn, gn = _armijo(obj, x, f, g, d, act)
+        obj.info["newton_iters"] = it + 1
         if f - fn <= 1e-14 * max(1.0, abs(f)):
             x, f, g = xn, fn, gn
             break
         x, f, g = xn, fn, gn
     else:  # the objective still decreasing after max_newton steps: record it
-        info["newton_limit"] = True
-    info["converged"] = "newton"
-    return x, info
+        obj.info["newton_limit"] = True
+    return x
+
+
+def _armijo(obj: _Objective, x, f, g, d, act):
+    """Halve the step along -d (projected on x >= 0) until the Armijo condition holds
+    (or the step is below 1e-8): the new point, its objective and gradient."""
+    F = ~act
+    alpha = 1.0
+    while True:
+        xn = np.maximum(x - alpha * d, 0.0)
+        fn, gn = obj.fg(xn)
+        dec = alpha * (g[F] @ d[F]) + g[act] @ (x[act] - xn[act])
+        if f - fn >= 1e-4 * dec or alpha < 1e-8:
+            return xn, fn, gn
+        alpha *= 0.5
 
 
 class Fitter:

@@ -17,6 +17,7 @@ from aows.latency.backends import Target
 from aows.latency.measure import Timer, target_record
 from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
+from aows.latency.remote import connected
 from aows.nn import build_layer, layer_input_shape
 from aows.space import SearchSpace
 
@@ -47,6 +48,11 @@ def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
     Returns:
         A ``LatencyModel`` of kind "lookup-table".
     """
+    with connected(target):  # a remote target's runners, stopped after
+        return _lookup_table(space, target, protocol, progress)
+
+
+def _lookup_table(space, target, protocol, progress) -> LatencyModel:
     timer = Timer(space, target, protocol)  # the anchored protocol of the samples
     backend = timer.backend
     keys, _ = space.unknowns()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from aows.errors import AowsError
 from aows.latency.backends import Target, get_backend
 from aows.latency.defaults import DEFAULT_SAMPLER
 from aows.latency.protocol import AnchoredTimer, Protocol
+from aows.latency.remote import connected
 from aows.latency.sampling import BiasedSampler, cover_then_uniform, uniform_configs
 from aows.latency.store import SampleWriter
 from aows.lock import hold_lock
@@ -29,9 +31,9 @@ class Timer:
     """Times configurations of a space on a target with the anchored protocol."""
 
     def __init__(self, space: SearchSpace, target: Target, protocol: Protocol,
-                 anchor_min_ms: float = float("inf")):
+                 anchor_min_ms: float = float("inf"), device: int = 0):
         self.space, self.target, self.protocol = space, target, protocol
-        self.backend = get_backend(target)
+        self.backend = get_backend(target, device)  # device: of a remote fleet
         self.shape = input_shape(space, target.batch_size)
         anchor = self.prepare(space.median_config()) if protocol.anchor else None
         self.timer = AnchoredTimer(protocol, anchor,
@@ -43,7 +45,10 @@ class Timer:
     def time(self, configs: Sequence[Sequence[int]], rng: np.random.Generator
              ) -> tuple[np.ndarray, float | None]:
         """ms per image of every configuration (one interleaved chunk) and of the anchor."""
-        runners = [self.prepare(c) for c in configs]
+        return self.measure([self.prepare(c) for c in configs], rng)
+
+    def measure(self, runners, rng: np.random.Generator) -> tuple[np.ndarray, float | None]:
+        """ms per image of prepared runners (one interleaved chunk) and of the anchor."""
         secs, anchor = self.run(runners, rng)
         scale = 1e3 / self.target.batch_size
         return secs * scale, (None if anchor is None else anchor * scale)
@@ -73,6 +78,13 @@ def time_configs(space: SearchSpace, configs: Sequence[Sequence[int]], target: T
     the file's chunks. ``timer``: a ``Timer`` of an earlier call to carry on with (its
     anchor network and bar, ``anchor_min_ms`` then unused).
     """
+    with connected(target):  # a remote target's runners, stopped after
+        return _time_configs(space, configs, target, protocol, seed, with_anchor,
+                             anchor_min_ms, fill, timer)
+
+
+def _time_configs(space, configs, target, protocol, seed, with_anchor, anchor_min_ms, fill,
+                  timer):
     timer = timer or Timer(space, target, protocol, anchor_min_ms)
     out, anchors = [], []
     for k in range(0, len(configs), protocol.chunk):
@@ -102,15 +114,29 @@ def header(space: SearchSpace, target: Target, protocol: Protocol, backend) -> d
             "protocol": protocol.asdict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def target_of(samples) -> tuple[Target, Protocol]:
+def target_of(samples, remote=None) -> tuple[Target, Protocol]:
     """The target and protocol a sample file was timed with (from its header, the
-    inverse of ``header``)."""
+    inverse of ``header``); ``remote``: how to reach it again, for a file timed through
+    ``--remote`` (which records the target as it is, never the command)."""
     h = samples.header
     if h is None or "target" not in h or not h.get("protocol"):
         raise AowsError(f"{samples.path} has no aows header with its target and protocol "
                         "(reference layout?): new networks are timed the same way, so this "
                         "needs a file written by `aows latency generate`")
-    return Target.from_record(h["target"]), Protocol.from_record(h["protocol"])
+    return (target_from_record(h["target"], remote, str(samples.path)),
+            Protocol.from_record(h["protocol"]))
+
+
+def target_from_record(record: dict, remote=None, where: str = "the file") -> Target:
+    """The target a file records, reached through ``remote`` when it was a remote one;
+    a remote target without ``remote``, or a local one with it, is one clear error."""
+    if record.get("remote") and remote is None:
+        raise AowsError(f"{where} was timed on another machine ({record.get('host')}, "
+                        f"{record.get('backend')}): give --remote CMD to time there again")
+    if remote is not None and not record.get("remote"):
+        raise AowsError(f"{where} was timed on this machine, not through --remote: leave "
+                        "--remote out, or time a new file on the target")
+    return dataclasses.replace(Target.from_record(record), remote=remote)
 
 
 def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count: int,
@@ -146,7 +172,7 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
     The file is locked for the call (``aows.lock``): another process writing it is an
     error naming its PID, and this call changes nothing then.
     """
-    with hold_lock(path, "sample file"):  # one writer per file: no network timed twice
+    with hold_lock(path, "sample file"), connected(target):  # one writer per file
         return _collect(space, target, protocol, path, count, sampler, configs, seed,
                         progress, should_stop, anchor_min_ms)
 
@@ -154,10 +180,18 @@ def collect(space: SearchSpace, target: Target, protocol: Protocol, path, count:
 def _collect(space, target, protocol, path, count, sampler, configs, seed, progress,
              should_stop, anchor_min_ms) -> int:
     probe = get_backend(target)
-    writer = SampleWriter(path, header(space, target, protocol, probe))
+    fleet = len(target.remote.commands) if target.remote is not None else 1
+    head = header(space, target, protocol, probe)
+    if fleet > 1:  # every device as its runner reports it; records name theirs by index
+        head["target"]["fleet"] = [target_record(target, get_backend(target, k))
+                                   for k in range(fleet)]
+    writer = SampleWriter(path, head)
     done = len(writer.existing)
-    prior = [r for r in writer.existing.anchors if r is not None]
-    timer = Timer(space, target, protocol, min([*prior, anchor_min_ms]))
+    timers = []
+    for k in range(fleet):  # per device: its own anchor and bar (devices differ a little)
+        mine = [a for a, d in zip(writer.existing.anchors, writer.existing.devices)
+                if a is not None and d in (k, None)]
+        timers.append(Timer(space, target, protocol, min([*mine, anchor_min_ms]), k))
     if sampler in ("biased", "cover"):
         state = BiasedSampler(space, writer.existing.configs)
     elif sampler == "given":
@@ -179,28 +213,61 @@ def _collect(space, target, protocol, path, count, sampler, configs, seed, progr
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     timed = 0
     while done < count and not (should_stop is not None and should_stop()):
-        n = min(protocol.chunk, count - done)
-        head = extremes[done:n + done]  # those not yet written
-        for c in head:
-            state.update(c)
-        if sampler == "biased":
-            chunk = head + [state.next() for _ in range(n - len(head))]
-        elif sampler == "cover":
-            chunk = head + cover_then_uniform(state, n - len(head), seed,
-                                              offset=done + len(head))
-        elif sampler == "uniform":
-            chunk = uniform_configs(space, n, seed, offset=done)
-        else:
-            chunk = list(configs[done:done + n])
-        ms, anchor = timer.time(chunk, np.random.default_rng([protocol.seed, done]))
-        writer.append(chunk, ms, sampler, {"anchor_ms": anchor})
-        done += n
-        timed += n
-        bar.update(n)
-        bar.set_postfix(ms=f"{np.median(ms):.2f}", anchor=f"{anchor or 0:.2f}",
-                        retimed=timer.timer.retimed)
+        # the next chunk of every device (a fleet times them at once), drawn in order
+        chunks, at = [], done
+        for _ in range(fleet):
+            n = min(protocol.chunk, count - at)
+            if n <= 0:
+                break
+            head = extremes[at:n + at]  # those not yet written
+            for c in head:
+                state.update(c)
+            if sampler == "biased":
+                chunk = head + [state.next() for _ in range(n - len(head))]
+            elif sampler == "cover":
+                chunk = head + cover_then_uniform(state, n - len(head), seed,
+                                                  offset=at + len(head))
+            elif sampler == "uniform":
+                chunk = uniform_configs(space, n, seed, offset=at)
+            else:
+                chunk = list(configs[at:at + n])
+            chunks.append((at, chunk))
+            at += n
+        results = _time_chunks(timers, chunks, protocol)
+        for k, ((_, chunk), (ms, anchor)) in enumerate(zip(chunks, results)):
+            extra = {"anchor_ms": anchor}
+            if fleet > 1:
+                extra["device"] = k
+            writer.append(chunk, ms, sampler, extra)  # in order: a rerun resumes here
+            done += len(chunk)
+            timed += len(chunk)
+            bar.update(len(chunk))
+        bar.set_postfix(ms=f"{np.median(results[-1][0]):.2f}",
+                        anchor=f"{results[-1][1] or 0:.2f}",
+                        retimed=sum(t.timer.retimed for t in timers))
     bar.close()
     return timed
+
+
+def _time_chunks(timers: list[Timer], chunks, protocol: Protocol) -> list:
+    """Time chunk k on device k, all at once (one thread each: the devices do the work,
+    this process waits on their answers); (ms per image, anchor ms) of each chunk."""
+    if len(chunks) == 1:
+        start, chunk = chunks[0]
+        return [timers[0].time(chunk, np.random.default_rng([protocol.seed, start]))]
+    from concurrent.futures import ThreadPoolExecutor
+    # built and exported here, one after the other (torch's ONNX export is not
+    # thread-safe), and sent ahead to their devices, which build their sessions
+    # meanwhile; then every device times its chunk at once, never while this process
+    # exports (on a stand-in fleet sharing this machine's cores that disturbed the
+    # timings: 200 networks took 1.25x one device's time instead of 0.64-0.76x,
+    # benchmarks/remote.py); only the waiting on the devices runs in threads
+    runners = [[timers[k].prepare(c) for c in chunk] for k, (_, chunk) in enumerate(chunks)]
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        futures = [pool.submit(timers[k].measure, runners[k],
+                               np.random.default_rng([protocol.seed, start]))
+                   for k, (start, _) in enumerate(chunks)]
+        return [f.result() for f in futures]
 
 
 def collect_interleaved(space: SearchSpace, target: Target, protocol: Protocol, plan,

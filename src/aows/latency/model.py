@@ -127,6 +127,10 @@ class LatencyModel:
         except FileNotFoundError:
             raise ModelFileError(f"latency model {path} does not exist; make one with "
                                  "`aows latency fit`") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelFileError(f"latency model {path} cannot be read "
+                                 f"({getattr(err, 'strerror', None) or err}); give the JSON "
+                                 "file `aows latency fit` wrote") from None
         except json.JSONDecodeError as err:
             raise ModelFileError(f"latency model {path} is not valid JSON ({err})") from None
         if not isinstance(obj, dict) or obj.get("aows") != "latency-model":
@@ -142,7 +146,7 @@ class LatencyModel:
         except KeyError as err:
             raise ModelFileError(f"latency model {path} has no {err} field; make it with "
                                  "`aows latency fit`") from None
-        except (SpaceError, ValueError) as err:
+        except (SpaceError, ValueError, TypeError, AttributeError) as err:
             raise ModelFileError(f"latency model {path}: {err}") from None
         if space is not None:
             model.check_space(space)

@@ -86,6 +86,10 @@ def time_runners(runners: Sequence[Callable[[], float]], protocol: Protocol,
     """Seconds per call of every runner, reduced over rounds x runs (interleaved)."""
     rng = rng or np.random.default_rng(protocol.seed)
     n = len(runners)
+    remote = getattr(runners[0], "time_chunk", None) if n else None
+    if remote is not None:  # a remote target times the chunk itself, in these orders
+        orders = [rng.permutation(n) for _ in range(protocol.rounds)]
+        return REDUCTIONS[protocol.reduce](remote(runners, protocol, orders))
     times = np.empty((n, protocol.rounds * protocol.runs))
     for run in runners:
         for _ in range(protocol.warmup):

@@ -36,6 +36,7 @@ class Samples:
     samplers: list[str] = field(default_factory=list)
     path: str = ""
     anchors: list[float | None] = field(default_factory=list)
+    devices: list[int | None] = field(default_factory=list)  # of a fleet (--remote x N)
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -44,7 +45,8 @@ class Samples:
         index = np.asarray(index, dtype=np.int64)
         pick = lambda seq: [seq[i] for i in index] if seq else []  # noqa: E731
         return Samples(pick(self.configs), self.latency_ms[index], self.header,
-                       pick(self.samplers), self.path, pick(self.anchors))
+                       pick(self.samplers), self.path, pick(self.anchors),
+                       pick(self.devices))
 
     @staticmethod
     def concat(parts: list[Samples]) -> Samples:
@@ -54,7 +56,8 @@ class Samples:
                        parts[0].header if parts else None,
                        [s for p in parts for s in fill(p, p.samplers, "")],
                        ",".join(p.path for p in parts),
-                       [a for p in parts for a in fill(p, p.anchors, None)])
+                       [a for p in parts for a in fill(p, p.anchors, None)],
+                       [d for p in parts for d in fill(p, p.devices, None)])
 
     @property
     def has_anchors(self) -> bool:
@@ -76,6 +79,17 @@ class Samples:
     def anchor_reference(self) -> float | None:
         """The reference state: the median anchor timing (None without anchors)."""
         return float(np.median(self.anchors)) if self.has_anchors else None
+
+    def device_offsets(self) -> dict[int, float] | None:
+        """A fleet's devices (``--remote`` given several times): each one's median anchor
+        over all the anchors' median, minus 1 (how much slower it runs the same network;
+        the drift normalisation removes it from the records). None: one device."""
+        devs = {d for d in self.devices if d is not None}
+        if len(devs) < 2 or not self.has_anchors:
+            return None
+        ref = float(np.median(self.anchors))
+        return {d: float(np.median([a for a, e in zip(self.anchors, self.devices)
+                                    if e == d])) / ref - 1 for d in sorted(devs)}
 
     def by_config(self, ref_ms: float | None = None) -> dict[tuple[int, ...], float]:
         """Configuration -> latency (the last record wins for repeated ones)."""
@@ -106,7 +120,7 @@ def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> S
     lines = raw.split(b"\n")
     torn_tail = not raw.endswith(b"\n") and lines[-1] != b""
     header = None
-    configs, lat, samplers, anchors = [], [], [], []
+    configs, lat, samplers, anchors, devices = [], [], [], [], []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -144,6 +158,8 @@ def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> S
         lat.append(ms)
         samplers.append(smp)
         anchors.append(anc)
+        dev = obj.get("device") if isinstance(obj, dict) else None
+        devices.append(dev if isinstance(dev, int) else None)
     if space is not None:
         if header is not None and "space" in header:
             space.check_same(SearchSpace.from_description(header["space"]), f"sample file {path}")
@@ -153,7 +169,7 @@ def read_samples(path: str | os.PathLike, space: SearchSpace | None = None) -> S
             except SpaceError as err:
                 raise SampleFileError(f"{path}: record {lineno}: {err}") from None
     return Samples(configs, np.asarray(lat, dtype=np.float64), header, samplers, str(path),
-                   anchors)
+                   anchors, devices)
 
 
 def read_many(paths, space: SearchSpace | None = None) -> Samples:
@@ -172,7 +188,7 @@ def read_many(paths, space: SearchSpace | None = None) -> Samples:
 
 
 # keys of the header's target that must agree to append to an existing file
-_TARGET_KEYS = ("backend", "batch_size", "dtype", "threads", "channels_last")
+_TARGET_KEYS = ("backend", "batch_size", "dtype", "threads", "channels_last", "host")
 
 
 class SampleWriter:

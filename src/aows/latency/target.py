@@ -3,7 +3,7 @@ line's options can be built from it without importing a runtime)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aows.errors import AowsError
 from aows.settings import POSITIVE, setting
@@ -22,6 +22,9 @@ class Target:
                                   check=POSITIVE)
     dtype: str = setting("fp32", "precision", choices=["fp32", "fp16"])
     channels_last: bool = setting(False, "channels_last memory format")
+    # where: None for this machine, else ``aows.latency.remote.Remote`` (never recorded:
+    # its command may carry credentials; the runner reports the target as it is)
+    remote: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_record(cls, record: dict) -> Target:

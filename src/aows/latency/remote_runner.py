@@ -1,0 +1,197 @@
+"""The runner aows starts on a remote target (``--remote CMD``): it times ONNX networks
+with the target's own runtime and answers with the raw timings.
+
+It needs only Python 3, numpy and the runtime (onnxruntime or openvino) on the target:
+aows sends this file's source through the command's standard input and the runner
+reads it with ``exec`` (nothing is installed). It reads no pickles (messages are JSON
+lines, network bytes follow a line that gives their length), loads networks from bytes
+(no file), and writes only under a temporary folder of its own (TensorRT's engine
+cache) that it removes when it ends.
+
+The protocol, one JSON line per message, each answer ``{"ok": true, ...}`` or
+``{"ok": false, "error": "..."}``:
+
+- ``{"op": "init", "backend", "threads", "dtype", "batch_size"}``: loads the runtime;
+  answers the target as it is (host, runtime and version, providers, CPU).
+- ``{"op": "load", "id", "shape", "nbytes"}`` then ``nbytes`` of ONNX: prepares it.
+- ``{"op": "time", "ids", "warmup", "rounds", "runs", "orders", "free"}``: every
+  network ``warmup`` times, then per round every network (in that round's order) ``runs``
+  consecutive times; answers ``"seconds"``: per network, rounds x runs seconds. ``free``:
+  ids to drop first.
+- ``{"op": "bye"}``: ends.
+"""
+
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+
+PROTOCOL = 1
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+class OnnxRuntime:
+    providers = {"onnxruntime": ["CPUExecutionProvider"],
+                 "onnxruntime-cuda": ["CUDAExecutionProvider"],
+                 "onnxruntime-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"]}
+
+    def __init__(self, cfg, tmp):
+        import onnxruntime as ort
+        self.ort, self.cfg = ort, cfg
+        want = self.providers[cfg["backend"]]
+        missing = [p for p in want if p not in ort.get_available_providers()]
+        if missing:
+            raise RuntimeError(f"ONNX Runtime on the target lacks providers {missing} "
+                               f"(it has {ort.get_available_providers()})")
+        self.list = list(want)
+        if cfg["backend"] == "onnxruntime-trt":
+            self.list[0] = ("TensorrtExecutionProvider",
+                            {"trt_fp16_enable": cfg["dtype"] == "fp16",
+                             "trt_engine_cache_enable": True, "trt_engine_cache_path": tmp})
+
+    def prepare(self, data, x):
+        so = self.ort.SessionOptions()
+        so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.cfg.get("threads"):
+            so.intra_op_num_threads = int(self.cfg["threads"])
+        so.inter_op_num_threads = 1
+        sess = self.ort.InferenceSession(data, so, providers=self.list)
+        binding = sess.io_binding()
+        binding.bind_cpu_input(sess.get_inputs()[0].name, x)
+        binding.bind_output(sess.get_outputs()[0].name)
+
+        def run():
+            t0 = time.perf_counter()
+            sess.run_with_iobinding(binding)
+            return time.perf_counter() - t0
+        return run
+
+    def info(self):
+        return {"runtime": "onnxruntime", "onnxruntime": self.ort.__version__,
+                "providers": [p if isinstance(p, str) else p[0] for p in self.list],
+                "threads": self.cfg.get("threads")}
+
+
+class OpenVINO:
+    precisions = {"fp32": "f32", "fp16": "f16"}
+
+    def __init__(self, cfg, tmp):
+        import openvino as ov
+        self.ov, self.cfg, self.core = ov, cfg, ov.Core()
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                       "INFERENCE_PRECISION_HINT": self.precisions[cfg["dtype"]]}
+        if cfg.get("threads"):
+            self.config["INFERENCE_NUM_THREADS"] = int(cfg["threads"])
+
+    def prepare(self, data, x):
+        compiled = self.core.compile_model(self.core.read_model(model=data), "CPU",
+                                           self.config)
+        request = compiled.create_infer_request()
+        request.set_input_tensor(self.ov.Tensor(x))
+
+        def run():
+            t0 = time.perf_counter()
+            request.infer()
+            return time.perf_counter() - t0
+        return run
+
+    def info(self):
+        return {"runtime": "openvino", "openvino": self.ov.__version__,
+                "device": str(self.core.get_property("CPU", "FULL_DEVICE_NAME")),
+                "threads": self.cfg.get("threads")}
+
+
+RUNTIMES = {"onnxruntime": OnnxRuntime, "onnxruntime-cuda": OnnxRuntime,
+            "onnxruntime-trt": OnnxRuntime, "openvino": OpenVINO}
+INSTALL = {"onnxruntime": "onnxruntime", "onnxruntime-cuda": "onnxruntime-gpu",
+           "onnxruntime-trt": "onnxruntime-gpu (with TensorRT)", "openvino": "openvino"}
+
+
+def serve(inp, out):
+    def send(obj):
+        out.write((json.dumps(obj) + "\n").encode())
+        out.flush()
+
+    tmp = tempfile.mkdtemp(prefix="aows-runner-")
+    runtime, runners = None, {}
+    try:
+        while True:
+            line = inp.readline()
+            if not line:
+                return
+            msg = json.loads(line)
+            data = inp.read(int(msg.get("nbytes", 0))) if msg.get("nbytes") else b""
+            op = msg.get("op")
+            try:
+                if op == "bye":
+                    send({"ok": True})
+                    return
+                if op == "init":
+                    try:
+                        import numpy  # noqa: F401
+                    except ImportError:
+                        send({"ok": False, "missing": "numpy", "error": "numpy is not "
+                              "installed on the target: pip install numpy there"})
+                        continue
+                    backend = msg["backend"]
+                    if backend not in RUNTIMES:
+                        send({"ok": False, "error": f"the remote runner times ONNX with "
+                              f"{sorted(RUNTIMES)}, not '{backend}'"})
+                        continue
+                    try:
+                        runtime = RUNTIMES[backend](msg, tmp)
+                    except ImportError:
+                        send({"ok": False, "missing": INSTALL[backend], "error":
+                              f"{INSTALL[backend]} is not installed for {sys.executable} "
+                              f"on the target: pip install {INSTALL[backend].split()[0]} "
+                              "there (or name another Python with --remote-python)"})
+                        continue
+                    send({"ok": True, "protocol": PROTOCOL, "host": socket.gethostname(),
+                          "python": platform.python_version(),
+                          "machine": platform.machine(), "cpu": _cpu_name(),
+                          "cpu_count": os.cpu_count(), **runtime.info()})
+                elif op == "load":
+                    import numpy as np
+                    x = np.random.default_rng(0).standard_normal(msg["shape"]).astype(
+                        np.float32)
+                    runners[msg["id"]] = runtime.prepare(data, x)
+                    send({"ok": True})
+                elif op == "time":
+                    for k in msg.get("free", []):
+                        runners.pop(k, None)
+                    ids = msg["ids"]
+                    warmup, rounds, runs = msg["warmup"], msg["rounds"], msg["runs"]
+                    seconds = [[0.0] * (rounds * runs) for _ in ids]
+                    for k in ids:
+                        for _ in range(warmup):
+                            runners[k]()
+                    for r, order in enumerate(msg["orders"]):
+                        for i in order:
+                            run = runners[ids[i]]
+                            for j in range(runs):
+                                seconds[i][r * runs + j] = run()
+                    send({"ok": True, "seconds": seconds})
+                else:
+                    send({"ok": False, "error": f"unknown op {op!r}"})
+            except Exception as err:  # reported to aows, which names the target
+                send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)
