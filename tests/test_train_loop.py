@@ -107,11 +107,12 @@ def test_signal_handlers_are_restored_and_batch_size_checked(tmp_path):
 @pytest.mark.slow
 def test_train_cli_on_digits_then_search(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--space", "mobilenet_v1", "--resolution", "32", "--data", "digits",
-                 "--epochs", "1", "--batch-size", "100", "--out", str(out)]) == 0
+    assert main(["train", "--space", "mobilenet_v1", "--resolution", "32", "--levels", "3",
+                 "--max-width", "0.5", "--data", "digits", "--epochs", "1", "--batch-size",
+                 "100", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert m["images"] == 1500 and 0 <= m["acc_max"] <= 1
-    space = mobilenet_v1(resolution=32, classes=10)
+    space = mobilenet_v1(resolution=32, classes=10, levels=3, max_width=0.5)
     tiny_latency(space).save(tmp_path / "latency.json")
     capsys.readouterr()
     assert main(["search", "--latency", str(tmp_path / "latency.json"), "--unaries",

@@ -90,6 +90,9 @@ def members(module: nn.Module, space) -> dict[int, list[Member]]:
             along = [(a, t, 0, "norm") for t in _NORM]
         elif kind == "dw":
             along = [(a, "weight", 0, "filter"), (a, "bias", 0, "filter")]
+        elif kind == "deconv":  # a transposed conv's weight is (in, out, kH, kW)
+            along = [(b, "weight", 1, "filter"), (b, "bias", 0, "filter"),
+                     (a, "weight", 0, "input")]
         else:  # conv, linear
             along = [(b, "weight", 0, "filter"), (b, "bias", 0, "filter"),
                      (a, "weight", 1, "input")]

@@ -37,11 +37,14 @@ class SpaceError(AowsError, ValueError):
 
 
 # Ops whose output width is their input width (src == dst): a unary latency term.
-TIED_OPS = ("dwconv", "add", "maxpool", "avgpool", "gap", "mul")
+# "upsample" (interpolation, any mode) and "pad" (spatial padding) keep their input's
+# channels and only change the resolution (``size_out``); ``mode`` names their kind.
+TIED_OPS = ("dwconv", "add", "maxpool", "avgpool", "gap", "mul", "upsample", "pad")
 # Ops that only a model's space has (``aows.extract``): a concatenation and an op aows
 # does not know; both only ever touch fixed widths.
 MODEL_OPS = ("cat", "other")
-OPS = ("conv", "dwsep", "linear", *TIED_OPS, *MODEL_OPS)
+# "deconv": a transposed conv (groups 1), its output resolution in ``size_out``.
+OPS = ("conv", "dwsep", "linear", "deconv", *TIED_OPS, *MODEL_OPS)
 ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid", "gelu", "none")
 
 
@@ -71,11 +74,12 @@ class LayerSpec:
     act: str = "relu"
     # Fields that only layers found in a user's model set (``aows.extract``): a conv
     # without BatchNorm, a grouped conv, an unusual padding, an op whose output size the
-    # formula below does not give.
+    # formula below does not give, the mode of an upsampling or a padding.
     bn: bool = True
     groups: int = 1
     pad: int | None = None
     size_out: int | None = None
+    mode: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -87,6 +91,10 @@ class LayerSpec:
             key += f"-n{len(self.inputs)}"
         if self.op == "other":
             key += f"-{self.name}"  # an unknown op shares its unknowns with nothing
+        if self.op in ("upsample", "pad", "deconv"):
+            key += f"-o{self.out_res}"
+        if self.mode is not None:
+            key += f"-{self.mode}"
         for extra, on in ((f"-p{self.pad}", self.pad is not None),
                           (f"-g{self.groups}", self.groups != 1), ("-nobn", not self.bn)):
             if on:
@@ -105,13 +113,16 @@ class LayerSpec:
             return 1
         if self.op in ("add", "mul", "cat"):
             return self.in_res
+        if self.op == "deconv":  # a transposed conv, its padding 0 unless given
+            return (self.in_res - 1) * self.stride - 2 * (self.pad or 0) + self.kernel
         return (self.in_res + 2 * self.padding - self.kernel) // self.stride + 1
 
     def describe(self) -> dict:
         """JSON-able fields; the graph fields only where set (chain files stay as they were)."""
         d = asdict(self)
         for k, default in (("src", None), ("dst", None), ("inputs", ()), ("act", "relu"),
-                           ("bn", True), ("groups", 1), ("pad", None), ("size_out", None)):
+                           ("bn", True), ("groups", 1), ("pad", None), ("size_out", None),
+                           ("mode", None)):
             if d[k] == default or (k == "inputs" and not d[k]):
                 del d[k]
         if "inputs" in d:
@@ -130,8 +141,10 @@ LAYER_MACS: dict[str, Callable[[LayerSpec, int, int], float]] = {
     "dwsep": lambda s, i, o: (s.kernel ** 2 * i + i * o) * _pixels(s),
     "dwconv": lambda s, i, o: s.kernel ** 2 * i * _pixels(s),
     "linear": lambda s, i, o: i * o + i * s.in_res ** 2,  # the pooling before it, too
+    # a transposed conv: every input pixel scatters a k x k x c_out patch per input channel
+    "deconv": lambda s, i, o: s.kernel ** 2 * i * o * s.in_res ** 2 / s.groups,
     **{op: (lambda s, i, o: 0) for op in ("gap", "avgpool", "maxpool", "mul", "add", "cat",
-                                          "other")},
+                                          "other", "upsample", "pad")},
 }
 
 

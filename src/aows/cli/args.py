@@ -199,7 +199,8 @@ def _remote_args(g) -> None:
     """--remote CMD (repeatable: a fleet) and how to reach the target."""
     g.add_argument("--remote", action="append", default=None, metavar="CMD",
                    help="time on another machine: a command prefix that runs a program "
-                   "there ('ssh user@board', 'docker exec box', 'kubectl exec pod --'); "
+                   "there, passing its input through ('ssh user@board', 'docker exec -i box', "
+                   "'kubectl exec -i pod --'); "
                    "the target needs Python 3, numpy and the runtime of --backend "
                    "(onnxruntime*, openvino); repeat for a fleet of identical devices")
     g.add_argument("--remote-python", default=None, metavar="PATH",

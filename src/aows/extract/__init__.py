@@ -4,9 +4,11 @@ The module is traced with ``torch.fx`` (PyTorch's own graph capture) and run onc
 example input to learn every tensor's shape. Each tensor with a channel dimension gets a
 channel slot; slots that must have one width are merged (union-find):
 
-- a convolution or linear map starts a new slot at its output; a depthwise conv keeps
-  its input's;
-- BatchNorm, activations, dropout, pooling and a flatten of a 1x1 map keep their input's;
+- a convolution, transposed convolution or linear map starts a new slot at its output;
+  a depthwise conv keeps its input's;
+- BatchNorm, activations, dropout, pooling, a flatten of a 1x1 map, upsampling and
+  spatial padding keep their input's (an upsampling or padding is a layer of its own: it
+  changes the resolution);
 - an elementwise addition or multiplication merges the slots it combines (residuals,
   squeeze-and-excitation gates).
 

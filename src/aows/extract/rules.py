@@ -27,12 +27,29 @@ _ACT_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6",
                   F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu",
                   torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.gelu: "gelu"}
 _ACT_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid"}
-_PASS_MODULES = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten, nn.BatchNorm2d,
-                 nn.LeakyReLU, nn.Tanh, nn.ELU, nn.Mish, *_ACT_MODULES)
-_PASS_FUNCTIONS = {F.dropout, torch.flatten, F.leaky_relu, torch.tanh, F.mish,
-                   *_ACT_FUNCTIONS}
-_PASS_METHODS = {"flatten", "view", "reshape", "contiguous", "clone", "tanh",
-                 *_ACT_METHODS}
+# elementwise, or per channel without parameters along the channels: keep the channels
+_PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                 nn.FeatureAlphaDropout, nn.Identity, nn.Flatten, nn.BatchNorm2d,
+                 nn.LeakyReLU, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Hardtanh,
+                 nn.Softplus, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Hardshrink,
+                 nn.Softshrink, *_ACT_MODULES)
+_PASS_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+                   F.feature_alpha_dropout, torch.flatten, F.leaky_relu, torch.tanh, F.tanh,
+                   F.mish, F.elu, F.selu, F.celu, F.hardtanh, F.softplus, F.softsign,
+                   F.logsigmoid, F.tanhshrink, F.hardshrink, F.softshrink, torch.abs,
+                   torch.exp, torch.clamp, torch.clip, *_ACT_FUNCTIONS}
+_PASS_METHODS = {"flatten", "view", "reshape", "contiguous", "clone", "tanh", "tanh_",
+                 "abs", "exp", "clamp", "clamp_", "clip", *_ACT_METHODS}
+# keep the channels, change the resolution: (layer op, mode) of ``_Trace.resize``
+_UPSAMPLE_MODULES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+_UPSAMPLE_FUNCTIONS = {F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear}
+_PAD_MODULES = {nn.ZeroPad2d: "constant", nn.ConstantPad2d: "constant",
+                nn.ReflectionPad2d: "reflect", nn.ReplicationPad2d: "replicate",
+                **({nn.CircularPad2d: "circular"} if hasattr(nn, "CircularPad2d") else {})}
+# fold channels into pixels or shuffle them: held (a leading slice is not kept)
+_SHUFFLE = {F.pixel_shuffle, F.pixel_unshuffle, torch.pixel_shuffle,
+            torch.pixel_unshuffle, torch.channel_shuffle, nn.PixelShuffle,
+            nn.PixelUnshuffle, nn.ChannelShuffle}
 _ADD = {operator.add, operator.iadd, operator.sub, torch.add, torch.sub, "add", "add_", "sub"}
 _MUL = {operator.mul, operator.imul, operator.truediv, torch.mul, "mul", "mul_", "div"}
 _CAT = {torch.cat, torch.concat, "cat"}
@@ -122,7 +139,24 @@ def _pool(op: str) -> Rule:
 
 
 def _global_pool(t, node, m, x, ins) -> bool:
-    return x is not None and t.global_pool(node, x)
+    return x is not None and t.adaptive_pool(node, x, "maxpool" if isinstance(
+        m, nn.AdaptiveMaxPool2d) else "avgpool")
+
+
+def _deconv(t, node, m, x, ins) -> bool:
+    if m.padding_mode != "zeros" or x is None:
+        return False
+    t.deconv(node, m, x)
+    return True
+
+
+def _upsample(t, node, m, x, ins) -> bool:
+    mode = "bilinear" if isinstance(m, nn.UpsamplingBilinear2d) else m.mode
+    return x is not None and t.resize(node, x, "upsample", mode)
+
+
+def _padding(t, node, m, x, ins) -> bool:
+    return x is not None and t.resize(node, x, "pad", _PAD_MODULES[type(m)])
 
 
 def passthrough(t, node, m, x, ins) -> bool:
@@ -138,6 +172,8 @@ MODULE_RULES: dict[type, Rule] = {
     nn.Conv2d: _conv, nn.Linear: _linear, nn.BatchNorm2d: _batchnorm,
     nn.MaxPool2d: _pool("maxpool"), nn.AvgPool2d: _pool("avgpool"),
     nn.AdaptiveAvgPool2d: _global_pool, nn.AdaptiveMaxPool2d: _global_pool,
+    nn.ConvTranspose2d: _deconv, **{t: _upsample for t in _UPSAMPLE_MODULES},
+    **{t: _padding for t in _PAD_MODULES},
     **{t: _activation(a) for t, a in _ACT_MODULES.items()},
     **{t: passthrough for t in _PASS_MODULES if t not in _ACT_MODULES
        and t is not nn.BatchNorm2d},

@@ -17,6 +17,8 @@ from aows.extract.rules import (
     _MUL,
     _PASS_FUNCTIONS,
     _PASS_METHODS,
+    _SHUFFLE,
+    _UPSAMPLE_FUNCTIONS,
     _int,
     _plain_tensors,
     _size_query,
@@ -33,6 +35,8 @@ HELD_KINDS = (
     ("concatenated", "a concatenation's inputs and output keep their widths",
      lambda w: w.startswith("concatenated at")),
     ("split", "split into several tensors", lambda w: "splits the channels" in w),
+    ("shuffled", "channels folded into pixels or shuffled (pixel/channel shuffle)",
+     lambda w: "moves channels" in w),
     ("grouped", "grouped convs: widths stay multiples of the group count",
      lambda w: w.startswith("grouped conv")),
     ("fixed-size", "combined with a tensor of fixed size",
@@ -197,6 +201,12 @@ class _Trace:
         return f"{t} at '{self.scope(node) or node.name}'"
 
     @staticmethod
+    def fname(node) -> str:
+        """The name of a node's function or method (a layer's name, never fx's)."""
+        t = node.target
+        return t if isinstance(t, str) else getattr(t, "__name__", "op").strip("_") or "op"
+
+    @staticmethod
     def scope(node) -> str:
         stack = node.meta.get("nn_module_stack") or {}
         return list(stack.values())[-1][0] if stack else ""
@@ -234,7 +244,7 @@ class _Trace:
                   **extra) -> int:
         inputs = [self.producer(r) for r in reads]
         # "none" until an activation fuses; ops without one keep the default ("relu")
-        act = "none" if op in ("conv", "dwconv", "add", "mul") else "relu"
+        act = "none" if op in ("conv", "dwconv", "deconv", "add", "mul") else "relu"
         self.layers.append(dict(name=name, op=op, kernel=kernel, stride=stride,
                                 in_res=self.res(reads[0]) if in_res is None else in_res,
                                 src=src, dst=dst, inputs=inputs, act=act, **extra))
@@ -296,7 +306,7 @@ class _Trace:
         fused into the conv it follows."""
         k = self.fusable(node, x)
         self.passthrough(node, x)
-        if k is not None and self.layers[k]["op"] in ("conv", "dwconv") \
+        if k is not None and self.layers[k]["op"] in ("conv", "dwconv", "deconv") \
                 and not self.layers[k]["bn"]:
             self.layers[k]["bn"] = True
             self.tail[k], self.prod[node] = node, k
@@ -312,9 +322,24 @@ class _Trace:
             self.elementwise(node, ins, "add" if target in _ADD else "mul")
         elif target in _CAT:
             self.concat(node, ins)
-        elif target is F.adaptive_avg_pool2d or target is F.adaptive_max_pool2d or (
-                method and target == "mean") or target is torch.mean:
+        elif target is F.adaptive_avg_pool2d or target is F.adaptive_max_pool2d:
+            if not self.adaptive_pool(node, x, "maxpool" if target is F.adaptive_max_pool2d
+                                      else "avgpool"):
+                self.unknown(node, ins)
+        elif (method and target == "mean") or target is torch.mean:
             if not self.global_pool(node, x):
+                self.unknown(node, ins)
+        elif not method and (target in _UPSAMPLE_FUNCTIONS or target is F.pad):
+            a = [*node.args, None, None, None, None]
+            if target is F.pad:
+                mode = _value(node.kwargs.get("mode", a[2])) or "constant"
+            elif target is F.interpolate:
+                mode = _value(node.kwargs.get("mode", a[3])) or "nearest"
+            else:
+                mode = "bilinear" if target is F.upsample_bilinear else _value(
+                    node.kwargs.get("mode", a[3])) or "nearest"
+            if len(ins) != 1 or not isinstance(mode, str) or not self.resize(
+                    node, x, "pad" if target is F.pad else "upsample", mode):
                 self.unknown(node, ins)
         elif target is F.max_pool2d or target is F.avg_pool2d:
             a = [_value(v) for v in node.args] + [None] * 5
@@ -327,7 +352,8 @@ class _Trace:
             self.pool(node, x, "maxpool" if target is F.max_pool2d else "avgpool", _int(k),
                       _int(k if s is None or s == [] else s), _int(p))
         elif (target in self.sd or (method and target in _PASS_METHODS)
-              or (not method and target in _PASS_FUNCTIONS)) and self.keeps(node, x):
+              or (not method and target in _PASS_FUNCTIONS)) and self.keeps(node, x) \
+                and len(self.tensors(node)) == 1:  # no tensor of fixed size beside x
             self.passthrough(node, x)
         else:
             self.unknown(node, ins)
@@ -356,7 +382,8 @@ class _Trace:
         # a linear's "relu" is the built-in classifier's default and means none: a ReLU
         # after a linear stays outside it
         if k is not None and k not in self.acted and (
-                op in ("conv", "dwconv", "add", "mul") or (op == "linear" and act != "relu")):
+                op in ("conv", "dwconv", "deconv", "add", "mul")
+                or (op == "linear" and act != "relu")):
             self.layers[k]["act"] = act
             self.acted.add(k)
             self.tail[k] = node
@@ -390,6 +417,51 @@ class _Trace:
             self.plan.append((node.target, "conv", s_in, s_out))
         self.add_layer(node, "conv", self.name_of(node, "conv"), [x], s_in, s_out,
                        kernel=k, stride=st, **extra)
+
+    def deconv(self, node, m: nn.ConvTranspose2d, x) -> None:
+        """A transposed conv: a new width at its output, weight (in, out, kH, kW); its
+        output size (stride, padding, output_padding) is the one the trace measured."""
+        s_in, s_out = self.slot[x], self.new(m.out_channels)
+        self.slot[node] = s_out
+        pad = _int(m.padding)
+        extra = {"bias": m.bias is not None, "bn": False, "size_out": self.res(node),
+                 "pad": pad or None}
+        if m.groups > 1:
+            why = (f"grouped conv '{node.target}' (groups={m.groups}): its widths must stay "
+                   "multiples of the group count")
+            self.hold(s_in, why)
+            self.hold(s_out, why)
+            extra["groups"] = m.groups
+        else:
+            self.plan.append((node.target, "deconv", s_in, s_out))
+        self.add_layer(node, "deconv", self.name_of(node, "deconv"), [x], s_in, s_out,
+                       kernel=_int(m.kernel_size), stride=_int(m.stride), **extra)
+
+    def resize(self, node, x, op: str, mode: str) -> bool:
+        """An upsampling or a padding: the channels kept, the resolution changed (a tied
+        layer of its own, so that what reads it reads at its size)."""
+        a, b = self.shape(x), self.shape(node)
+        if a is None or b is None or len(a) != 4 or len(b) != 4 or a[:2] != b[:2]:
+            return False
+        if a == b:
+            self.passthrough(node, x)
+            return True
+        s = self.slot[node] = self.slot[x]
+        self.add_layer(node, op, self.name_of(node, op), [x], s, s,
+                       size_out=self.res(node), mode=mode)
+        return True
+
+    def adaptive_pool(self, node, x, op: str) -> bool:
+        """An adaptive pool: global (1x1), else a pool of kernel = stride = in / out."""
+        if self.global_pool(node, x):
+            return True
+        a, b = self.shape(x), self.shape(node)
+        if a is None or b is None or len(a) != 4 or len(b) != 4 or a[:2] != b[:2] or \
+                a[2] != a[3] or b[2] != b[3] or a[2] % b[2]:
+            return False
+        k = a[2] // b[2]
+        self.pool(node, x, op, k, k, 0)
+        return True
 
     def linear(self, node, m: nn.Linear, x) -> None:
         s_out = self.new(m.out_features)
@@ -468,7 +540,11 @@ class _Trace:
                        in_res=self.res(node))
 
     def unknown(self, node, ins) -> None:
+        kind = type(self.modules[node.target]) if node.op == "call_module" else node.target
         why = f"{self.where(node)} is an op aows does not slice"
+        if kind in _SHUFFLE:
+            why = (f"{self.where(node)} moves channels into pixels or across groups: a "
+                   "leading slice of its channels is not a slice of its result")
         for t in ins:
             self.hold(self.slot[t], why)
         out = self.shape(node)
@@ -479,7 +555,7 @@ class _Trace:
         self.slot[node] = s
         ins = ins or [self.image]  # made from nothing: a constant term read off the image
         src = self.slot[ins[0]]
-        self.add_layer(node, "other", self.name_of(node, "op"), ins, src, s,
+        self.add_layer(node, "other", self.name_of(node, self.fname(node)), ins, src, s,
                        in_res=self.res(ins[0]), size_out=self.res(node))
 
 

@@ -1,7 +1,7 @@
 """Timing on another machine (``--remote CMD``): one device, or a fleet of identical ones.
 
 ``CMD`` is a command prefix that runs a program on the target (``ssh user@jetson``,
-``docker exec box``, ``kubectl exec pod --``). aows starts its runner there
+``docker exec -i box``, ``kubectl exec -i pod --``). aows starts its runner there
 (``aows.latency.remote_runner``: Python 3, numpy and the runtime are all the target
 needs; its source goes through the command's standard input) and sends it each chunk's
 networks as ONNX; the runner times them with the target's runtime and answers with the
@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import os
-import select
+import selectors
 import shlex
 import subprocess
 import threading
@@ -43,7 +43,9 @@ __all__ = ["Remote", "RemoteError", "Device", "RemoteBackend"]
 log = logging.getLogger(__name__)
 
 RUNNER = Path(__file__).with_name("remote_runner.py")
-BOOTSTRAP = "import sys;b=sys.stdin.buffer;exec(b.read(int(b.readline())))"
+# the first path entry of `python -c` is the working directory on the target: a stray
+# numpy.py there must not shadow the real one
+BOOTSTRAP = "import sys;sys.path.pop(0);b=sys.stdin.buffer;exec(b.read(int(b.readline())))"
 
 
 class RemoteError(AowsError):
@@ -104,7 +106,8 @@ class Device:
         self.proc = None
         self.info: dict = {}
         self.loaded: set[int] = set()
-        self.free: list[int] = []
+        self.free: list[int] = []  # ids of dropped networks, freed on the target next
+        self._free_lock = threading.Lock()
         self.pending = 0  # answers owed for networks sent ahead (``send_ahead``)
         self._buf = b""
         self._err = collections.deque(maxlen=20)
@@ -113,49 +116,67 @@ class Device:
     # ------------------------------------------------------------------ process
     def start(self) -> None:
         argv = self.remote.argv(self.k)
-        try:
+        try:  # its own session: a Ctrl-C of aows reaches aows, which stops it cleanly
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, bufsize=0)
+                                         stderr=subprocess.PIPE, bufsize=0,
+                                         start_new_session=True)
         except OSError as err:
             raise RemoteError(f"--remote {' '.join(self.remote.commands[self.k])}: cannot "
                               f"run {argv[0]} ({err.strerror})") from None
         self._buf, self.loaded, self.pending = b"", set(), 0
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        self._err = collections.deque(maxlen=20)
+        os.set_blocking(self.proc.stdin.fileno(), False)  # writes wait with a deadline
+        threading.Thread(target=self._drain, args=(self.proc, self._err),
+                         daemon=True).start()
         source = RUNNER.read_bytes()
-        deadline = time.monotonic() + self.remote.timeout
         self._write(f"{len(source)}\n".encode() + source)
-        answer = self._ask({"op": "init", **self.init}, deadline=deadline)
+        answer = self._ask({"op": "init", **self.init})
         if answer.get("protocol") != 1:
             raise RemoteError(f"{self.name}: the runner answered protocol "
                               f"{answer.get('protocol')!r}, not 1")
         self.info = {k: v for k, v in answer.items() if k != "ok"}
 
     def stop(self) -> None:
+        """End the runner: its input closed (the runner exits at the end of its input,
+        even while it times), then the command's whole process group killed if it has not
+        ended within 1 s."""
         proc, self.proc, self.pending = self.proc, None, 0
         if proc is None:
             return
         try:
-            if proc.poll() is None:
-                try:
-                    self._write(b'{"op": "bye"}\n', proc)
-                except _Lost:
-                    pass
-                try:
-                    proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        finally:
-            for f in (proc.stdin, proc.stdout, proc.stderr):
-                if f is not None:
-                    f.close()
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, 9)
+            except OSError:
+                proc.kill()
+            proc.wait()
+        proc.stdout.close()  # stderr: its drain thread closes it at its end
 
-    def _drain(self, proc) -> None:
+    @staticmethod
+    def _drain(proc, lines) -> None:
         try:
             for line in iter(proc.stderr.readline, b""):
-                self._err.append(line.decode(errors="replace").rstrip())
-        except (ValueError, OSError):  # closed by stop()
+                lines.append(line.decode(errors="replace").rstrip())
+        except (ValueError, OSError):
             pass
+        finally:
+            proc.stderr.close()
+
+    def held(self) -> int:
+        """How many networks the runner holds (those of the chunk in hand and the anchor;
+        dropped ones are freed with the next chunk)."""
+        with self.lock:
+            return self._ask({"op": "held"})["held"]
+
+    def queue_free(self, k: int) -> None:
+        """A network dropped here: freed on the target with the next chunk."""
+        with self._free_lock:
+            self.free.append(k)
 
     def _stderr(self) -> str:
         time.sleep(0.05)  # the drain thread's last lines
@@ -163,23 +184,42 @@ class Device:
         return f" (its stderr: {' | '.join(lines[-3:])[:400]})" if lines else ""
 
     # ------------------------------------------------------------------ messages
-    def _write(self, data: bytes, proc=None) -> None:
-        proc = proc or self.proc
+    def _write(self, data: bytes) -> None:
+        """All of ``data``, within the timeout: a target that stops reading is a hung one."""
+        deadline = time.monotonic() + self.remote.timeout
+        view = memoryview(data)
         try:
-            proc.stdin.write(data)
-            proc.stdin.flush()
+            fd = self.proc.stdin.fileno()
+            with selectors.DefaultSelector() as sel:
+                sel.register(fd, selectors.EVENT_WRITE)
+                while view:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise _Lost(f"{self.name}: the target took nothing in "
+                                    f"{self.remote.timeout:g} s (--remote-timeout): it hangs "
+                                    "or is too slow")
+                    if sel.select(left):
+                        try:
+                            view = view[os.write(fd, view):]
+                        except BlockingIOError:
+                            continue
         except (BrokenPipeError, OSError, ValueError, AttributeError):
             raise _Lost(f"{self.name}: the connection closed{self._stderr()}") from None
 
-    def _line(self, deadline: float) -> bytes:
+    def _line(self) -> bytes:
+        """The next answer line, within the timeout (counted from now: each answer, e.g.
+        each network's session on a slow TensorRT target, has its own)."""
+        deadline = time.monotonic() + self.remote.timeout
         fd = self.proc.stdout.fileno()
+        sel = selectors.DefaultSelector()
+        sel.register(fd, selectors.EVENT_READ)
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
+                sel.close()
                 raise _Lost(f"{self.name}: no answer within {self.remote.timeout:g} s "
                             "(--remote-timeout): the target hangs or is too slow")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if not sel.select(left):
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -188,18 +228,18 @@ class Device:
                             + (f" with exit code {code}" if code is not None else "")
                             + self._stderr())
             self._buf += chunk
+        sel.close()
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    def _ask(self, msg: dict, payload: bytes = b"", deadline: float | None = None) -> dict:
+    def _ask(self, msg: dict, payload: bytes = b"") -> dict:
         if payload:
             msg = {**msg, "nbytes": len(payload)}
         self._write(json.dumps(msg).encode() + b"\n" + payload)
-        deadline = deadline or time.monotonic() + self.remote.timeout
         while self.pending:  # the answers to networks sent ahead come first, in order
             self.pending -= 1
-            self._answer(self._line(deadline))
-        return self._answer(self._line(deadline))
+            self._answer(self._line())
+        return self._answer(self._line())
 
     def send_ahead(self, handle) -> None:
         """Send a network to load while this process prepares the next one (its answer is
@@ -244,18 +284,18 @@ class Device:
         """Seconds (networks x rounds*runs) of one chunk, retried on a fresh connection
         after a dropped or hung one."""
         def chunk():
-            deadline = time.monotonic() + self.remote.timeout
             for h in handles:
                 if h.id not in self.loaded:
-                    self._ask({"op": "load", "id": h.id, "shape": list(h.shape)}, h.onnx,
-                              deadline)
+                    self._ask({"op": "load", "id": h.id, "shape": list(h.shape)}, h.onnx)
                     self.loaded.add(h.id)
-            free, self.free = [k for k in self.free if k in self.loaded], []
+            with self._free_lock:
+                dropped, self.free = self.free, []
+            free = [k for k in dropped if k in self.loaded]
             self.loaded -= set(free)
             answer = self._ask({"op": "time", "ids": [h.id for h in handles],
                                 "warmup": warmup, "rounds": rounds, "runs": runs,
                                 "orders": [list(map(int, o)) for o in orders],
-                                "free": free}, deadline=deadline)
+                                "free": free})
             return np.asarray(answer["seconds"], dtype=np.float64)
         return self._retried(chunk, "timing the chunk")
 
@@ -293,7 +333,7 @@ class _Handle:
             _Handle._next += 1
             self.id = _Handle._next
         self.device, self.onnx, self.shape = device, onnx, tuple(shape)
-        weakref.finalize(self, device.free.append, self.id)
+        weakref.finalize(self, device.queue_free, self.id)
         device.send_ahead(self)
 
     def time_chunk(self, handles, protocol, orders) -> np.ndarray:

@@ -18,16 +18,19 @@ The protocol, one JSON line per message, each answer ``{"ok": true, ...}`` or
   network ``warmup`` times, then per round every network (in that round's order) ``runs``
   consecutive times; answers ``"seconds"``: per network, rounds x runs seconds. ``free``:
   ids to drop first.
-- ``{"op": "bye"}``: ends.
+- ``{"op": "held"}``: how many networks it holds; ``{"op": "bye"}``: ends (as does the
+  end of its input, at once, even in the middle of a timing).
 """
 
 import json
 import os
 import platform
+import queue
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 
 PROTOCOL = 1
@@ -121,25 +124,43 @@ INSTALL = {"onnxruntime": "onnxruntime", "onnxruntime-cuda": "onnxruntime-gpu",
            "onnxruntime-trt": "onnxruntime-gpu (with TensorRT)", "openvino": "openvino"}
 
 
+def read_messages(inp, messages, tmp):
+    """Read requests into ``messages`` until the input ends, then end the process at once,
+    even in the middle of a timing: the input ends when aows stops or is gone."""
+    try:
+        while True:
+            line = inp.readline()
+            if not line:
+                break
+            msg = json.loads(line)
+            n = int(msg.get("nbytes") or 0)
+            messages.put((msg, inp.read(n) if n else b""))
+    except Exception:  # a torn request: aows is gone
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    os._exit(0)
+
+
 def serve(inp, out):
     def send(obj):
         out.write((json.dumps(obj) + "\n").encode())
         out.flush()
 
     tmp = tempfile.mkdtemp(prefix="aows-runner-")
+    messages = queue.Queue()
+    threading.Thread(target=read_messages, args=(inp, messages, tmp), daemon=True).start()
     runtime, runners = None, {}
     try:
         while True:
-            line = inp.readline()
-            if not line:
-                return
-            msg = json.loads(line)
-            data = inp.read(int(msg.get("nbytes", 0))) if msg.get("nbytes") else b""
+            msg, data = messages.get()
             op = msg.get("op")
             try:
                 if op == "bye":
                     send({"ok": True})
                     return
+                if op == "held":  # how many networks it holds (networks are freed)
+                    send({"ok": True, "held": len(runners)})
+                    continue
                 if op == "init":
                     try:
                         import numpy  # noqa: F401
@@ -194,4 +215,9 @@ def serve(inp, out):
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # the protocol keeps standard output to itself: whatever a runtime prints there
+    # (native libraries write to file descriptor 1) goes to standard error instead
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, protocol_out)

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from aows.nn.bn import recalibrate_bn
-from aows.nn.ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, leading_slice
+from aows.nn.ops import (
+    SlimBatchNorm2d,
+    SlimConv2d,
+    SlimConvTranspose2d,
+    SlimLinear,
+    leading_slice,
+)
 
 
 def _set(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -67,6 +73,10 @@ def _plain(m: nn.Module, kind: str, cin: int, cout: int) -> nn.Module:
     if kind in ("conv", "dw"):
         new = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
                         groups=cin if kind == "dw" else 1, bias=m.bias is not None)
+    elif kind == "deconv":  # weight (in, out, kH, kW): the leading slice all the same
+        new = nn.ConvTranspose2d(cin, cout, m.kernel_size, m.stride, m.padding,
+                                 m.output_padding, bias=m.bias is not None,
+                                 dilation=m.dilation)
     elif kind == "bn":
         new = nn.BatchNorm2d(cin, m.eps, m.momentum)
     else:
@@ -123,17 +133,17 @@ class ModuleSupernet(nn.Module):
                     swapped[name] = SlicedNorm(m)
                 else:
                     cls = {"conv": SlimConv2d, "dw": SlimConv2d, "bn": SlimBatchNorm2d,
-                           "linear": SlimLinear}[kind]
+                           "linear": SlimLinear, "deconv": SlimConvTranspose2d}[kind]
                     swapped[name] = cls.from_module(m)
                 _set(self.net, name, swapped[name])
-                if kind in ("conv", "linear"):
+                if kind in ("conv", "linear", "deconv"):
                     self._outs.append((swapped[name], b))
         self.net.train()
 
     def set_config(self, config: Sequence[int]) -> None:
         widths = self.space.full_widths(config)
         for m, b in self._outs:
-            if isinstance(m, SlimConv2d):
+            if isinstance(m, (SlimConv2d, SlimConvTranspose2d)):
                 m.out_channels_now = widths[b]
             else:
                 m.out_features_now = widths[b]

@@ -55,6 +55,33 @@ class SlimConv2d(nn.Conv2d):
                         cin if self.depthwise else 1)
 
 
+class SlimConvTranspose2d(nn.ConvTranspose2d):
+    """ConvTranspose2d (groups 1) on the first c_in of its inputs to the first
+    ``out_channels_now`` of its outputs; its weight is (in, out, kH, kW)."""
+
+    def __init__(self, max_in, max_out, kernel, stride=1, padding=0, output_padding=0,
+                 bias=False, dilation=1):
+        super().__init__(max_in, max_out, kernel, stride, padding, output_padding,
+                         bias=bias, dilation=dilation)
+        self.out_channels_now = max_out
+
+    @classmethod
+    def from_module(cls, conv: nn.ConvTranspose2d) -> SlimConvTranspose2d:
+        """The slimmable twin of a plain transposed conv, sharing its tensors."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                  conv.padding, conv.output_padding, conv.bias is not None, conv.dilation)
+        new.weight, new.bias = conv.weight, conv.bias
+        return new
+
+    def forward(self, x, output_size=None):
+        cin, cout = x.shape[1], self.out_channels_now
+        pad_out = self._output_padding(x, output_size, self.stride, self.padding,
+                                       self.kernel_size, 2, self.dilation)
+        b = self.bias[:cout] if self.bias is not None else None
+        return F.conv_transpose2d(x, self.weight[:cin, :cout], b, self.stride, self.padding,
+                                  pad_out, 1, self.dilation)
+
+
 class SlimBatchNorm2d(nn.BatchNorm2d):
     """Shared BatchNorm over the first c channels (statistics and affine sliced)."""
 
@@ -107,7 +134,8 @@ class SlimLayer(nn.Module):
 
     def set_width(self, cout: int) -> None:
         for m in self.modules():
-            if isinstance(m, SlimConv2d) and not m.depthwise:
+            if isinstance(m, SlimConv2d) and not m.depthwise or \
+                    isinstance(m, SlimConvTranspose2d):
                 m.out_channels_now = cout
 
 
@@ -206,6 +234,39 @@ register_op("conv", Op(
         *_bn(s, o, SlimBatchNorm2d))),
     flops=LAYER_MACS["conv"]))
 
+def _deconv_args(s):
+    """(stride, padding, output_padding) of a transposed conv giving ``size_out``."""
+    p = s.pad or 0
+    return s.stride, p, max(0, s.out_res - ((s.in_res - 1) * s.stride - 2 * p + s.kernel))
+
+
+register_op("deconv", Op(
+    plain=lambda s, i, o: nn.Sequential(*_with_act(
+        s.act, nn.ConvTranspose2d(i, o, s.kernel, *_deconv_args(s), bias=s.bias),
+        *_bn(s, o))),
+    slim=lambda s, i, o: SlimLayer(*_with_act(
+        s.act, SlimConvTranspose2d(i, o, s.kernel, *_deconv_args(s), bias=s.bias),
+        *_bn(s, o, SlimBatchNorm2d))),
+    flops=LAYER_MACS["deconv"]))
+
+
+def _resize(s):  # the op at the layer's sizes (its latency; the model's own op runs)
+    if s.op == "pad":
+        lo = (s.out_res - s.in_res) // 2
+        mode = "constant" if s.mode in (None, "constant") else s.mode
+        return _Pad((lo, s.out_res - s.in_res - lo) * 2, mode)
+    return nn.Upsample(size=s.out_res, mode=s.mode or "nearest")
+
+
+class _Pad(nn.Module):
+    def __init__(self, pad, mode):
+        super().__init__()
+        self.pad, self.mode = pad, mode
+
+    def forward(self, x):
+        return F.pad(x, self.pad, self.mode)
+
+
 register_op("dwsep", Op(
     plain=lambda s, i, o: nn.Sequential(
         nn.Conv2d(i, i, s.kernel, s.stride, _pad(s), groups=i, bias=s.bias),
@@ -249,6 +310,10 @@ register_op("cat", Op(plain=lambda s, i, o: Cat(), slim=lambda s, i, o: Cat(),
                       flops=LAYER_MACS["cat"]))
 
 register_op("other", Op(plain=_model_only, slim=_model_only, flops=LAYER_MACS["other"]))
+
+for _name in ("upsample", "pad"):
+    register_op(_name, Op(plain=lambda s, i, o: _resize(s), slim=lambda s, i, o: _resize(s),
+                          flops=LAYER_MACS[_name]))
 
 register_op("add", Op(plain=lambda s, i, o: Add(s.act), slim=lambda s, i, o: Add(s.act),
                       flops=LAYER_MACS["add"]))
