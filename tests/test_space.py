@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from aows.catalogue import get_space
+from aows.cli.args import parse_config
 from aows.nn import build_network
-from aows.space import SpaceError, parse_config
+from aows.space import SpaceError
 from aows.spaces import mobilenet_v1
 
 # Table D.1 of the AOWS supplementary (supplementary material of the paper).

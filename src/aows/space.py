@@ -578,32 +578,3 @@ def width_choices(base: int, min_mult: float, max_mult: float, levels: int,
     de-duplicated (Table D.1 of the AOWS supplementary with the defaults)."""
     raw = np.round(base * np.linspace(min_mult, max_mult, levels) / divisor) * divisor
     return tuple(sorted({max(divisor, int(v)) for v in raw}))
-
-
-def describe_variables(space: SearchSpace) -> list[dict]:
-    """Every width variable in order: name, choices, fixed or searchable, its 1.0x width,
-    and the layers that touch it (role "in", "out", or "tied" when it is both)."""
-    base = dict(zip(space.searchable, space.base_widths or ()))
-    rows = [{"name": n, "choices": list(c), "fixed": v not in space.searchable,
-             "base_width": base.get(v), "layers": []}
-            for v, (n, c) in enumerate(zip(space.names, space.choices))]
-    for i, layer in enumerate(space.layers):
-        s, d = space.src(i), space.dst(i)
-        entry = {"layer": layer.name, "op": layer.op}
-        if s == d:
-            rows[s]["layers"].append({**entry, "role": "tied"})
-        else:
-            rows[s]["layers"].append({**entry, "role": "in"})
-            rows[d]["layers"].append({**entry, "role": "out"})
-    return rows
-
-
-def parse_config(text: str) -> tuple[int, ...]:
-    """Parse "8,16,48" or "8 16 48" into widths."""
-    parts = text.replace(",", " ").split()
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise SpaceError(f"could not read configuration '{text}': give comma-separated "
-                         "integer widths, e.g. 8,16,48,...") from None
-

@@ -253,7 +253,6 @@ def _preset_args(p, many: bool = True) -> None:
 def _configs(space, texts, presets) -> list[tuple[str | None, tuple[int, ...]]]:
     """(label, configuration): the given widths (no label), then the presets by name."""
     from aows.presets import preset_config
-    from aows.space import parse_config
     out = [(None, space.validate(parse_config(t))) for t in texts]
     return out + [(name, preset_config(name, space)) for name in presets or []]
 
@@ -327,3 +326,14 @@ def openmp_for_training(load: float | None = None, env=None) -> dict:
     chosen = {"OMP_WAIT_POLICY": "PASSIVE"} if load >= 0.5 else {"GOMP_SPINCOUNT": "10000"}
     env.update(chosen)
     return chosen
+
+
+def parse_config(text: str) -> tuple[int, ...]:
+    """Parse "8,16,48" or "8 16 48" into widths."""
+    from aows.space import SpaceError
+    parts = text.replace(",", " ").split()
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise SpaceError(f"could not read configuration '{text}': give comma-separated "
+                         "integer widths, e.g. 8,16,48,...") from None

@@ -22,6 +22,7 @@ from aows.cli.args import (
     _threads_args,
     _trust_args,
     _width_args,
+    parse_config,
 )
 from aows.config import MeasureSection
 from aows.defaults import DEFAULT_IMPORTANCE, DEFAULT_RESOLUTION, IMPORTANCE_CRITERIA
@@ -45,7 +46,6 @@ def _config_arg(text: str) -> list[int]:
                             "of widths (integers; the output of `aows search --json`), got "
                             f"{json.dumps(config if isinstance(obj, dict) else obj)[:80]}")
         return config
-    from aows.space import parse_config
     return parse_config(text)
 
 

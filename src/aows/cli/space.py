@@ -10,7 +10,6 @@ from aows.cli.args import (
 
 
 def cmd_space_show(args) -> None:
-    from aows.space import describe_variables
     space = _space(args)
     rows = describe_variables(space)
     held = space.held_fixed() if hasattr(space, "held_fixed") else []
@@ -65,3 +64,21 @@ def add_parser(sub) -> None:
                    help="a model's space: every held width and why (default: counted by "
                    "reason)")
     p.set_defaults(func=cmd_space_show)
+
+
+def describe_variables(space) -> list[dict]:
+    """Every width variable in order: name, choices, fixed or searchable, its 1.0x width,
+    and the layers that touch it (role "in", "out", or "tied" when it is both)."""
+    base = dict(zip(space.searchable, space.base_widths or ()))
+    rows = [{"name": n, "choices": list(c), "fixed": v not in space.searchable,
+             "base_width": base.get(v), "layers": []}
+            for v, (n, c) in enumerate(zip(space.names, space.choices))]
+    for i, layer in enumerate(space.layers):
+        s, d = space.src(i), space.dst(i)
+        entry = {"layer": layer.name, "op": layer.op}
+        if s == d:
+            rows[s]["layers"].append({**entry, "role": "tied"})
+        else:
+            rows[s]["layers"].append({**entry, "role": "in"})
+            rows[d]["layers"].append({**entry, "role": "out"})
+    return rows
