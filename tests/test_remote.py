@@ -209,3 +209,14 @@ def test_through_a_remote_shell_as_ssh_runs_it(tmp_path):
     ssh.chmod(0o755)
     assert generate(tmp_path / "s.jsonl", 4, "--remote", f"{ssh} board", *PY) == 0
     assert len(read_samples(tmp_path / "s.jsonl")) == 4
+
+
+def test_openvino_on_a_remote_target(tmp_path):
+    pytest.importorskip("openvino")
+    args = [a if a != "onnxruntime" else "openvino" for a in SPACE]
+    out = tmp_path / "ov.jsonl"
+    assert main(["latency", "generate", *args, *PROTO, "--count", "4", "-o", str(out), "-q",
+                 "--remote", "env", *PY]) == 0
+    target = read_samples(out).header["target"]
+    assert target["runtime"] == "openvino" and target["precision"] == "f32"
+    assert target["threads"] == 1 and len(read_samples(out)) == 4

@@ -18,7 +18,14 @@ import yaml
 
 from aows.defaults import DEFAULT_RESOLUTION
 from aows.errors import AowsError
-from aows.latency.defaults import DEFAULT_BUDGETS, DEFAULT_K, DEFAULT_ROUNDS, DEFAULT_SMOOTH
+from aows.latency.defaults import (
+    DEFAULT_BUDGETS,
+    DEFAULT_K,
+    DEFAULT_ROUNDS,
+    DEFAULT_SMOOTH,
+    REMOTE_RETRIES,
+    REMOTE_TIMEOUT,
+)
 from aows.latency.protocol import Protocol
 from aows.latency.target import Target
 from aows.settings import NONNEGATIVE, POSITIVE, as_dict, load, pick, project, setting
@@ -51,6 +58,11 @@ LatencySection = project(
                                   "device, e.g. ['ssh user@board'] (as `aows latency "
                                   "generate --remote`); backend onnxruntime* or openvino")),
     ("remote_python", str, setting("python3", "the remote targets' Python")),
+    ("remote_timeout", float, setting(REMOTE_TIMEOUT, "seconds an answer of a remote "
+                                      "target may take before it counts as hung",
+                                      check=POSITIVE)),
+    ("remote_retries", int, setting(REMOTE_RETRIES, "times a chunk is retried after a "
+                                    "dropped or hung connection", check=NONNEGATIVE)),
     # one thread unless asked: a pipeline's latency model should not depend on what else
     # the machine runs, and torch's default (all cores) is what varies most with load
     defaults={"threads": 1},
@@ -161,7 +173,9 @@ class RunConfig:
         if not self.latency.remote:
             return None
         from aows.latency.remote import Remote
-        return Remote.parse(self.latency.remote, python=self.latency.remote_python)
+        return Remote.parse(self.latency.remote, python=self.latency.remote_python,
+                            timeout=self.latency.remote_timeout,
+                            retries=self.latency.remote_retries)
 
     def train_config(self, method: str, budget: float) -> TrainConfig:
         """The supernet training settings of ``method``."""

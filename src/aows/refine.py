@@ -355,7 +355,7 @@ class _Refinement:
         if self.timer is None:
             # timed as the samples were: a chunk filled to the protocol's size, and
             # retimed when its anchor is slower than the samples' fastest allows
-            seen = [a for a in self.samples.anchors if a is not None] + [
+            seen = self.samples.anchors_of(0) + [  # a fleet's picks: timed on device 0
                 x["anchor_ms"] for rs in self.done for x in rs if x.get("anchor_ms")]
             self.timer = Timer(self.space, self.target, self.protocol,
                                min(seen, default=float("inf")))

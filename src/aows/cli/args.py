@@ -197,6 +197,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 def _remote_args(g) -> None:
     """--remote CMD (repeatable: a fleet) and how to reach the target."""
+    from aows.latency.defaults import REMOTE_RETRIES, REMOTE_TIMEOUT
     g.add_argument("--remote", action="append", default=None, metavar="CMD",
                    help="time on another machine: a command prefix that runs a program "
                    "there, passing its input through ('ssh user@board', 'docker exec -i box', "
@@ -206,11 +207,11 @@ def _remote_args(g) -> None:
     g.add_argument("--remote-python", default=None, metavar="PATH",
                    help="--remote: the target's Python (default python3)")
     g.add_argument("--remote-timeout", type=POS_FLOAT, default=None, metavar="S",
-                   help="--remote: seconds a chunk may take before the target counts as "
-                   "hung (default 600)")
+                   help="--remote: seconds an answer may take before the target counts as "
+                   f"hung (default {REMOTE_TIMEOUT:g})")
     g.add_argument("--remote-retries", type=_nonneg(int), default=None, metavar="N",
                    help="--remote: times a chunk is retried after a dropped or hung "
-                   "connection (default 2)")
+                   f"connection (default {REMOTE_RETRIES})")
 
 
 def _remote(args):

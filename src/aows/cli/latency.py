@@ -70,8 +70,7 @@ def cmd_latency_retest(args) -> None:
     # checked for load against the first timing's fastest anchor, as the first timing was
     collect(space, target, proto, args.output, count, "given", configs=first.configs,
             progress=not args.quiet,
-            anchor_min_ms=min((a for a in first.anchors if a is not None),
-                              default=float("inf")))
+            anchor_min_ms=min(first.anchors_of(0), default=float("inf")))
     second = read_samples(args.output, space)
     raw = test_retest(first.by_config(), second.by_config())
     print(f"noise floor (test-retest over {raw['n']} networks): raw NRMSE {_pct(raw['nrmse'])}"

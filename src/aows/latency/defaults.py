@@ -19,3 +19,9 @@ FIT_ORDER_SLACK = 0.01
 # networks to time at least when a fit is not to be trusted: from 200 networks up the fits
 # of MobileNet-v1 measured here were within 4 % held-out NRMSE (docs/latency.md)
 FIT_NETWORKS = 200
+
+# --remote: seconds one answer of a remote target may take before it counts as hung (a
+# TensorRT engine build of one network can take minutes on a Jetson), and times a chunk
+# is retried on a fresh connection
+REMOTE_TIMEOUT = 600.0
+REMOTE_RETRIES = 2

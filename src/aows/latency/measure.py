@@ -189,8 +189,7 @@ def _collect(space, target, protocol, path, count, sampler, configs, seed, progr
     done = len(writer.existing)
     timers = []
     for k in range(fleet):  # per device: its own anchor and bar (devices differ a little)
-        mine = [a for a, d in zip(writer.existing.anchors, writer.existing.devices)
-                if a is not None and d in (k, None)]
+        mine = writer.existing.anchors_of(k)
         timers.append(Timer(space, target, protocol, min([*mine, anchor_min_ms]), k))
     if sampler in ("biased", "cover"):
         state = BiasedSampler(space, writer.existing.configs)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from aows.errors import AowsError
+from aows.latency.defaults import REMOTE_RETRIES, REMOTE_TIMEOUT
 
 __all__ = ["Remote", "RemoteError", "Device", "RemoteBackend"]
 
@@ -73,8 +74,8 @@ class Remote:
 
     commands: tuple[tuple[str, ...], ...]
     python: str = "python3"
-    timeout: float = 600.0
-    retries: int = 2
+    timeout: float = REMOTE_TIMEOUT
+    retries: int = REMOTE_RETRIES
     shell: bool | None = None
 
     @classmethod

@@ -103,6 +103,12 @@ class OpenVINO:
     def prepare(self, data, x):
         compiled = self.core.compile_model(self.core.read_model(model=data), "CPU",
                                            self.config)
+        self.applied = self._applied(compiled)
+        want = self.precisions[self.cfg["dtype"]]
+        if self.applied["precision"] != want:  # a hint the CPU cannot honour is dropped
+            raise RuntimeError(f"openvino compiled the network in "
+                               f"{self.applied['precision']}, not the {want} asked for by "
+                               f"--dtype {self.cfg['dtype']}")
         request = compiled.create_infer_request()
         request.set_input_tensor(self.ov.Tensor(x))
 
@@ -112,10 +118,27 @@ class OpenVINO:
             return time.perf_counter() - t0
         return run
 
+    @staticmethod
+    def _applied(compiled):
+        get = compiled.get_property
+        return {"threads": int(get("INFERENCE_NUM_THREADS")),
+                "precision": get("INFERENCE_PRECISION_HINT").get_type_name(),
+                "num_streams": int(get("NUM_STREAMS")),
+                "performance_hint": str(get("PERFORMANCE_HINT"))}
+
     def info(self):
-        return {"runtime": "openvino", "openvino": self.ov.__version__,
+        # the settings OpenVINO applies, read back from a one-convolution model compiled
+        # with this configuration (as the local backend records them)
+        import numpy as np
+        ov = self.ov
+        x = ov.opset8.parameter([1, 3, 8, 8], np.float32)
+        w = ov.opset8.constant(np.zeros((4, 3, 3, 3), np.float32))
+        conv = ov.opset8.convolution(x, w, [1, 1], [0, 0], [0, 0], [1, 1])
+        applied = self._applied(self.core.compile_model(ov.Model([conv], [x]), "CPU",
+                                                        self.config))
+        return {"runtime": "openvino", "openvino": ov.__version__,
                 "device": str(self.core.get_property("CPU", "FULL_DEVICE_NAME")),
-                "threads": self.cfg.get("threads")}
+                **applied}
 
 
 RUNTIMES = {"onnxruntime": OnnxRuntime, "onnxruntime-cuda": OnnxRuntime,

@@ -80,6 +80,12 @@ class Samples:
         """The reference state: the median anchor timing (None without anchors)."""
         return float(np.median(self.anchors)) if self.has_anchors else None
 
+    def anchors_of(self, device: int = 0) -> list[float]:
+        """The anchors timed on ``device`` of a fleet (records of one device: all): the
+        bar that device's new chunks are held to."""
+        devs = self.devices or [None] * len(self.anchors)
+        return [a for a, d in zip(self.anchors, devs) if a is not None and d in (device, None)]
+
     def device_offsets(self) -> dict[int, float] | None:
         """A fleet's devices (``--remote`` given several times): each one's median anchor
         over all the anchors' median, minus 1 (how much slower it runs the same network;
