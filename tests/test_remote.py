@@ -43,21 +43,21 @@ def wrapper(tmp_path, name, body):
 
 def test_remote_collection_agrees_with_local_and_fits(tmp_path, capsys):
     configs = tmp_path / "local.jsonl"
-    assert generate(configs, 12) == 0
+    assert generate(configs, 12, sampler=()) == 0
     remote = tmp_path / "remote.jsonl"
-    assert generate(remote, 12, "--remote", "env", *PY) == 0
+    assert generate(remote, 12, "--remote", "env", *PY, sampler=()) == 0
     loc, rem = read_samples(configs), read_samples(remote)
-    assert loc.configs == rem.configs  # the same networks (uniform sampler, same seed)
+    assert loc.configs == rem.configs  # the same networks (same sampler and seed)
     target = rem.header["target"]
     assert target["remote"] and target["host"] and target["runtime"] == "onnxruntime"
     assert "env" not in json.dumps(target)  # the command is never recorded
     a = loc.normalised(loc.anchor_reference())
     b = rem.normalised(rem.anchor_reference())
-    # same runtime, same machine: the same networks rank alike (a loose check; the
-    # agreement within the noise floor is measured in benchmarks/remote.py)
-    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
-    assert np.corrcoef(rank(a), rank(b))[0, 1] > 0.6
+    # same runtime, same machine: the same scale, and the widest network (the sampler's
+    # first) clearly slower than the narrowest (its second) in both; the agreement within
+    # the noise floor is measured in benchmarks/remote.py
     assert 0.5 < np.median(b / a) < 2.0
+    assert a[0] > 1.3 * a[1] and b[0] > 1.3 * b[1]
     assert main(["latency", "fit", str(remote), "-o", str(tmp_path / "lat.json")]) == 0
     # mixing targets is refused: a local file and a remote one
     capsys.readouterr()

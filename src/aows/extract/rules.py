@@ -99,11 +99,17 @@ def _int(v) -> int:
 Rule = Callable[..., bool]
 
 
-def _conv(t, node, m, x, ins) -> bool:
-    if m.padding_mode != "zeros" or x is None:
-        return False
-    t.conv(node, m, x)
-    return True
+def _conv_like(kind: str) -> Rule:
+    """A conv (``kind`` "conv") or transposed conv ("deconv") with zero padding."""
+    def rule(t, node, m, x, ins) -> bool:
+        if m.padding_mode != "zeros" or x is None:
+            return False
+        getattr(t, kind)(node, m, x)
+        return True
+    return rule
+
+
+_conv, _deconv = _conv_like("conv"), _conv_like("deconv")
 
 
 def _linear(t, node, m, x, ins) -> bool:
@@ -141,13 +147,6 @@ def _pool(op: str) -> Rule:
 def _global_pool(t, node, m, x, ins) -> bool:
     return x is not None and t.adaptive_pool(node, x, "maxpool" if isinstance(
         m, nn.AdaptiveMaxPool2d) else "avgpool")
-
-
-def _deconv(t, node, m, x, ins) -> bool:
-    if m.padding_mode != "zeros" or x is None:
-        return False
-    t.deconv(node, m, x)
-    return True
 
 
 def _upsample(t, node, m, x, ins) -> bool:

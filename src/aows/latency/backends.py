@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from aows.errors import AowsError
+from aows.latency.remote_runner import cpu_name as _cpu_name  # stdlib only, as is the runner
 from aows.latency.target import Target
 from aows.registry import Registry
 
@@ -75,17 +76,6 @@ def get_backend(target: Target, device: int = 0) -> Backend:
         from aows.latency.remote import RemoteBackend, devices
         return RemoteBackend(target, devices(target)[device])
     return cls(target)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 @register_backend

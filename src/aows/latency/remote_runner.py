@@ -36,7 +36,8 @@ import time
 PROTOCOL = 1
 
 
-def _cpu_name():
+def cpu_name():
+    """The CPU's model name (aows's local backends record it the same way)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -206,7 +207,7 @@ def serve(inp, out):
                         continue
                     send({"ok": True, "protocol": PROTOCOL, "host": socket.gethostname(),
                           "python": platform.python_version(),
-                          "machine": platform.machine(), "cpu": _cpu_name(),
+                          "machine": platform.machine(), "cpu": cpu_name(),
                           "cpu_count": os.cpu_count(), **runtime.info()})
                 elif op == "load":
                     import numpy as np
