@@ -160,3 +160,32 @@ def test_a_model_name_that_is_not_a_py_file_is_code_too(exported, capsys, name):
         LatencyModel.load(tmp / "lat.json").space.build(space.widest())
     with pytest.raises(Exception, match="not a .py file"):
         LatencyModel.load(tmp / "lat.json", trust_model_code=True)
+
+
+def test_a_run_folder_holds_its_own_copy_and_runs_only_that(exported, capsys):
+    """A supernet's run folder is self-contained like a final network: `aows export --run`
+    runs the folder's model.py, with consent, never the path its unaries record."""
+    tmp, src, final, marker = exported
+    run = tmp / "run"
+    assert main(["train", "--model", f"{src}:build", "--input-shape", "3,16,16", "--data",
+                 "fake", "--epochs", "1", "--batch-size", "8", "--out", str(run),
+                 "--no-progress", "--no-val"]) == 0
+    assert (run / "model.py").read_text() == MODEL
+    rec = json.loads((run / "unaries.json").read_text())
+    assert rec["model_code"]["source"] == str(src.resolve())
+    evil = tmp / "evil.py"
+    evil.write_text(MODEL)
+    rec["space"]["params"]["model"] = f"{evil}:build"
+    (run / "unaries.json").write_text(json.dumps(rec))
+    marker.unlink(missing_ok=True)
+    _cached.cache_clear()
+    space = get_space(f"{src}:build", resolution=16, classes=4)  # fake data: 4 classes
+    marker.unlink(missing_ok=True)
+    _cached.cache_clear()
+    export = ["export", "--run", str(run), "--config",
+              ",".join(map(str, space.narrowest())), "--out", str(tmp / "f2")]
+    capsys.readouterr()
+    assert main(export) == 2 and "--trust-model-code" in capsys.readouterr().err
+    assert ran(marker) == []
+    assert main([*export, "--trust-model-code"]) == 0
+    assert ran(marker) == [str((run / "model.py").resolve())]

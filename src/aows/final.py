@@ -17,7 +17,6 @@ one clear error, never a silent or partial load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aows.catalogue import model_code_file, space_from_description
+from aows.catalogue import space_from_description
 from aows.defaults import DEFAULT_IMPORTANCE
 from aows.errors import AowsError
 from aows.importance import order_channels, order_record
@@ -39,6 +38,7 @@ from aows.latency.measure import Timer, input_shape, target_from_record, target_
 from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
 from aows.latency.remote import connected
+from aows.model_code import copy_model_code, trusted_copy
 from aows.nn import build_network
 from aows.nn.bn import reestimate_bn
 from aows.nn.modelnet import slice_module
@@ -49,9 +49,6 @@ from aows.space import SearchSpace, SpaceError
 log = logging.getLogger(__name__)
 
 
-MODEL_CODE = "model.py"
-
-
 def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
                config: Sequence[int], **meta) -> Path:
     """Write ``config.json`` and ``weights.pt`` (atomically) into ``folder``, and, for a
@@ -59,7 +56,7 @@ def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
     so that the folder is self-contained: moved to another machine, it loads there."""
     folder = Path(folder)  # made by the io layer's writes (an OS error is a clear one)
     config = space.validate(config)
-    code = _copy_model_code(folder, space)
+    code = copy_model_code(folder, space)
     if code is not None:
         meta["model_code"] = code
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -68,19 +65,6 @@ def save_final(folder: str | Path, net: nn.Module, space: SearchSpace,
         {"aows": "final-network", "version": 1, "space": space.describe(),
          "config": list(config), **meta}, indent=1))
     return folder
-
-
-def _copy_model_code(folder: Path, space: SearchSpace) -> dict | None:
-    source = model_code_file(space.params.get("model"))
-    if source is None:
-        return None
-    try:
-        data = Path(source).read_bytes()
-    except OSError as err:
-        raise AowsError(f"cannot copy your model code {source} into {folder} "
-                        f"({err.strerror}); it must stay readable until the export") from None
-    atomic_write_bytes(folder / MODEL_CODE, data)
-    return {"file": MODEL_CODE, "sha256": hashlib.sha256(data).hexdigest(), "source": source}
 
 
 def read_final_config(folder: str | Path, trust_model_code: bool = False,
@@ -108,44 +92,13 @@ def read_final_config(folder: str | Path, trust_model_code: bool = False,
             space.check_same(SearchSpace.from_description(desc), f"final network {folder}")
         else:
             space = space_from_description(
-                desc, trust=_trusted_code(folder, obj, trust_model_code),
+                desc, trust=trusted_copy(folder, desc, obj.get("model_code"),
+                                         trust_model_code),
                 where=f"final network {folder}")
         config = list(space.validate(obj["config"]))
     except (KeyError, TypeError, AttributeError, SpaceError) as err:
         raise AowsError(f"{path}: {err}") from None
     return space, config, obj
-
-
-def _trusted_code(folder: Path, obj: dict, trust: bool) -> bool | str:
-    """The model name to rebuild a folder's network with: the folder's own copy of the
-    model code (never a path the folder names), only when the user trusts it."""
-    params = obj["space"].get("params") or {}
-    if model_code_file(params.get("model")) is None:
-        return False
-    record = obj.get("model_code")
-    source = record.get("source") if isinstance(record, dict) else params["model"]
-    if not trust:
-        raise AowsError(f"{folder} holds a network of your model code ({MODEL_CODE}, a copy "
-                        f"of {source}); aows runs no code that a folder holds unless asked: "
-                        f"add --trust-model-code to run {folder / MODEL_CODE} (from Python: "
-                        "trust_model_code=True)")
-    if not isinstance(record, dict):
-        raise AowsError(f"{folder} holds no copy of its model code (exported by an earlier "
-                        f"aows); export it again to make it self-contained")
-    file = folder / MODEL_CODE
-    if file.is_symlink():
-        raise AowsError(f"{file} is a link; the folder must hold its own copy of the model "
-                        "code: export the network again")
-    try:
-        data = file.read_bytes()
-    except OSError as err:
-        raise AowsError(f"{file} cannot be read ({err.strerror}): the folder must hold the "
-                        "copy of the model code it was exported with") from None
-    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
-        raise AowsError(f"{file} is not the model code this network was exported with (its "
-                        "SHA-256 differs from config.json's); export the network again")
-    log.warning(f"running model code {file} (trusted; a copy of {source})")
-    return f"{file.resolve()}:{params['model'].split(':', 1)[1]}"
 
 
 def load_final(folder: str | Path, trust_model_code: bool = False,

@@ -27,6 +27,7 @@ from aows.errors import AowsError
 from aows.graph import GraphBudgetProblem, WidthGraph
 from aows.io import atomic_write_text
 from aows.latency.model import LatencyModel
+from aows.model_code import trusted_copy
 from aows.plots import figure
 from aows.registry import Registry
 from aows.space import SearchSpace
@@ -72,14 +73,17 @@ def load_unaries(path: str | os.PathLike, space: SearchSpace) -> list[np.ndarray
     return check_unaries(obj["unaries"], space, str(path))
 
 
-def load_unaries_space(path: str | os.PathLike, trust_model_code: bool | str = False
+def load_unaries_space(path: str | os.PathLike, trust_model_code: bool = False
                        ) -> SearchSpace:
-    """The search space recorded in an unaries file (written by `aows train`); a model from
-    a file is run only as ``trust_model_code`` says (``space_from_description``)."""
+    """The search space recorded in an unaries file (written by `aows train`). A model from
+    a file is rebuilt from the run folder's own copy of it, only with
+    ``trust_model_code`` (``aows.model_code``); otherwise the space is data only."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text())
-        return space_from_description(obj["space"], trust=trust_model_code,
+        trust = (trusted_copy(path.parent, obj["space"], obj.get("model_code"), True,
+                              "a supernet") if trust_model_code else False)
+        return space_from_description(obj["space"], trust=trust,
                                       where=f"unaries file {path}")
     except FileNotFoundError:
         raise UnariesError(f"{path} does not exist: give an `aows train` run folder") from None

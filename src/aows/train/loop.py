@@ -51,6 +51,7 @@ from aows.errors import AowsError
 from aows.importance import order_channels, write_order
 from aows.io import atomic_write_text
 from aows.latency.model import LatencyModel
+from aows.model_code import copy_model_code
 from aows.nn.slimmable import SlimmableNetwork
 from aows.nn.supernet import make_supernet
 from aows.solve import Problem, save_unaries, search
@@ -249,7 +250,9 @@ class SupernetRun(Harness):
         if self.val_batches is not None:
             rec.update(self.validate(epoch, decoded))
         if self.rank == 0:
+            code = copy_model_code(self.out, self.space)  # the run folder is self-contained
             save_unaries(self.out / "unaries.json", self.stats.unaries(), self.space,
+                         **({"model_code": code} if code else {}),
                          epoch=epoch + 1, method=cfg.method, config=asdict(cfg))
         return rec
 
