@@ -176,6 +176,8 @@ class SupernetRun(Harness):
         self.order_batches = order_batches
         self.resuming = resume and (Path(out) / self.checkpoint_name).exists()
         super().__init__(cfg, out, resume=resume, steps_per_epoch=steps_per_epoch)
+        # a model from a file: the run folder holds its own copy (``aows.model_code``)
+        self.model_code = copy_model_code(self.out, space) if self.rank == 0 else None
 
     # ------------------------------------------------------------- the harness's hooks
     def build_model(self) -> SlimmableNetwork:
@@ -250,9 +252,8 @@ class SupernetRun(Harness):
         if self.val_batches is not None:
             rec.update(self.validate(epoch, decoded))
         if self.rank == 0:
-            code = copy_model_code(self.out, self.space)  # the run folder is self-contained
             save_unaries(self.out / "unaries.json", self.stats.unaries(), self.space,
-                         **({"model_code": code} if code else {}),
+                         **({"model_code": self.model_code} if self.model_code else {}),
                          epoch=epoch + 1, method=cfg.method, config=asdict(cfg))
         return rec
 

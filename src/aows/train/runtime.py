@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from aows.errors import AowsError
-from aows.io import WriteError, atomic_write_bytes, load_tensors
+from aows.io import WriteError, atomic_write_bytes, check_writable, load_tensors
 from aows.lock import hold_lock
 
 logger = logging.getLogger(__name__)
@@ -145,19 +145,6 @@ def signal_flag() -> tuple[StopFlag, Callable[[], None]]:
     return flag, restore
 
 
-def check_writable(folder: str | Path) -> None:
-    """Fail before long work, not after it: create ``folder`` and a file in it."""
-    import tempfile
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise AowsError(f"cannot write in {folder} ({err.strerror}); choose a writable --out "
-                        "before the run starts") from None
-
-
 def check_run_folder(out: str | Path, resume: bool, marker: str, produced: Sequence[str],
                      command: str) -> None:
     """Refuse to start a run over another one's files, or to resume nothing: ``marker``
@@ -171,7 +158,7 @@ def check_run_folder(out: str | Path, resume: bool, marker: str, produced: Seque
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AowsError(f"--out {out} is a file; give a folder for the run")
-    check_writable(out)
+    check_writable(out, "--out")  # before long work, not after it
     found = [f for f in (marker, *produced) if (out / f).exists()]
     if resume and not found:
         raise AowsError(f"nothing to resume in {out}: it has no {marker}; drop --resume "
