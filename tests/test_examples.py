@@ -19,7 +19,8 @@ def _run(script: str, *args: str, cwd: Path) -> str:
 
 
 def test_prune_now(tmp_path):
-    out = _run("prune_now.py", "--epochs", "1", "--out", str(tmp_path / "p"), cwd=tmp_path)
+    out = _run("prune_now.py", "--epochs", "1", "--resolution", "16", "--out",
+               str(tmp_path / "p"), cwd=tmp_path)
     assert "| original |" in out and "| pruned 0.5x |" in out
     cfg = json.loads((tmp_path / "p" / "pruned" / "config.json").read_text())
     assert cfg["importance"] == "l1" and (tmp_path / "p" / "pruned" / "weights.pt").exists()

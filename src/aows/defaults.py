@@ -15,3 +15,7 @@ DEFAULT_RESOLUTION = 224
 # (``--model``) stops at the model's own widths (1.0x: there are no weights beyond them).
 SPACE_WIDTH_RULE = {"min_width": 0.2, "max_width": 1.5, "levels": 14, "divisor": 8}
 MODEL_WIDTH_RULE = {"min_width": 0.2, "max_width": 1.0, "levels": 9, "divisor": 8}
+
+# What a supernet learns from (``aows.train.objective``): the labels, the user's model
+# (label-free distillation) or the user's loss.
+OBJECTIVES = ("labels", "distill", "loss")

@@ -42,6 +42,7 @@ def _nonneg(kind, auto: bool = False):
 
 
 POS_INT, POS_FLOAT, NONNEG_FLOAT = _positive(int), _positive(float), _nonneg(float)
+NONNEG_INT = _nonneg(int)
 
 
 class _Signals:
@@ -179,7 +180,7 @@ def _rule(rule: dict) -> str:
 PROTOCOL_OPTIONS = ["warmup", "rounds", "runs", "reduce", "chunk", "anchor"]
 TRAIN_OPTIONS = ["epochs", "method", "budget", "sampled", "sampling", "batch_size",
                  "lr", "schedule", "warmup_epochs", "seed", "device", "amp", "channels_last",
-                 "scratch", "importance", "progress"]
+                 "scratch", "importance", "objective", "loss", "progress"]
 FINETUNE_OPTIONS = ["epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup",
                     "weight_decay", "seed", "device", "progress"]
 

@@ -73,9 +73,12 @@ def cmd_export(args) -> None:
         if importance == "taylor" and not args.data:
             raise AowsError("--importance taylor reads a few batches of data: give --data "
                             "(or --importance bn, l1 or none)")
-        data = (get_data(args.data, _resolution(args, DEFAULT_RESOLUTION), args.batch_size)
-                if args.data else None)
-        classes = _classes(args, data) if data is not None else args.classes
+        # the data only recalibrates BatchNorm (and ranks channels for taylor): labels are
+        # needed by taylor alone, so any folder of images will do
+        data = (get_data(args.data, _resolution(args, DEFAULT_RESOLUTION), args.batch_size,
+                         labels=importance == "taylor") if args.data else None)
+        classes = _classes(args, data) if data is not None and data.labelled \
+            else args.classes
         space = _space_from(args, classes)
         config, meta = _export_config(args, space)
         if data is None:
@@ -102,7 +105,8 @@ def cmd_export(args) -> None:
                   f"({trained['data']}): BatchNorm statistics are re-estimated on it; give "
                   f"--data {trained['data']} for those of the training data", file=sys.stderr)
         if args.data:
-            batches = get_data(args.data, space.layers[0].in_res, args.batch_size).train(0)
+            batches = get_data(args.data, space.layers[0].in_res, args.batch_size,
+                               labels=False).train(0)  # BatchNorm statistics only
         else:
             print("no --data: BatchNorm statistics are the supernet's shared ones, not "
                   "recalibrated for this configuration (give --data to recalibrate)",
@@ -137,9 +141,11 @@ def cmd_evaluate(args) -> None:
     from aows.final import load_final
     from aows.train.data import get_data
     from aows.train.finetune import evaluate
-    if bool(args.final) == bool(args.model):
-        raise AowsError("give a final-network folder (`aows export`) or --model MODEL "
-                        "(your model as it is), one of them")
+    if not args.final and not args.model:
+        raise AowsError("give a final-network folder (`aows export`), --model MODEL (your "
+                        "model as it is), or both (the folder compared with your model)")
+    if args.final and args.model:
+        return _compare(args, load_final)
     if args.final:
         net, space, _ = load_final(args.final, args.trust_model_code)
         res = space.layers[0].in_res
@@ -156,6 +162,27 @@ def cmd_evaluate(args) -> None:
         return
     print(f"{what}: top-1 {100 * ev['top1']:.2f} %, top-5 {100 * ev['top5']:.2f} % on "
           f"{ev['images']} validation images")
+
+
+def _compare(args, load_final) -> None:
+    """`aows evaluate FINAL --model M --weights W`: the final network against the user's
+    original model on the validation images (no labels needed)."""
+    from aows.models import load_model
+    from aows.train.data import get_data
+    from aows.train.objective import compare_outputs
+    net, space, _ = load_final(args.final, args.trust_model_code)
+    data = get_data(args.data, space.layers[0].in_res, args.batch_size, labels=False)
+    original = load_model(_space_name(args), args.classes, args.weights)
+    ev = compare_outputs(net, original, data.val(0))
+    if args.json:
+        _print_json(ev)
+        return
+    parts = [f"distillation error {ev['distill']:.4f} against {args.model} (0: its outputs)"]
+    if ev["agreement"] is not None:
+        parts.append(f"top-1 agreement {100 * ev['agreement']:.2f} %")
+    if ev["top1"] is not None:
+        parts.append(f"top-1 {100 * ev['top1']:.2f} %")
+    print(f"{args.final}: {', '.join(parts)} on {ev['images']} validation images")
 
 
 def cmd_finetune(args) -> None:
@@ -259,13 +286,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="top-1 / top-5 of a final network, or of your model "
-                       "as it is, on the validation split")
+                       "as it is, on the validation split; given both, the final network's "
+                       "distillation error against your model (no labels needed)")
     p.add_argument("final", nargs="?", default=None, help="final-network folder")
     p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
     _model_source_args(p, "the data's")
     p.add_argument("--batch-size", type=POS_INT, default=64, help="images per batch")
     p.add_argument("--json", action="store_true",
-                   help='{"top1", "top5", "images"}, accuracies as fractions')
+                   help='{"top1", "top5", "images"}, accuracies as fractions (compared '
+                   'with --model: {"distill", "agreement", "top1", "images"})')
     _trust_args(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aows.cli.args import (
+    NONNEG_INT,
     POS_INT,
     RESOLUTION_HELP,
     SPACE_HELP,
@@ -42,10 +43,15 @@ def _train(args, rank: int, world: int) -> None:
     from aows.train.loop import TrainConfig, train_supernet
     from aows.train.runtime import torch_threads
     try:
+        if args.loss and args.objective == "labels":
+            args.objective = "loss"  # --loss names the objective
+        labels = args.objective == "labels"
         res = _resolution(args, DEFAULT_RESOLUTION)
-        data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers)
-        space = get_space(_space_name(args), classes=_classes(args, data),
-                          **{**_space_params(args), "resolution": res})
+        data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers,
+                        labels=labels)
+        # without labels the model keeps its outputs (a dense head has no classes)
+        space = get_space(_space_name(args), classes=_classes(args, data) if labels
+                          else args.classes, **{**_space_params(args), "resolution": res})
         latency = _latency_model(args, space) if args.latency else None
         cfg = TrainConfig(**from_args(TrainConfig, args, TRAIN_OPTIONS),
                           data=data_id(args.data))
@@ -121,7 +127,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
     p.add_argument("--no-val", action="store_true", help="skip the per-epoch validation")
-    p.add_argument("--workers", type=POS_INT, default=4, help="data loader processes (folders)")
+    p.add_argument("--workers", type=NONNEG_INT, default=4,
+                   help="data loader processes (folders; 0: in this process)")
     add_options(p.add_argument_group("training"), TrainConfig, TRAIN_OPTIONS,
                 required=["epochs"])
     _threads_args(p)

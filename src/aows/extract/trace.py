@@ -46,7 +46,7 @@ HELD_KINDS = (
     ("read directly", "a module's tensors are also read by the forward itself",
      lambda w: "are also read directly" in w),
     ("input", "the input image's channels", lambda w: w == "the input image's channels"),
-    ("output", "the network's output (the classes)", lambda w: w.startswith(
+    ("output", "the network's output (its classes or channels)", lambda w: w.startswith(
         "the network's output")),
     ("not written", "no conv or linear map writes it", lambda w: w.startswith("no conv")),
     ("too narrow", "too narrow for more than one width", lambda w: w.startswith("too narrow")),
@@ -273,7 +273,7 @@ class _Trace:
             return
         if node.op == "output":
             for t in self.tensors(node):
-                self.hold(self.slot.get(t), "the network's output (the classes)")
+                self.hold(self.slot.get(t), "the network's output (its classes or channels)")
             return
         if node.op == "get_attr":
             owner = node.target.rpartition(".")[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aows.defaults import DEFAULT_IMPORTANCE, IMPORTANCE_CRITERIA
+from aows.defaults import DEFAULT_IMPORTANCE, IMPORTANCE_CRITERIA, OBJECTIVES
 from aows.settings import NONNEGATIVE, POSITIVE, setting
 
 
@@ -50,6 +50,12 @@ class TrainConfig:
                               "(none: the module's order)", choices=list(IMPORTANCE_CRITERIA))
     data: str | None = setting(None, "the data trained on (data_id); export checks its "
                                "--data against it")
+    objective: str = setting("labels", "what the supernet learns from: labels "
+                             "(classification), distill (your model's outputs, no labels "
+                             "needed: any output, detectors and segmenters included) or "
+                             "loss (your --loss)", choices=list(OBJECTIVES))
+    loss: str | None = setting(None, "FILE.py:FUNCTION: your task loss, loss(outputs, "
+                               "targets) -> one loss per image (implies --objective loss)")
 
 
 @dataclass

@@ -7,7 +7,9 @@ rest without loading, decoding or augmenting the batches it already trained on).
 - ``digits``: scikit-learn's handwritten digits (1797 real 8x8 images that ship inside
   the package, so it works offline), upsampled to the resolution, 3 channels, 10 classes.
 - a folder: an ImageFolder tree (the ImageNet layout), with the standard transforms;
-  needs torchvision.
+  needs torchvision. Without labels (``labels=False``: label-free distillation) any
+  folder of images will do: ``train/`` and ``val/`` if it has them, else every image
+  under it, one in ten (by sorted path) held out for validation; the labels are -1.
 
 Under torch.distributed each process gets its share (``rank`` of ``world``): ``batch``
 images per process and step, so the global batch is ``batch * world``.
@@ -34,6 +36,7 @@ class Dataset:
     classes: int
     train_size: int
     steps_per_epoch: int  # training steps per epoch (per process)
+    labelled: bool = True  # False: every label is -1 (images alone)
 
 
 def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int,
@@ -91,6 +94,12 @@ def _names(classes: list[str]) -> str:
     return ", ".join(classes[:5]) + (f" ... ({len(classes)})" if len(classes) > 5 else "")
 
 
+NO_LABELS_HINT = ("; images without labels (any folder) serve the label-free commands: "
+                  "`aows train --objective distill` and `aows evaluate FINAL --model ... "
+                  "--weights ...` (the distillation error against your model)")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
 def _image_folder(datasets, root: Path, split: str, transform):
     """torchvision's ImageFolder of ``root/split``, its refusals (no class folder, a class
     folder without images, an unreadable folder) as one clear error."""
@@ -100,32 +109,82 @@ def _image_folder(datasets, root: Path, split: str, transform):
         why = f"{err.strerror}: {err.filename}" if err.strerror else str(err)
         raise AowsError(f"--data {root}: {split}/ is not a usable ImageFolder ({why}); "
                         f"expected {root / split}/<class>/<images>, every class folder "
-                        "holding at least one image (.jpg, .png, ...)") from None
+                        "holding at least one image (.jpg, .png, ...)" + NO_LABELS_HINT
+                        ) from None
+
+
+class _Images:
+    """The images of a list of files, each with the label -1 (a map-style data set)."""
+
+    def __init__(self, files: list[Path], transform):
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+        with Image.open(self.files[i]) as img:
+            return self.transform(img.convert("RGB")), -1
+
+
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                  and p.is_file())
+
+
+def _unlabelled(root: Path, train_tf, val_tf):
+    """Any folder of images: its train/ and val/, else one image in ten held out."""
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train_files, val_files = _image_files(root / "train"), _image_files(root / "val")
+    else:
+        files = _image_files(root)
+        train_files = [f for k, f in enumerate(files) if k % 10 != 9]
+        val_files = [f for k, f in enumerate(files) if k % 10 == 9]
+    if not train_files or not val_files:
+        raise AowsError(f"--data {root}: found {len(train_files)} training and "
+                        f"{len(val_files)} validation images ({', '.join(IMAGE_SUFFIXES)});"
+                        " give a folder with at least 2 images (train/ and val/, or any "
+                        "layout: one in ten is held out)")
+    return _Images(train_files, train_tf), _Images(val_files, val_tf)
 
 
 def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
-                workers: int = 4, rank: int = 0, world: int = 1) -> Dataset:
-    """ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*``."""
+                workers: int = 4, rank: int = 0, world: int = 1,
+                labels: bool = True) -> Dataset:
+    """ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*``; without
+    ``labels``, any folder of images (see the module's docstring)."""
     try:
         from torchvision import datasets, transforms
     except ImportError:
         raise AowsError("--data DIR needs torchvision (pip install torchvision matching "
                         "your torch)") from None
     root = Path(root)
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise AowsError(f"--data {root}: expected {root / split}/<class>/<images> "
-                            "(the ImageNet layout)")
     norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    train = _image_folder(datasets, root, "train", transforms.Compose([
+    train_tf = transforms.Compose([
         transforms.RandomResizedCrop(resolution), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), norm]))
-    val = _image_folder(datasets, root, "val", transforms.Compose([
+        transforms.ToTensor(), norm])
+    val_tf = transforms.Compose([
         transforms.Resize(int(resolution / 0.875)), transforms.CenterCrop(resolution),
-        transforms.ToTensor(), norm]))
-    if train.classes != val.classes:
-        raise AowsError(f"--data {root}: train/ has the classes {_names(train.classes)} but "
-                        f"val/ {_names(val.classes)}; give both the same class folders")
+        transforms.ToTensor(), norm])
+    if not labels:
+        train, val = _unlabelled(root, train_tf, val_tf)
+        classes = 0
+    else:
+        for split in ("train", "val"):
+            if not (root / split).is_dir():
+                raise AowsError(f"--data {root}: expected {root / split}/<class>/<images> "
+                                "(the ImageNet layout)" + NO_LABELS_HINT)
+        train = _image_folder(datasets, root, "train", train_tf)
+        val = _image_folder(datasets, root, "val", val_tf)
+        if train.classes != val.classes:
+            raise AowsError(f"--data {root}: train/ has the classes {_names(train.classes)} "
+                            f"but val/ {_names(val.classes)}; give both the same class "
+                            "folders")
+        classes = len(train.classes)
+    if len(train) < batch * world:
+        raise AowsError(f"--data {root}: {len(train)} training images cannot fill one batch "
+                        f"of {batch} x {world} processes: lower --batch-size")
     pin = torch.cuda.is_available()
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -144,18 +203,20 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
     def val_batches(epoch: int):
         return iter(DataLoader(val_part, batch_size=batch, num_workers=workers,
                                pin_memory=pin))
-    return Dataset(train_batches, val_batches, len(train.classes), len(train),
-                   len(train) // world // batch)
+    return Dataset(train_batches, val_batches, classes, len(train),
+                   len(train) // world // batch, labelled=labels)
 
 
 def get_data(name: str, resolution: int, batch: int, seed: int = 0, rank: int = 0,
-             world: int = 1, workers: int = 4) -> Dataset:
+             world: int = 1, workers: int = 4, labels: bool = True) -> Dataset:
+    """The data set ``name`` (fake, digits, a folder); ``labels=False``: its labels are
+    not needed (digits and fake keep theirs; a folder may be any folder of images)."""
     if name == "fake":
         return fake_data(resolution, batch, seed=seed, rank=rank, world=world)
     if name == "digits":
         return digits_data(resolution, batch, seed, rank, world)
     if Path(name).is_dir():
-        return folder_data(name, resolution, batch, seed, workers, rank, world)
+        return folder_data(name, resolution, batch, seed, workers, rank, world, labels)
     raise AowsError(f"--data {name}: give a folder (ImageFolder layout), 'digits' or 'fake'")
 
 

@@ -51,7 +51,15 @@ def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cp
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with (amp.autocast() if amp is not None else torch.autocast("cpu", enabled=False)):
-            logits = net(x).float()
+            logits = net(x)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            what = (f"a {type(logits).__name__}" if not isinstance(logits, torch.Tensor)
+                    else f"a tensor of shape {tuple(logits.shape)}")
+            raise AowsError(f"the network's output is {what}, not class scores (batch, "
+                            "classes): top-1 needs a classifier; compare it with your "
+                            "original model instead (`aows evaluate FINAL --model ... "
+                            "--weights ...`: the distillation error against it)")
+        logits = logits.float()
         k = min(5, logits.shape[1])
         top = logits.topk(k, 1).indices
         top1 = top1 + (top[:, 0] == y).sum()

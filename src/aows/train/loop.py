@@ -6,8 +6,11 @@ Every step (sandwich rule + in-place distillation): the widest configuration on 
 labels; the narrowest on the widest one's soft predictions; G sampled configurations,
 each on its own slice of the batch, also on the soft predictions; one optimiser step.
 For every image of a sampled configuration, d = CE(c) - CE(widest) feeds the unary
-statistics. OWS samples uniformly; AOWS samples from p_T with the current unaries and
-the gamma of the budget, T following the AOWS supplementary, section B after the
+statistics. Without labels (``cfg.objective`` "distill") every configuration learns
+from the user's frozen model instead and d is the difference of distillation losses; with
+the user's loss ("loss") it replaces the cross-entropy (``aows.train.objective``).
+OWS samples uniformly; AOWS samples from p_T with the current unaries and the gamma of
+the budget, T following the AOWS supplementary, section B after the
 warm-up. The step's loss and accuracy sums stay on the device until the end of the epoch;
 in one process the differences d are read back only when the statistics are needed (AOWS
 sampling after its warm-up, the end of the epoch, a checkpoint), so OWS steps never wait
@@ -45,7 +48,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from aows.errors import AowsError
 from aows.importance import order_channels, write_order
@@ -58,6 +60,7 @@ from aows.solve import Problem, save_unaries, search
 from aows.space import SearchSpace
 from aows.train.config import TrainConfig
 from aows.train.harness import Harness
+from aows.train.objective import Objective, detach, distill_loss, load_loss, rows, to_float
 from aows.train.runtime import (
     all_sum,
     collective_device,
@@ -79,8 +82,8 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
                    cfg: TrainConfig, out: str | Path, latency: LatencyModel | None = None,
                    resume: bool = False, should_stop: Callable[[], bool] | None = None,
                    val_batches: Callable[[int], Iterable] | None = None,
-                   steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = ()
-                   ) -> tuple[SlimmableNetwork, UnaryStats]:
+                   steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = (),
+                   loss_fn: Callable | None = None) -> tuple[SlimmableNetwork, UnaryStats]:
     """Train the slimmable supernet of ``space`` (OWS or AOWS) and its unary statistics.
 
     Rank 0 writes ``out``/unaries.json, ``out``/metrics.jsonl and ``out``/checkpoint.pt
@@ -108,6 +111,9 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
         keep_epochs: also keep the checkpoint of these epochs
             (``checkpoint_epoch<k>.pt``), e.g. the end of AOWS's warm-up, from which an
             AOWS run can branch (``branch_from_warmup``).
+        loss_fn: with ``cfg.objective`` "loss": ``loss_fn(outputs, targets)``, one loss
+            per image (``aows.train.objective``); default: the function ``cfg.loss``
+            names.
 
     Returns:
         The supernet and its unary statistics (``stats.unaries()`` is what ``search``
@@ -121,7 +127,8 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
     with run_lock(out):
         run = SupernetRun(space=space, cfg=cfg, out=out, latency=latency, resume=resume,
                           val_batches=val_batches, steps_per_epoch=steps_per_epoch,
-                          keep_epochs=keep_epochs, order_batches=lambda: batches(0))
+                          keep_epochs=keep_epochs, order_batches=lambda: batches(0),
+                          loss_fn=loss_fn)
         run.fit(batches, should_stop)
         run.flush()
     return run.net, run.stats
@@ -130,19 +137,21 @@ def train_supernet(space: SearchSpace, batches: Callable[..., Iterable],
 def prepare_run(space: SearchSpace, cfg: TrainConfig, out: str | Path,
                 latency: LatencyModel | None = None, resume: bool = False,
                 val_batches: Callable[[int], Iterable] | None = None,
-                steps_per_epoch: int | None = None) -> SupernetRun:
+                steps_per_epoch: int | None = None, loss_fn: Callable | None = None
+                ) -> SupernetRun:
     """The training state (network, optimiser, statistics, position), restored from the
     checkpoint with ``resume``; ``.step(x, y, T)`` runs one sandwich step, ``.fit(batches)``
     the epochs."""
     return SupernetRun(space=space, cfg=cfg, out=out, latency=latency, resume=resume,
-                       val_batches=val_batches, steps_per_epoch=steps_per_epoch)
+                       val_batches=val_batches, steps_per_epoch=steps_per_epoch,
+                       loss_fn=loss_fn)
 
 
 class SupernetRun(Harness):
     """Supernet training on the harness: the sandwich step, unary statistics (also
     checkpointed, as ``stats``), the per-epoch decode, validation and unaries.json."""
 
-    sum_keys = ("max", "min", "sampled", "acc_max", "acc_min", "acc_sampled")
+    sum_keys = ("max", "min", "sampled", "acc_max", "acc_min", "acc_sampled")  # labels
     postfix = ("loss_max", "max")
     sync_buffers = False  # BN running statistics stay per process (recalibrated before
     # any evaluation): broadcasting them at every forward would only cost time
@@ -154,7 +163,8 @@ class SupernetRun(Harness):
                  latency: LatencyModel | None = None, resume: bool = False,
                  val_batches: Callable[[int], Iterable] | None = None,
                  steps_per_epoch: int | None = None, keep_epochs: Iterable[int] = (),
-                 order_batches: Callable[[], Iterable] | None = None):
+                 order_batches: Callable[[], Iterable] | None = None,
+                 loss_fn: Callable | None = None):
         if cfg.method not in ("ows", "aows"):
             raise AowsError("--method must be 'ows' or 'aows'")
         if cfg.method == "aows" and (latency is None or cfg.budget is None):
@@ -166,6 +176,13 @@ class SupernetRun(Harness):
             raise AowsError("schedule must be 'cosine' or 'constant'")
         if latency is not None:
             latency.check_space(space)
+        if not space.searchable_choices:
+            raise AowsError(f"'{space.name}' has no width to search: every width is held "
+                            "(`aows space show` says why), so there is nothing to train")
+        self.loss_fn = _loss_fn(cfg, loss_fn)
+        _check_objective(space, cfg)
+        if cfg.objective != "labels":  # no labels: the loss sums only
+            self.sum_keys = ("max", "min", "sampled")
         self.space, self.latency, self.val_batches = space, latency, val_batches
         self.keep_epochs = tuple(int(k) for k in keep_epochs)
         self.schedule = cfg.schedule
@@ -178,10 +195,16 @@ class SupernetRun(Harness):
         super().__init__(cfg, out, resume=resume, steps_per_epoch=steps_per_epoch)
         # a model from a file: the run folder holds its own copy (``aows.model_code``)
         self.model_code = copy_model_code(self.out, space) if self.rank == 0 else None
+        self.objective = Objective(cfg.objective, self.teacher, self.loss_fn)
 
     # ------------------------------------------------------------- the harness's hooks
     def build_model(self) -> SlimmableNetwork:
         cfg = self.cfg
+        self.teacher = None
+        if cfg.objective == "distill":  # the user's model as loaded, frozen, on the device
+            self.teacher = self.space.load_module().to(self.device)
+            if cfg.channels_last or (cfg.channels_last is None and self.device.type == "cuda"):
+                self.teacher = self.teacher.to(memory_format=torch.channels_last)
         if not hasattr(self.space, "plan") or cfg.scratch or cfg.importance == "none" \
                 or self.resuming:  # a resumed run's weights come from its checkpoint
             return make_supernet(self.space, cfg.scratch)
@@ -203,7 +226,8 @@ class SupernetRun(Harness):
         # a checkpoint of a version before `scratch` existed trained from the weights;
         # one before `data` was recorded is taken to be of this data; one before
         # `importance` kept the module's channel order
-        return {"scratch": False, "data": self.cfg.data, "importance": "none"}
+        return {"scratch": False, "data": self.cfg.data, "importance": "none",
+                "objective": "labels", "loss": None}
 
     def extra_state(self) -> dict:
         self.flush()
@@ -262,10 +286,13 @@ class SupernetRun(Harness):
             shutil.copyfile(self.ckpt, self.out / f"checkpoint_epoch{epoch + 1}.pt")
         val = "".join(f", val {k[9:]} {100 * v:.1f} %" for k, v in rec.items()
                       if k.startswith("val_top1"))
+        val += "".join(f", val {k[4:].replace('_', ' ')} {v:.4f}" for k, v in rec.items()
+                       if k.startswith(("val_distill", "val_loss")))
+        top1 = (f"; train top-1 widest {100 * rec['acc_max']:.1f} %, narrowest "
+                f"{100 * rec['acc_min']:.1f} %" if "acc_max" in rec else "")
         logger.info(
             f"epoch {epoch + 1}/{self.cfg.epochs}: loss max {rec['loss_max']:.3f}, min "
-            f"{rec['loss_min']:.3f}; train top-1 widest {100 * rec['acc_max']:.1f} %, "
-            f"narrowest {100 * rec['acc_min']:.1f} %{val}; "
+            f"{rec['loss_min']:.3f}{top1}{val}; "
             f"{rec['images'] / max(rec['seconds'], 1e-9):.0f} images/s"
             + (f"; OWS decode {rec['predicted_latency_ms']:.3f} ms"
                if rec.get("decoded") else ""))
@@ -273,7 +300,7 @@ class SupernetRun(Harness):
     # --------------------------------------------------------------------- the step
     def step(self, x: torch.Tensor, y: torch.Tensor, T: float | None) -> bool:
         """One sandwich step; returns whether any process was asked to stop."""
-        cfg, space, amp = self.cfg, self.space, self.amp
+        cfg, space, amp, obj = self.cfg, self.space, self.amp, self.objective
         B, G = x.shape[0], cfg.sampled
         if B > cfg.batch_size:
             raise AowsError(f"batch of {B} images but batch_size={cfg.batch_size}: the "
@@ -289,34 +316,40 @@ class SupernetRun(Harness):
                                  cfg.budget, T, cfg.sampling)
         idx = idx_all[self.rank * G:(self.rank + 1) * G]
         self.opt.zero_grad(set_to_none=True)
+        with amp.autocast():
+            ctx = obj.context(x)  # the teacher's outputs (distill)
 
-        def run(inp, config, target, last=False):
+        def run(inp, config, loss_of, last=False):
             sync = contextlib.nullcontext() if (last or self.world == 1) else \
                 self.model.no_sync()
             with sync:
                 with amp.autocast():
-                    logits = self.model(inp, config).float()
-                loss = (F.cross_entropy(logits, target) if target.dim() == 1
-                        else _distill(logits, target))
-                amp.backward(loss * (inp.shape[0] / B))
-            return logits.detach(), loss.detach()
+                    out = to_float(self.model(inp, config))
+                per = loss_of(out)  # one loss per image
+                amp.backward(per.mean() * (inp.shape[0] / B))
+            return detach(out), per.detach()
 
-        logits, loss_max = run(x, space.widest(), y)
-        soft = logits.softmax(1)
-        ce_max = F.cross_entropy(logits, y, reduction="none")
-        out_min, loss_min = run(x, space.narrowest(), soft)
+        out_max, per_max = run(x, space.widest(), lambda o: obj.widest(o, y, ctx))
+        target = obj.target(out_max, ctx)
+        out_min, per_min = run(x, space.narrowest(), lambda o: obj.narrow(o, target))
         d = torch.empty(B, device=x.device)
         loss_s, acc_s = 0.0, 0  # becoming device tensors: no host sync in the step
         for k, part in enumerate(_slices(B, G)):  # contiguous slices of the batch
-            out_k, loss_k = run(x[part], space.config_from_indices(idx[k]), soft[part],
-                                last=k == G - 1)
-            d[part] = F.cross_entropy(out_k, y[part], reduction="none") - ce_max[part]
-            acc_s = acc_s + (out_k.argmax(1) == y[part]).sum()
-            loss_s = loss_s + loss_k.double() * (part.stop - part.start)
+            target_k = rows(target, part)
+            out_k, per_k = run(x[part], space.config_from_indices(idx[k]),
+                               lambda o, t=target_k: obj.narrow(o, t), last=k == G - 1)
+            # the score of a sampled configuration less the widest's, image by image
+            d[part] = obj.score(out_k, y[part], per_k) - per_max[part]
+            loss_s = loss_s + per_k.double().sum()
+            if obj.accuracy:
+                acc_s = acc_s + (out_k.argmax(1) == y[part]).sum()
         amp.step(self.opt)
-        self.add_sums(B, max=loss_max.double() * B, min=loss_min.double() * B,
-                      sampled=loss_s, acc_max=(logits.argmax(1) == y).sum(),
-                      acc_min=(out_min.argmax(1) == y).sum(), acc_sampled=acc_s)
+        sums = {"max": per_max.double().sum(), "min": per_min.double().sum(),
+                "sampled": loss_s}
+        if obj.accuracy:
+            sums.update(acc_max=(out_max.argmax(1) == y).sum(),
+                        acc_min=(out_min.argmax(1) == y).sum(), acc_sampled=acc_s)
+        self.add_sums(B, **sums)
         if self.world == 1:  # the statistics take d when they are next needed
             self.pending.append((idx_all, d))
             if len(self.pending) >= PENDING_STEPS:
@@ -358,11 +391,15 @@ class SupernetRun(Harness):
 
     @torch.no_grad()
     def validate(self, epoch: int, decoded) -> dict:
-        """Top-1 of the widest, narrowest and decoded configurations on the validation
-        batches, each after BN recalibration on ``calib_batches`` training batches."""
+        """The widest, narrowest and (given a budget) decoded configurations on the
+        validation batches, each after BN recalibration on ``calib_batches`` training
+        batches: top-1 (``val_top1_*``, labels), the distillation loss against the teacher
+        (``val_distill_*``, lower is better) or the user's loss (``val_loss_*``)."""
         configs = {"widest": self.space.widest(), "narrowest": self.space.narrowest()}
         if decoded is not None:
             configs["decoded"] = decoded
+        obj = self.objective
+        key = {"labels": "val_top1", "distill": "val_distill", "loss": "val_loss"}[obj.kind]
         res = {}
         for name, config in configs.items():
             calib = (self.to_device(x, y)[0] for x, y in islice(self.batches(epoch),
@@ -371,13 +408,19 @@ class SupernetRun(Harness):
                 plain = self.net.export(config, calibration=calib).to(self.device).eval()
                 if self.channels_last:
                     plain = plain.to(memory_format=torch.channels_last)
-                correct, n = 0, 0
+                total, n = 0, 0
                 for x, y in self.val_batches(epoch):
                     x, y = self.to_device(x, y)
-                    correct = correct + (plain(x).argmax(1) == y).sum()
-                    n += y.numel()
-            counts = all_sum({"correct": float(correct), "n": float(n)}, self.world)
-            res[f"val_top1_{name}"] = counts["correct"] / max(counts["n"], 1)
+                    out = to_float(plain(x))
+                    if obj.kind == "labels":
+                        total = total + (out.argmax(1) == y).sum()
+                    elif obj.kind == "distill":
+                        total = total + distill_loss(out, obj.context(x)).double().sum()
+                    else:
+                        total = total + obj.widest(out, y, None).double().sum()
+                    n += x.shape[0]
+            counts = all_sum({"total": float(total), "n": float(n)}, self.world)
+            res[f"{key}_{name}"] = counts["total"] / max(counts["n"], 1)
         return res
 
 
@@ -421,6 +464,32 @@ def _rows(idx: np.ndarray, B: int) -> np.ndarray:
                            for k, s in enumerate(_slices(B, len(idx)))])
 
 
-def _distill(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """In-place distillation: cross-entropy against the widest network's soft labels."""
-    return -(soft * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+def _loss_fn(cfg: TrainConfig, loss_fn: Callable | None) -> Callable | None:
+    """The user's per-image loss: the function given from Python, else ``cfg.loss``'s."""
+    if cfg.objective != "loss":
+        if loss_fn is not None or cfg.loss:
+            raise AowsError(f"a loss function is given but the objective is "
+                            f"'{cfg.objective}': use --objective loss with --loss")
+        return None
+    if loss_fn is None and not cfg.loss:
+        raise AowsError("--objective loss needs --loss FILE.py:FUNCTION (from Python: "
+                        "loss_fn=)")
+    return loss_fn if loss_fn is not None else load_loss(cfg.loss)
+
+
+def _check_objective(space: SearchSpace, cfg: TrainConfig) -> None:
+    """Refuse what an objective cannot do, before any training."""
+    if cfg.objective != "distill":
+        return
+    if not hasattr(space, "plan"):
+        raise AowsError(f"--objective distill learns from your trained model, but "
+                        f"'{space.name}' is a built-in space with no weights: give your "
+                        "model (--model ... --weights ...), or train on labels")
+    if cfg.scratch:
+        raise AowsError("--objective distill with --scratch: the supernet would start "
+                        "from nothing and learn from your model; leave --scratch out so "
+                        "the widest configuration starts as your model")
+    if cfg.importance == "taylor":
+        raise AowsError("--importance taylor needs labels; with --objective distill "
+                        "choose l1, bn or none")
