@@ -137,8 +137,10 @@ def test_cli_run_killed_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path)
             "--epochs", "4", "--batch-size", "16", "--no-progress", "--no-val"]
     cmd = [sys.executable, "-m", "aows.cli", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*cmd, "--out", str(tmp_path / "a")], check=True, env=env,
-                   capture_output=True, timeout=300)
+    # the uninterrupted run beside the one to stop: one thread each, the results do not
+    # depend on what else runs
+    whole = subprocess.Popen([*cmd, "--out", str(tmp_path / "a")], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "b")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "b" / "metrics.jsonl"
@@ -155,6 +157,7 @@ def test_cli_run_killed_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path)
     assert (pos["epoch"], pos["iteration"]) != (4, 0), "the signal came too late to test"
     subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--resume"], check=True, env=env,
                    capture_output=True, timeout=300)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     for k in a["model"]:
