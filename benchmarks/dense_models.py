@@ -1,10 +1,13 @@
 """Dense-output models for benchmarks/distill.py, loaded as
 ``benchmarks/dense_models.py:unet`` and ``...:fpn``: a U-Net whose skips are additions
-(output: a 3-channel map at the input's resolution) and a three-level feature pyramid
-(output: a dict of 3-channel maps at 1/2, 1/4 and 1/8 of the input)."""
+(output: a map of CLASSES channels at the input's resolution) and a three-level feature
+pyramid (output: a dict of such maps at 1/2, 1/4 and 1/8 of the input). CLASSES: the ten
+digits and the background, a segmenter's per-pixel scores."""
 
 import torch.nn.functional as F
 from torch import nn
+
+CLASSES = 11
 
 
 def _cbr(cin, cout, stride=1):
@@ -19,7 +22,7 @@ class UNet(nn.Module):
         self.mid = nn.Sequential(_cbr(64, 128, 2), _cbr(128, 128))
         self.up2, self.dec2 = nn.Conv2d(128, 64, 1), _cbr(64, 64)
         self.up1, self.dec1 = nn.Conv2d(64, 32, 1), _cbr(32, 32)
-        self.head = nn.Conv2d(32, 3, 1)
+        self.head = nn.Conv2d(32, CLASSES, 1)
 
     def forward(self, x):
         e1 = self.enc1(x)
@@ -37,7 +40,7 @@ class FPN(nn.Module):
         self.c1, self.c2, self.c3 = _cbr(3, 32, 2), _cbr(32, 64, 2), _cbr(64, 128, 2)
         self.lat1, self.lat2, self.lat3 = (nn.Conv2d(c, 64, 1) for c in (32, 64, 128))
         self.smooth = nn.ModuleList(_cbr(64, 64) for _ in range(3))
-        self.out = nn.ModuleList(nn.Conv2d(64, 3, 1) for _ in range(3))
+        self.out = nn.ModuleList(nn.Conv2d(64, CLASSES, 1) for _ in range(3))
 
     def forward(self, x):
         c1 = self.c1(x)
