@@ -220,6 +220,19 @@ def test_train_on_images_alone_resumes_exactly_and_exports(model, images, weight
     res = json.loads(capsys.readouterr().out)
     assert res["distill"] > 0 and res["agreement"] is None and res["images"] == 4
     assert _code(ev) == 2 and "evaluate FINAL --model" in capsys.readouterr().err
+    if model != "unet":
+        return
+    # fine-tuned to the original's outputs, no labels; its record is what evaluate says
+    assert main(["finetune", str(out), "--data", str(images), "--model", spec, "--weights",
+                 weights[model], "--epochs", "2", "--batch-size", "8", "--no-progress",
+                 "--trust-model-code"]) == 0
+    tuned = json.loads((out / "finetuned" / "config.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "finetuned"), "--data", str(images), "--batch-size",
+                 "8", "--trust-model-code", "--model", spec, "--weights", weights[model],
+                 "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)["distill"]
+    assert after == pytest.approx(tuned["distill"]) and after < res["distill"]
 
 
 def test_user_loss_from_a_file(images, weights, tmp_path):
@@ -253,3 +266,26 @@ def test_bad_input_is_one_clear_error(case, expected, images, weights, tmp_path,
                   "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_run_pipeline_without_labels(images, weights, tmp_path):
+    """`aows run` with `train.objective: distill` on a dict-output model and a folder of
+    images: every stage runs; the report's quality is the distillation error against the
+    model (0 for the model itself), before and after fine-tuning by distillation."""
+    import yaml
+
+    from tests.test_pipeline import TINY
+    cfg = {**TINY, "model": f"{HERE}:fpn_dict",
+           "space": {"input_shape": [3, RES, RES], "weights": weights["fpn_dict"]},
+           "data": {"name": str(images), "batch_size": 8},
+           "train": {**TINY["train"], "objective": "distill"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["objective"] == "distill" and report["original"]["distill"] == 0.0
+    for m in report["methods"].values():
+        assert m["top1"] is None and m["distill"] > 0 and m["distill_before_finetune"] > 0
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| distillation error |" in md and "no labels used" in md
+    assert (tmp_path / "run" / "final" / "ows" / "model.onnx").exists()

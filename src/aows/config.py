@@ -71,7 +71,8 @@ LatencySection = project(
 
 TrainSection = project(
     "TrainSection", TrainConfig, ["epochs", "sampled", "lr", "schedule", "warmup_epochs",
-                                  "sampling", "unary_mode", "calib_batches", "importance"],
+                                  "sampling", "unary_mode", "calib_batches", "importance",
+                                  "objective"],
     ("methods", list[str], setting(["ows", "aows"], "the supernets to train: ows and/or "
                                    "aows")))
 
@@ -162,6 +163,12 @@ class RunConfig:
         if any(b not in ("uniform", "greedy") for b in self.search.baselines):
             raise AowsError("search.baselines may hold 'uniform' and 'greedy' only, got "
                             f"{self.search.baselines}")
+        if self.train.objective == "loss":
+            raise AowsError("train.objective: `aows run` takes labels or distill; train "
+                            "with your own loss by `aows train --loss FILE.py:FUNCTION`")
+        if self.train.objective == "distill" and not self.model:
+            raise AowsError("train.objective distill learns from your trained model: set "
+                            "model (and space.weights), or use objective labels")
 
     def target(self) -> Target:
         """The latency section's target (another machine with ``latency.remote``)."""

@@ -44,6 +44,7 @@ from aows.nn.bn import reestimate_bn
 from aows.nn.modelnet import slice_module
 from aows.nn.slimmable import SlimmableNetwork
 from aows.nn.supernet import make_supernet
+from aows.outputs import output_tensors
 from aows.space import SearchSpace, SpaceError
 
 log = logging.getLogger(__name__)
@@ -261,15 +262,14 @@ def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int
         return None
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randn(shape, generator=gen) for _ in range(max(inputs, 2))]
-    with torch.no_grad():
-        ref = np.stack([net(x).numpy() for x in xs])
+    ref = _flat_outputs(net, xs)
     if not _depends_on_input(ref):
         net = _bn_recalibrated(net, xs)
         data = onnx_bytes(net, shape)
-        with torch.no_grad():
-            ref = np.stack([net(x).numpy() for x in xs])
+        ref = _flat_outputs(net, xs)
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = np.stack([sess.run(None, {"input": x.numpy()})[0] for x in xs])
+    got = np.stack([np.concatenate([o.reshape(-1) for o in sess.run(None, {"input": x.numpy()})])
+                    for x in xs])
     scale = float(np.max(np.abs(ref)))
     rel = float(np.max(np.abs(got - ref))) / scale if scale > 0 else float(
         np.max(np.abs(got)) > 0)
@@ -278,6 +278,13 @@ def export_onnx(net: nn.Module, space: SearchSpace, path: str | Path, batch: int
                         f"the output's scale {scale:.2e} (tolerance {rtol:.0e}); the export "
                         "is not faithful")
     return rel
+
+
+@torch.no_grad()
+def _flat_outputs(net: nn.Module, xs: Sequence[torch.Tensor]) -> np.ndarray:
+    """(inputs, values): every output tensor of each input, flattened in order."""
+    return np.stack([np.concatenate([t.reshape(-1).numpy() for t in output_tensors(net(x))])
+                     for x in xs])
 
 
 def _depends_on_input(outputs: np.ndarray) -> bool:

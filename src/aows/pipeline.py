@@ -60,6 +60,7 @@ from aows.space import SearchSpace
 from aows.train.data import get_data
 from aows.train.finetune import evaluate, finetune
 from aows.train.loop import branch_from_warmup, train_supernet, warmup_epochs
+from aows.train.objective import compare_outputs
 from aows.train.runtime import (
     dist_info,
     init_distributed,
@@ -108,9 +109,12 @@ class Pipeline:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(saved, yaml.safe_dump(as_dict(cfg), sort_keys=False))
-        self.data = get_data(cfg.data.name, _resolution(cfg),
-                             cfg.data.batch_size, cfg.seed, self.rank, self.world)
-        self.space = _space_of(cfg, self.data.classes)
+        # without labels (objective distill) the user's model is the measure of quality
+        self.labels = cfg.train.objective == "labels"
+        self.data = get_data(cfg.data.name, _resolution(cfg), cfg.data.batch_size, cfg.seed,
+                             self.rank, self.world, labels=self.labels)
+        self.space = _space_of(cfg, self.data.classes if self.labels else None)
+        self._teacher = None
         self.until: str | None = None
 
     def barrier(self) -> None:
@@ -399,6 +403,21 @@ class Pipeline:
         trained = self.cfg.train.methods
         return "ows" if "ows" in trained else trained[0]
 
+    @property
+    def teacher(self):
+        """The user's model as loaded (objective distill: what quality is measured
+        against)."""
+        if self._teacher is None:
+            self._teacher = self.space.load_module().eval()
+        return self._teacher
+
+    def quality(self, net, device) -> dict:
+        """Top-1 / top-5 on the labels, or the distillation error against the user's
+        model (objective distill), on the validation images."""
+        if self.labels:
+            return evaluate(net, self.data.val(0), device)
+        return compare_outputs(net, self.teacher, self.data.val(0), device)
+
     def stage_final(self, method: str, config: list[int]) -> dict | None:
         init = self.cfg.finetune.init
         src = method if method in ("ows", "aows") else self.base_supernet()
@@ -416,26 +435,28 @@ class Pipeline:
         self.barrier()  # the others load what rank 0 exported
         device = resolve_device(self.cfg.device)
         net, _, _ = load_final(inherited, space=self.space)
-        before = evaluate(net.to(device), self.data.val(0), device)
-        log.info(f"{METHOD_LABELS[method]}: top-1 {100 * before['top1']:.1f} % with {init} "
+        key = "top1" if self.labels else "distill"
+        before = self.quality(net.to(device), device)
+        log.info(f"{METHOD_LABELS[method]}: {_quality_text(key, before[key])} with {init} "
                  "weights, before fine-tuning")
         res = finetune(net, self.data.train, self.data.val, self.cfg.finetune_config(),
                        folder / "finetune", self.data.steps_per_epoch, resume=True,
-                       should_stop=self.should_stop)
+                       should_stop=self.should_stop,
+                       teacher=None if self.labels else self.teacher)
         if res["stopped"]:
             return None
-        after = evaluate(net, self.data.val(0), device)
+        after = self.quality(net, device)
         net = net.cpu().eval()
         if self.rank != 0:
-            return {"top1": after["top1"]}
-        save_final(folder, net, self.space, config, method=method, init=init,
-                   top1=after["top1"], top5=after["top5"])
+            return {key: after[key]}
+        scores = ({"top1": after["top1"], "top5": after["top5"]} if self.labels
+                  else {"distill": after["distill"]})
+        save_final(folder, net, self.space, config, method=method, init=init, **scores)
         onnx_diff = None
         if self.cfg.onnx:
             onnx_diff = export_onnx(net, self.space, folder / "model.onnx")
-        return {"config": config, "top1_before_finetune": before["top1"],
-                "top1": after["top1"], "top5": after["top5"], "val_images": after["images"],
-                "onnx_max_rel_diff": onnx_diff}
+        return {"config": config, f"{key}_before_finetune": before[key], **scores,
+                "val_images": after["images"], "onnx_max_rel_diff": onnx_diff}
 
     def stage_measure(self, model: LatencyModel) -> dict:
         nets, configs = {}, {}
@@ -466,7 +487,8 @@ class Pipeline:
         mr = (meas.get("networks") or {}).get(ORIGINAL)
         if mr is None:
             return None
-        ev = evaluate(self.space.load_module(), self.data.val(0))
+        ev = (evaluate(self.space.load_module(), self.data.val(0)) if self.labels
+              else {"distill": 0.0})  # the reference of the distillation error itself
         return {"label": ORIGINAL, "config": list(self.space.widest()),
                 "predicted_latency_ms": mr["predicted_latency_ms"],
                 "measured_latency_ms": mr["measured_latency_ms"],
@@ -474,7 +496,7 @@ class Pipeline:
                 "latency_error": mr["relative_error"],
                 "within_noise_floor": mr["within_noise_floor"],
                 "params": mr["params"], "macs": mr["macs"],
-                "top1": ev["top1"], "top5": ev["top5"], "top1_before_finetune": None}
+                **{k: ev.get(k) for k in QUALITY_KEYS}}
 
     def stage_report(self, model, lat, found, meas, wall) -> dict:
         entries = {}
@@ -488,8 +510,7 @@ class Pipeline:
                 "measured_raw_ms": mr["measured_raw_ms"],
                 "latency_error": mr["relative_error"],
                 "within_noise_floor": mr["within_noise_floor"],
-                "top1": fin["top1"], "top5": fin["top5"],
-                "top1_before_finetune": fin["top1_before_finetune"],
+                **{k: fin.get(k) for k in QUALITY_KEYS},
                 "supernet": found["methods"][m]["supernet"],
                 "score": found["methods"][m]["score_base"],
                 "params": mr.get("params"), "macs": mr.get("macs"),
@@ -500,7 +521,7 @@ class Pipeline:
                   "noise_floor_source": meas["noise_floor_source"],
                   "space": self.cfg.space.params() | {"name": self.cfg.model or
                                                        self.cfg.space.name},
-                  "data": self.cfg.data.name,
+                  "data": self.cfg.data.name, "objective": self.cfg.train.objective,
                   "val_images": next(iter(self.done(f"final_{m}")["val_images"]
                                           for m in self.methods())),
                   "target": meas["target"], "latency_model": lat,
@@ -513,10 +534,18 @@ class Pipeline:
         report.update(wall_seconds=round(sum(v or 0 for v in stages.values()) + wall, 1),
                       stage_seconds=stages)
         atomic_write_text(self.out / "report.json", json.dumps(report, indent=1))
-        figures(self.out, model, found, entries, found["budget_ms"])
+        figures(self.out, model, found, entries, found["budget_ms"], self.cfg.train.objective)
         md = report_markdown(report)
         atomic_write_text(self.out / "report.md", md)
         return report
+
+
+QUALITY_KEYS = ("top1", "top5", "top1_before_finetune", "distill", "distill_before_finetune")
+
+
+def _quality_text(key: str, value: float) -> str:
+    return (f"top-1 {100 * value:.1f} %" if key == "top1"
+            else f"distillation error {value:.4f}")
 
 
 def summary(report: dict, out: str | Path) -> str:

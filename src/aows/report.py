@@ -5,6 +5,7 @@ against top-1, and the width profile of each configuration)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,21 @@ from aows.latency.model import LatencyModel
 from aows.plots import figure
 
 
+def _quality(r: dict) -> tuple[str, str, Callable[[float], str]]:
+    """The quality column: its key, its name, and how a value is shown (top-1 on the
+    labels, or the distillation error against the user's model without them)."""
+    if r.get("objective", "labels") == "distill":
+        return "distill", "distillation error", lambda v: f"{v:.4f}"
+    return "top1", "top-1", lambda v: f"{100 * v:.1f} %"
+
+
 def report_markdown(r: dict) -> str:
     floor = r["noise_floor"]
     original = r.get("original")  # a model's space: the user's model, the reference
     speed_col = "speed-up | " if original else ""
+    key, name, shown = _quality(r)
     rows = ["| method | parameters | MACs | predicted latency | budget used | measured latency "
-            f"| error | {speed_col}top-1 | top-1 before fine-tuning |",
+            f"| error | {speed_col}{name} | {name} before fine-tuning |",
             "|---|---|---|---|---|---|---|" + "---|" * (3 if original else 2)]
     for e in ([original] if original else []) + list(r["methods"].values()):
         verdict = ("" if e["within_noise_floor"] is None else " ✓" if e["within_noise_floor"]
@@ -27,12 +37,11 @@ def report_markdown(r: dict) -> str:
                 if e.get("params") is not None else "| ")
         speed = ("" if not original else "1.00x | " if e is original else
                  f"{e['speedup']:.2f}x | " if e.get("speedup") is not None else " | ")
-        before = ("(as given)" if e is original else
-                  f"{100 * e['top1_before_finetune']:.1f} %")
+        before = ("(as given)" if e is original else shown(e[f"{key}_before_finetune"]))
         rows.append(f"| {e['label']} | {size} | {e['predicted_latency_ms']:.3f} ms | "
                     f"{100 * e['predicted_latency_ms'] / r['budget_ms']:.0f} % | "
                     f"{e['measured_latency_ms']:.3f} ms | {100 * e['latency_error']:+.1f} %"
-                    f"{verdict} | {speed}{100 * e['top1']:.1f} % | {before} |")
+                    f"{verdict} | {speed}{shown(e[key])} | {before} |")
     lat = r["latency_model"] or {}
     bb = lat.get("blackbox")
     latline = (f"Latency model: {lat.get('networks')} timed networks, held-out NRMSE "
@@ -49,8 +58,16 @@ def report_markdown(r: dict) -> str:
                     f"{100 * ref['final_heldout_nrmse']:.2f} %.\n\n")
     floor_txt = (f"{100 * floor:.1f} % ({r['noise_floor_source']})" if floor is not None
                  else "not known")
-    p = float(np.mean([e["top1"] for e in r["methods"].values()]))
-    se = 100 * np.sqrt(p * (1 - p) / max(r["val_images"], 1))
+    if key == "top1":
+        p = float(np.mean([e["top1"] for e in r["methods"].values()]))
+        se = 100 * np.sqrt(p * (1 - p) / max(r["val_images"], 1))
+        quality = (f"Top-1 on {r['val_images']} validation images of `{r['data']}` after "
+                   f"fine-tuning (binomial standard error about {se:.1f} points: smaller "
+                   "differences are not evidence).")
+    else:
+        quality = (f"Distillation error against your model on {r['val_images']} "
+                   f"validation images of `{r['data']}` (no labels used; 0: its outputs, "
+                   "1.0 per output: outputs of zeros), after fine-tuning by distillation.")
     trained = r.get("train_budget_ms", r["budget_ms"])
     moved = (f" on the refined latency model; the supernets were trained with "
              f"{trained:.3f} ms on the first one" if abs(trained - r["budget_ms"]) > 5e-4
@@ -59,19 +76,20 @@ def report_markdown(r: dict) -> str:
             f"Budget {r['budget_ms']:.3f} ms/image (predicted{moved}). Measured latencies are the "
             f"final networks timed on the latency model's target and protocol, "
             f"drift-normalised by the anchor network; ✓ = within the noise floor, "
-            f"{floor_txt}. Top-1 on {r['val_images']} validation images of "
-            f"`{r['data']}` after fine-tuning (binomial standard error about {se:.1f} "
-            f"points: smaller differences are not evidence). Wall time "
-            f"{r['wall_seconds']:.0f} s.\n\n"
+            f"{floor_txt}. {quality} Wall time {r['wall_seconds']:.0f} s.\n\n"
             + latline +
             "![latency fit](latency_fit.png)\n"
             + ("![latency refinement](latency_refine.png)\n" if ref else "")
             + "![pareto](pareto.png)\n![widths](widths.png)\n")
 
 
-def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: float) -> None:
+def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: float,
+            objective: str = "labels") -> None:
     """``pareto.png`` (the search's front with the chosen configurations; measured latency
-    against top-1) and ``widths.png`` (each configuration's widths) in ``out``."""
+    against top-1, or the distillation error without labels) and ``widths.png`` (each
+    configuration's widths) in ``out``."""
+    key, name, _ = _quality({"objective": objective})
+    scale = 100 if key == "top1" else 1
     front = json.loads((out / "pareto.json").read_text())["front"]
     with figure(out / "pareto.png", 1, 2, figsize=(11, 4.2)) as (_, (ax, bx)):
         ax.step([p["predicted_latency_ms"] for p in front], [p["score"] for p in front],
@@ -80,7 +98,7 @@ def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: 
         for k, e in enumerate(entries.values()):
             ax.scatter([e["predicted_latency_ms"]], [e["score"]], s=50,
                        marker="sD^o*"[k % 5], color=f"C{k + 1}", label=e["label"], zorder=3)
-            bx.scatter([e["measured_latency_ms"]], [100 * e["top1"]], s=50,
+            bx.scatter([e["measured_latency_ms"]], [scale * e[key]], s=50,
                        marker="sD^o*"[k % 5], color=f"C{k + 1}", label=e["label"], zorder=3)
         for a in (ax, bx):
             a.axvline(budget, color="k", ls=":", lw=1, label="budget")
@@ -90,7 +108,7 @@ def figures(out: Path, model: LatencyModel, found: dict, entries: dict, budget: 
         ax.set_ylabel("score (sum of unaries)")
         ax.set_title("search: Pareto front and the chosen configurations", fontsize=10)
         bx.set_xlabel("measured latency (ms/image)")
-        bx.set_ylabel("top-1 after fine-tuning (%)")
+        bx.set_ylabel(f"{name} after fine-tuning" + (" (%)" if key == "top1" else ""))
         bx.set_title("final networks", fontsize=10)
 
     space = model.space

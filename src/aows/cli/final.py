@@ -198,16 +198,30 @@ def cmd_finetune(args) -> None:
         import torch
         torch.manual_seed(args.seed)
         net = build_network(space, config)
-    data = get_data(args.data, space.layers[0].in_res, args.batch_size, args.seed, rank, world)
+    teacher = None
+    if args.model:  # no labels: learn the original model's outputs
+        from aows.models import load_model
+        teacher = load_model(_space_name(args), None, args.weights)
+    data = get_data(args.data, space.layers[0].in_res, args.batch_size, args.seed, rank, world,
+                    labels=teacher is None)
     out = Path(args.out or Path(args.final) / "finetuned")
     cfg = FinetuneConfig(**from_args(FinetuneConfig, args, FINETUNE_OPTIONS))
     from aows.train.runtime import resolve_device, run_lock, torch_threads
     with run_lock(out), torch_threads(args.threads):
         with _Signals() as sig:  # the training saves and stops; what follows is short
             res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,
-                           resume=args.resume, should_stop=sig.flag)
+                           resume=args.resume, should_stop=sig.flag, teacher=teacher)
         if res["stopped"]:
             sig.check("run the same command with --resume to continue")
+        if teacher is not None:
+            from aows.train.objective import compare_outputs
+            ev = compare_outputs(net, teacher, data.val(0), resolve_device(args.device))
+            if rank == 0:
+                save_final(out, net, space, config, finetuned_from=str(args.final),
+                           distill=ev["distill"])
+                print(f"distillation error {ev['distill']:.4f} against {args.model} on "
+                      f"{ev['images']} validation images; {out}/config.json + weights.pt")
+            return
         ev = evaluate(net, data.val(0), resolve_device(args.device))
         if rank == 0:
             save_final(out, net, space, config, finetuned_from=str(args.final),
@@ -298,9 +312,12 @@ def add_parser(sub) -> None:
     _trust_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5")
+    p = sub.add_parser("finetune", help="train a final network; report top-1 / top-5 (with "
+                       "--model: learn your model's outputs, no labels needed)")
     p.add_argument("final", help="final-network folder (`aows export`)")
-    p.add_argument("--data", required=True, help="ImageFolder root, digits or fake")
+    p.add_argument("--data", required=True, help="ImageFolder root, digits or fake (with "
+                   "--model: any folder of images)")
+    _model_args(p)
     p.add_argument("--scratch", action="store_true", help="from random weights")
     p.add_argument("--out", default=None, help="default FINAL/finetuned")
     p.add_argument("--resume", action="store_true")

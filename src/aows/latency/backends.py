@@ -22,6 +22,7 @@ from torch import nn
 from aows.errors import AowsError
 from aows.latency.remote_runner import cpu_name as _cpu_name  # stdlib only, as is the runner
 from aows.latency.target import Target
+from aows.outputs import output_names
 from aows.registry import Registry
 
 Runner = Callable[[], float]
@@ -153,9 +154,12 @@ class TorchCUDA(Backend):
 
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], fp16: bool = False) -> bytes:
-    """Export a module to ONNX in memory (TorchScript-based exporter, opset 17)."""
+    """Export a module to ONNX in memory (TorchScript-based exporter, opset 17): one input
+    "input"; the outputs named by ``aows.outputs.output_names`` (a dict's keys)."""
     model = model.eval()
     x = torch.randn(input_shape)
+    with torch.no_grad():
+        names = output_names(model(x))
     buf = io.BytesIO()
     # The TorchScript exporter needs no extra package (the dynamo one needs onnxscript);
     # torch >= 2.9 flags it as legacy, which says nothing about this use.
@@ -163,7 +167,7 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], fp16: bool = Fals
         warnings.simplefilter("ignore", DeprecationWarning)
         legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
                   else {})  # the flag exists from torch 2.5; before, legacy is the only one
-        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["output"],
+        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=names,
                           opset_version=17, **legacy)
     return buf.getvalue()
 

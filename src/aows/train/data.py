@@ -17,6 +17,7 @@ images per process and step, so the global batch is ``batch * world``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,9 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
         raise AowsError(f"--data {root}: {len(train)} training images cannot fill one batch "
                         f"of {batch} x {world} processes: lower --batch-size")
     pin = torch.cuda.is_available()
+    # no more loader processes than cores: more only compete with training for them
+    workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count() or 1)
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     def train_batches(epoch: int, start: int = 0):

@@ -7,6 +7,11 @@ BatchNorm parameters and biases. DDP via torchrun, AMP and channels_last on CUDA
 checkpoint (``finetune.pt``, weights-only) after every epoch and on SIGTERM / Ctrl-C,
 exact resume. The step's loss and accuracy sums stay on the device until the end of the
 epoch; in one process a step never waits for the device.
+
+Without labels (a ``teacher``: the user's original model, frozen), the network learns
+to match the teacher's outputs instead (``aows.train.objective.distill_loss``, any
+output structure; mixup applies to both) and is evaluated by its distillation error
+against it (``val_distill``, lower is better).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch import nn
 from aows.errors import AowsError
 from aows.train.config import FinetuneConfig
 from aows.train.harness import Harness
+from aows.train.objective import compare_outputs, distill_loss, to_float
 from aows.train.runtime import Amp, all_sum, dist_info, run_lock
 
 logger = logging.getLogger(__name__)
@@ -74,7 +80,8 @@ def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cp
 def finetune(net: nn.Module, batches: Callable[..., Iterable],
              val_batches: Callable[[int], Iterable] | None, cfg: FinetuneConfig,
              out: str | Path, steps_per_epoch: int, resume: bool = False,
-             should_stop: Callable[[], bool] | None = None) -> dict:
+             should_stop: Callable[[], bool] | None = None,
+             teacher: nn.Module | None = None) -> dict:
     """Fine-tune a final network in place. Progress lines are logged (``logging``, INFO).
 
     Args:
@@ -89,21 +96,25 @@ def finetune(net: nn.Module, batches: Callable[..., Iterable],
         steps_per_epoch: batches per epoch (the learning-rate schedule needs it).
         resume: continue from ``out``/finetune.pt (same settings required).
         should_stop: polled between steps (default: SIGTERM / Ctrl-C).
+        teacher: the user's original model: learn its outputs, no labels needed
+            (distillation; the network may return any output structure).
 
     Returns:
-        The last evaluation ({"top1", "top5", ...}) and "stopped" (whether a stop request
-        ended the run early, after saving).
+        The last evaluation ({"top1", "top5", ...}; with a teacher {"distill", ...}) and
+        "stopped" (whether a stop request ended the run early, after saving).
     """
     if steps_per_epoch < 1:
         raise AowsError("fine-tuning needs at least one batch per epoch: lower --batch-size")
     with run_lock(out):
         run = FinetuneRun(net=net, cfg=cfg, out=out, steps_per_epoch=steps_per_epoch,
-                          resume=resume, val_batches=val_batches)
+                          resume=resume, val_batches=val_batches, teacher=teacher)
         result = run.result
         result["stopped"] = run.fit(batches, should_stop)
     history = run.pos["history"]
-    if not result["stopped"] and result["top1"] is None and history:
-        result.update(top1=history[-1].get("val_top1"), top5=history[-1].get("val_top5"))
+    if not result["stopped"] and history:
+        for key in ("top1", "top5", "distill"):
+            if result.get(key) is None and f"val_{key}" in history[-1]:
+                result[key] = history[-1][f"val_{key}"]
     return result
 
 
@@ -122,10 +133,17 @@ class FinetuneRun(Harness):
 
     def __init__(self, *, net: nn.Module, cfg: FinetuneConfig, out: str | Path,
                  steps_per_epoch: int, resume: bool = False,
-                 val_batches: Callable[[int], Iterable] | None = None):
+                 val_batches: Callable[[int], Iterable] | None = None,
+                 teacher: nn.Module | None = None):
         self.initial_net, self.val_batches = net, val_batches
-        self.result: dict = {"top1": None, "top5": None, "stopped": False}
+        self.result: dict = ({"top1": None, "top5": None, "stopped": False} if teacher is None
+                             else {"distill": None, "stopped": False})
+        if teacher is not None:
+            self.sum_keys = ("loss",)
         super().__init__(cfg, out, resume=resume, steps_per_epoch=steps_per_epoch)
+        self.teacher = None
+        if teacher is not None:
+            self.teacher = teacher.to(self.device).eval().requires_grad_(False)
         self.pos.setdefault("history", [])
 
     def build_model(self) -> nn.Module:
@@ -144,6 +162,16 @@ class FinetuneRun(Harness):
                 self.device, non_blocking=True)
             x = lam * x + (1 - lam) * x[perm]
         self.opt.zero_grad(set_to_none=True)
+        if self.teacher is not None:  # no labels: the original model's outputs
+            with amp.autocast():
+                with torch.no_grad():
+                    target = to_float(self.teacher(x))
+                out = to_float(self.model(x))
+            loss = distill_loss(out, target).mean()
+            amp.backward(loss)
+            amp.step(self.opt)
+            self.add_sums(x.shape[0], loss=loss.detach().double() * x.shape[0])
+            return None
         with amp.autocast():
             logits = self.model(x).float()
         loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -159,8 +187,16 @@ class FinetuneRun(Harness):
 
     def epoch_record(self, epoch: int, sums: dict, seen: float, seconds: float) -> dict:
         rec = {"epoch": epoch + 1, "seconds": seconds, "loss": sums["loss"] / max(seen, 1),
-               "train_top1": sums["correct"] / max(seen, 1),
                "lr": self.opt.param_groups[0]["lr"]}
+        if self.teacher is not None:
+            if self.val_batches is not None:
+                ev = compare_outputs(self.net, self.teacher, self.val_batches(epoch),
+                                     self.device)
+                rec["val_distill"] = self.result["distill"] = ev["distill"]
+                self.net.train()
+            self.pos["history"].append(rec)
+            return rec
+        rec["train_top1"] = sums["correct"] / max(seen, 1)
         if self.val_batches is not None:
             ev = evaluate(self.net, self.val_batches(epoch), self.device, self.amp,
                           self.channels_last)
@@ -170,6 +206,11 @@ class FinetuneRun(Harness):
         return rec
 
     def epoch_done(self, epoch: int, rec: dict) -> None:
+        if self.teacher is not None:
+            logger.info(f"fine-tune epoch {epoch + 1}/{self.cfg.epochs}: distillation loss "
+                        f"{rec['loss']:.4f}" + (f", val {rec['val_distill']:.4f}"
+                                                if "val_distill" in rec else ""))
+            return
         logger.info(f"fine-tune epoch {epoch + 1}/{self.cfg.epochs}: loss {rec['loss']:.3f}, "
                     f"train top-1 {100 * rec['train_top1']:.1f} %"
                     + (f", val top-1 {100 * rec['val_top1']:.1f} %, top-5 "

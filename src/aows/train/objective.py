@@ -40,6 +40,7 @@ from torch import nn
 
 from aows.defaults import OBJECTIVES
 from aows.errors import AowsError
+from aows.outputs import output_tensors
 
 __all__ = ["OBJECTIVES", "Objective", "compare_outputs", "detach", "distill_loss",
            "load_loss", "output_tensors", "rows", "to_float"]
@@ -47,28 +48,6 @@ __all__ = ["OBJECTIVES", "Objective", "compare_outputs", "detach", "distill_loss
 NORM_EPS = 1e-8  # added to the teacher's mean square: an all-zero output stays finite
 
 LossFn = Callable[[object, torch.Tensor], torch.Tensor]
-
-
-def output_tensors(out, what: str = "the model's output") -> list[torch.Tensor]:
-    """The tensors of an output structure (tensor, tuple, list, dict; nested), in order
-    (a dict's in its keys' order); an output holding none is an error."""
-    found: list[torch.Tensor] = []
-
-    def walk(o):
-        if isinstance(o, torch.Tensor):
-            found.append(o)
-        elif isinstance(o, dict):
-            for k in o:
-                walk(o[k])
-        elif isinstance(o, (list, tuple)):
-            for v in o:
-                walk(v)
-    walk(out)
-    if not found:
-        raise AowsError(f"{what} holds no tensor (it is a {type(out).__name__}): aows "
-                        "trains a model whose forward returns a tensor, or a tuple, list "
-                        "or dict of tensors")
-    return found
 
 
 def to_float(out):
