@@ -5,7 +5,7 @@ on images alone, against the width multiplier at the same predicted latency.
     python benchmarks/distill.py [--models unet fpn] [--resolution 32]
         [--fractions 0.5 0.7] [--out benchmarks/out/distill]
 
-Per model (``benchmarks/dense_models.py``):
+Per model (``aows.demo``: ``unet`` and ``fpn``):
 
 1. the user's model: a segmenter trained once on the digits (--epochs) to label every
    pixel with its digit where there is ink and with "background" elsewhere (at each
@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from aows.chain import BudgetError
+from aows.demo import MODEL_FILE, ink_accuracy, train_segmenter
 from aows.extract import model_space
 from aows.final import export_config
 from aows.io import load_tensors
@@ -47,60 +47,27 @@ from aows.solve import Problem, search
 from aows.train.config import TrainConfig
 from aows.train.data import get_data
 from aows.train.loop import train_supernet
-from aows.train.objective import distill_loss, output_tensors, to_float
+from aows.train.objective import distill_loss, to_float
 from trained_model import latency_model  # benchmarks/trained_model.py
-
-HERE = Path(__file__).resolve().parent
-
-
-def seg_target(x: torch.Tensor, y: torch.Tensor, size) -> torch.Tensor:
-    """Per-pixel labels at ``size``: the digit where the image has ink, else 10."""
-    ink = F.adaptive_max_pool2d(x[:, :1], size)[:, 0] > 0
-    return torch.where(ink, y[:, None, None].expand_as(ink), torch.full_like(ink, 10,
-                                                                             dtype=y.dtype))
 
 
 def user_model(name: str, data, args):
     """The user's model: a digit segmenter trained with labels (weights cached)."""
-    spec = f"{HERE / 'dense_models.py'}:{name}"
+    spec = f"{MODEL_FILE}:{name}"
     cache = Path(args.out) / f"{name}_{args.resolution}px_{args.epochs}ep_seg.pt"
     space = model_space(spec, input_shape=(3, args.resolution, args.resolution))
     module = space.load_module()
     if cache.exists():
         module.load_state_dict(load_tensors(cache, "weights"))
         return spec, cache, module.eval()
-    torch.manual_seed(args.seed)
-    opt = torch.optim.Adam(module.parameters(), 2e-3)
     t0 = time.perf_counter()
-    module.train()
-    for epoch in range(args.epochs):
-        for x, y in data.train(epoch):
-            outs = output_tensors(module(x))
-            loss = sum(F.cross_entropy(o, seg_target(x, y, o.shape[-2:])) for o in outs)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    module.eval()
+    train_segmenter(module, data.train, args.epochs, args.seed)
     print(f"{name}: trained {args.epochs} epochs to segment the digits in "
           f"{time.perf_counter() - t0:.0f} s; ink-pixel accuracy "
           f"{100 * ink_accuracy(module, data.val(0)):.1f} %")
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().clone() for k, v in module.state_dict().items()}, cache)
     return spec, cache, module
-
-
-@torch.no_grad()
-def ink_accuracy(net, batches) -> float:
-    """The share of ink pixels given their digit, on the finest output."""
-    net.eval()
-    right, ink = 0, 0
-    for x, y in batches:
-        out = output_tensors(net(x))[0]
-        t = seg_target(x, y, out.shape[-2:])
-        mask = t < 10
-        right += int((out.argmax(1)[mask] == t[mask]).sum())
-        ink += int(mask.sum())
-    return right / max(ink, 1)
 
 
 @torch.no_grad()

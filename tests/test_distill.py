@@ -289,3 +289,30 @@ def test_run_pipeline_without_labels(images, weights, tmp_path):
     md = (tmp_path / "run" / "report.md").read_text()
     assert "| distillation error |" in md and "no labels used" in md
     assert (tmp_path / "run" / "final" / "ows" / "model.onnx").exists()
+
+
+def test_dense_quickstart_config_and_demo_models():
+    """`aows quickstart --dense` runs the quickstart's settings on aows.demo's U-Net,
+    without labels; the demo models' widths are searched and their supernets equal their
+    exports; the segmentation target labels ink with the digit, the rest background."""
+    from aows.config import dense_quickstart_config, quickstart_config
+    from aows.demo import MODEL_FILE, fpn, segmentation_target, unet
+    cfg, base = dense_quickstart_config("w.pt"), quickstart_config()
+    assert cfg.model == f"{MODEL_FILE}:unet" and cfg.train.objective == "distill"
+    assert cfg.space.weights == "w.pt" and cfg.space.input_shape == [3, 32, 32]
+    assert cfg.train.epochs == base.train.epochs and cfg.latency == base.latency
+    for make, outputs in ((unet, 1), (fpn, 3)):
+        module = make()
+        space = extract(module, (3, RES, RES))
+        assert space.n_searchable >= 6
+        assert len([h for h in space.held_fixed() if h["name"] != "image"]) == outputs
+        sup = ModuleSupernet(space, module=module).eval()
+        cfg_ = space.uniform_sample(np.random.default_rng(0), 1)[0]
+        x = torch.randn(2, 3, RES, RES)
+        with torch.no_grad():
+            a, b = output_tensors(sup(x, cfg_)), output_tensors(sup.export(cfg_).eval()(x))
+        assert all(torch.allclose(u, v, atol=1e-5) for u, v in zip(a, b))
+    x = -torch.ones(2, 3, 4, 4)
+    x[0, :, 1, 1] = 1.0  # one ink pixel in the first image
+    t = segmentation_target(x, torch.tensor([7, 3]), (4, 4))
+    assert t[0, 1, 1] == 7 and (t[0].flatten()[[0, 2, 3]] == 10).all() and (t[1] == 10).all()

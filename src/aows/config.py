@@ -238,3 +238,16 @@ def quickstart_config() -> RunConfig:
     text = resources.files("aows").joinpath("configs/quickstart.yaml").read_text()
     return load(RunConfig, yaml.safe_load(text), "quickstart.yaml")
 
+
+def dense_quickstart_config(weights: str | Path) -> RunConfig:
+    """``aows quickstart --dense``: the quickstart's settings on ``aows.demo``'s U-Net
+    segmenter, ``weights`` its trained weights (``aows.demo.trained_unet``), the supernets
+    trained without labels (``train.objective`` distill)."""
+    cfg = quickstart_config()
+    res = cfg.space.resolution
+    demo = resources.files("aows").joinpath("demo.py")
+    return dataclasses.replace(
+        cfg, model=f"{demo}:unet",
+        space=dataclasses.replace(cfg.space, input_shape=[3, res, res], weights=str(weights)),
+        train=dataclasses.replace(cfg.train, objective="distill"))
+

@@ -6,6 +6,7 @@ from aows.cli.args import (
     MODEL_HELP,
     _Signals,
 )
+from aows.errors import AowsError
 
 
 def _run(cfg, out: str, until: str | None = None) -> None:
@@ -37,6 +38,23 @@ def cmd_quickstart(args) -> None:
     from aows.config import quickstart_config
     cfg = quickstart_config()
     out = args.out
+    if args.dense and args.model:
+        raise AowsError("--dense runs the quickstart on aows's own U-Net segmenter: leave "
+                        "out --model (or --dense, to run it on your model)")
+    if args.dense:
+        from pathlib import Path
+
+        from aows.config import dense_quickstart_config
+        from aows.demo import trained_unet
+        out = out or "quickstart_dense"
+        print("aows quickstart --dense: your model is a U-Net trained to segment the digits "
+              "(its outputs are maps, not classes); from there no label is read: latency "
+              "model of this CPU, OWS and AOWS supernets by distillation from it, search, "
+              "fine-tuning by distillation, timing; 5 to 10 minutes here -> "
+              f"{out}/")
+        Path(out).mkdir(parents=True, exist_ok=True)
+        cfg = dense_quickstart_config(trained_unet(Path(out) / "your_model.pt"))
+        return _run(cfg, out)
     if args.model:
         from aows.models import is_model_spec
         model = args.model if is_model_spec(args.model) else f"torchvision:{args.model}"
@@ -69,4 +87,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run folder (default quickstart[_MODEL])")
     p.add_argument("--model", default=None,
                    help="the same on a model: a torchvision name (resnet18) or " + MODEL_HELP)
+    p.add_argument("--dense", action="store_true",
+                   help="the same without labels on a segmenter (a U-Net whose output is a "
+                   "map): the supernets learn its outputs, the report gives the "
+                   "distillation error")
     p.set_defaults(func=cmd_quickstart, trains=True)
