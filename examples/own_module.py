@@ -2,7 +2,8 @@
 a latency model of this CPU, an OWS supernet started from its weights, the exact search
 under a budget, and the network found, exported as your own class.
 
-    python examples/own_module.py [--epochs 3] [--networks 60] [--out examples_out/own]
+    python examples/own_module.py [--epochs 3] [--networks 60] [--resolution 32]
+        [--out examples_out/own]
 
 The module is defined below (`build`); aows reads it as `examples/own_module.py:build`,
 as `--model` does on the command line.
@@ -51,11 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--networks", type=int, default=60, help="timed for the latency model")
+    ap.add_argument("--resolution", type=int, default=32, help="input size (px)")
     ap.add_argument("--out", default="examples_out/own")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    data = digits_data(resolution=32, batch=64)
-    space = aows.get_space(f"{Path(__file__).resolve()}:build", resolution=32,
+    data = digits_data(resolution=args.resolution, batch=64)
+    space = aows.get_space(f"{Path(__file__).resolve()}:build", resolution=args.resolution,
                            classes=data.classes)
     print(f"{space.n_searchable} searchable widths; held: "
           + "; ".join(f"{h['name']} = {h['width']}" for h in space.held_fixed()))

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
            "train": {"epochs": 4, "importance": "l1"},
            "finetune": {"epochs": 2}}
     if args.tiny:
-        cfg.update(space={"resolution": 32, "levels": 3},
+        cfg.update(space={"resolution": 16, "levels": 3},
                    data={"name": "fake", "batch_size": 16},
                    latency={"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 4,
                             "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},

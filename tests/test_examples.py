@@ -27,8 +27,8 @@ def test_prune_now(tmp_path):
 
 
 def test_own_module(tmp_path):
-    out = _run("own_module.py", "--epochs", "1", "--networks", "20", "--out",
-               str(tmp_path / "o"), cwd=tmp_path)
+    out = _run("own_module.py", "--epochs", "1", "--networks", "20", "--resolution", "16",
+               "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert "searchable widths" in out and "Net in" in out
     from aows.final import load_final
     net, space, config = load_final(tmp_path / "o" / "final", trust_model_code=True)

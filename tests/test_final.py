@@ -185,9 +185,10 @@ def test_measure_on_a_machine_slower_than_the_models_reference_says_so(caplog):
 @pytest.mark.slow
 def test_cli_train_export_finetune_measure(tmp_path, capsys):
     run, fin = tmp_path / "run", tmp_path / "final"
-    assert main(["train", "--data", "fake", "--resolution", "32", "--epochs", "1",
-                 "--batch-size", "32", "--no-progress", "--no-val", "--out", str(run)]) == 0
-    space = mobilenet_v1(resolution=32, classes=4)
+    assert main(["train", "--data", "fake", "--resolution", "32", "--levels", "3",
+                 "--max-width", "0.5", "--epochs", "1", "--batch-size", "32", "--no-progress",
+                 "--no-val", "--out", str(run)]) == 0
+    space = mobilenet_v1(resolution=32, classes=4, levels=3, max_width=0.5)
     f = flops_vector(space)
     LatencyModel.from_unknowns(space, 0.01 + f / f.max(), "synthetic", {}).save(
         tmp_path / "lat.json")
