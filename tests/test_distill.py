@@ -316,3 +316,19 @@ def test_dense_quickstart_config_and_demo_models():
     x[0, :, 1, 1] = 1.0  # one ink pixel in the first image
     t = segmentation_target(x, torch.tensor([7, 3]), (4, 4))
     assert t[0, 1, 1] == 7 and (t[0].flatten()[[0, 2, 3]] == 10).all() and (t[1] == 10).all()
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_a_dict_output_model_is_timed_with_onnx_runtime(where, tmp_path):
+    """Every output of a multi-output ONNX graph (named by the dict's keys) is bound when
+    timing, here and through the remote runner."""
+    import sys
+
+    from aows.latency.store import read_samples
+    out = tmp_path / "s.jsonl"
+    remote = ["--remote", "env", "--remote-python", sys.executable] if where == "remote" else []
+    assert main(["latency", "generate", "--model", f"{HERE}:fpn_dict", "--input-shape",
+                 f"3,{RES},{RES}", "--backend", "onnxruntime", "--uniform", "--count", "3",
+                 "--warmup", "1", "--rounds", "2", "--runs", "1", "--chunk", "3", "-q",
+                 "-o", str(out), *remote]) == 0
+    assert len(read_samples(out)) == 3

@@ -215,7 +215,8 @@ class OnnxRuntime(Backend):
         x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
         binding = sess.io_binding()
         binding.bind_cpu_input("input", x)
-        binding.bind_output("output")
+        for out in sess.get_outputs():  # every output (a detector's, a pyramid's), on its device
+            binding.bind_output(out.name)
 
         def run() -> float:
             t0 = time.perf_counter()

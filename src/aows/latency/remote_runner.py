@@ -48,6 +48,19 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
+def gpu_name():
+    """The first NVIDIA GPU's name as ``nvidia-smi`` reports it (the target has no torch),
+    or "unknown GPU" where it cannot say."""
+    import subprocess
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown GPU"
+    names = [x.strip() for x in done.stdout.splitlines() if x.strip()]
+    return names[0] if done.returncode == 0 and names else "unknown GPU"
+
+
 class OnnxRuntime:
     providers = {"onnxruntime": ["CPUExecutionProvider"],
                  "onnxruntime-cuda": ["CUDAExecutionProvider"],
@@ -76,7 +89,8 @@ class OnnxRuntime:
         sess = self.ort.InferenceSession(data, so, providers=self.list)
         binding = sess.io_binding()
         binding.bind_cpu_input(sess.get_inputs()[0].name, x)
-        binding.bind_output(sess.get_outputs()[0].name)
+        for out in sess.get_outputs():  # every output (a detector's, a pyramid's)
+            binding.bind_output(out.name)
 
         def run():
             t0 = time.perf_counter()
@@ -85,9 +99,12 @@ class OnnxRuntime:
         return run
 
     def info(self):
-        return {"runtime": "onnxruntime", "onnxruntime": self.ort.__version__,
+        info = {"runtime": "onnxruntime", "onnxruntime": self.ort.__version__,
                 "providers": [p if isinstance(p, str) else p[0] for p in self.list],
                 "threads": self.cfg.get("threads")}
+        if self.cfg["backend"] != "onnxruntime":  # a GPU provider: name the GPU
+            info["device"] = gpu_name()
+        return info
 
 
 class OpenVINO:
