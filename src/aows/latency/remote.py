@@ -252,7 +252,8 @@ class Device:
             try:
                 self._write(json.dumps({"op": "load", "id": handle.id,
                                         "shape": list(handle.shape),
-                                        "nbytes": len(handle.onnx)}).encode()
+                                        "nbytes": len(handle.onnx),
+                                        "weights": handle.weights}).encode()
                             + b"\n" + handle.onnx)
             except _Lost as err:
                 log.warning(f"{err}; the chunk starts it again on a fresh connection")
@@ -287,7 +288,8 @@ class Device:
         def chunk():
             for h in handles:
                 if h.id not in self.loaded:
-                    self._ask({"op": "load", "id": h.id, "shape": list(h.shape)}, h.onnx)
+                    self._ask({"op": "load", "id": h.id, "shape": list(h.shape),
+                               "weights": h.weights}, h.onnx)
                     self.loaded.add(h.id)
             with self._free_lock:
                 dropped, self.free = self.free, []
@@ -322,9 +324,45 @@ class Device:
                     raise
 
 
+WEIGHT_MIN_BYTES = 4096  # float tensors of 2+ dims at least this large travel as shapes
+ALIGN = 4096  # offsets in the weights file: page-aligned, as memory-mapped loaders want
+
+
+def split_weights(data: bytes) -> tuple[bytes, list | None]:
+    """The ONNX graph ``data`` without the values of its weight tensors (float32, two or
+    more dims, ``WEIGHT_MIN_BYTES`` or more: convolutions' and linear layers'), which it
+    names as external data in the runner's weights file instead, and per tensor
+    ``[offset, count, fan_in]`` for the runner to make them (``remote_runner``). Vectors
+    (BatchNorm statistics, biases) and small tensors keep their values. Without the onnx
+    package: the graph as it is and None."""
+    try:
+        import onnx
+    except ImportError:
+        return data, None
+    from aows.latency.remote_runner import WEIGHTS_FILE
+    model = onnx.load_from_string(data)
+    entries, offset = [], 0
+    for t in model.graph.initializer:
+        if (t.data_type != onnx.TensorProto.FLOAT or len(t.dims) < 2
+                or len(t.raw_data) < WEIGHT_MIN_BYTES):
+            continue
+        count = len(t.raw_data) // 4
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        del t.external_data[:]
+        for key, value in (("location", WEIGHTS_FILE), ("offset", str(offset)),
+                           ("length", str(4 * count))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+        entries.append([offset, count, int(np.prod(t.dims[1:]))])
+        offset += -(-4 * count // ALIGN) * ALIGN
+    return model.SerializeToString(), entries
+
+
 class _Handle:
-    """A network prepared for a remote device: its ONNX bytes, loaded there on first use
-    (and again on a fresh connection), dropped there when this handle is."""
+    """A network prepared for a remote device: its ONNX graph (``split_weights``: the
+    weights are made there), loaded there on first use (and again on a fresh
+    connection), dropped there when this handle is."""
 
     _next = 0
     _ids = threading.Lock()
@@ -333,7 +371,8 @@ class _Handle:
         with _Handle._ids:
             _Handle._next += 1
             self.id = _Handle._next
-        self.device, self.onnx, self.shape = device, onnx, tuple(shape)
+        self.onnx, self.weights = split_weights(onnx)  # the graph; its weights made there
+        self.device, self.shape = device, tuple(shape)
         weakref.finalize(self, device.queue_free, self.id)
         device.send_ahead(self)
 

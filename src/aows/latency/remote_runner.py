@@ -4,16 +4,24 @@ with the target's own runtime and answers with the raw timings.
 It needs only Python 3, numpy and the runtime (onnxruntime or openvino) on the target:
 aows sends this file's source through the command's standard input and the runner
 reads it with ``exec`` (nothing is installed). It reads no pickles (messages are JSON
-lines, network bytes follow a line that gives their length), loads networks from bytes
-(no file), and writes only under a temporary folder of its own (TensorRT's engine
-cache) that it removes when it ends.
+lines, network bytes follow a line that gives their length), and writes only under a
+temporary folder of its own (a network's weights while its session is made, TensorRT's
+engine cache) that it removes when it ends.
+
+Latency does not depend on the weights' values, so aows sends each network's graph
+without its weight tensors (a chunk of wide networks is hundreds of megabytes of them,
+minutes over a slow link); the runner makes them here, of the same distribution as
+torch's default initialisation (uniform, bound 1 / sqrt(fan-in)), in a file the graph
+names as its external data, and removes the file once the session is made.
 
 The protocol, one JSON line per message, each answer ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``:
 
 - ``{"op": "init", "backend", "threads", "dtype", "batch_size"}``: loads the runtime;
   answers the target as it is (host, runtime and version, providers, CPU).
-- ``{"op": "load", "id", "shape", "nbytes"}`` then ``nbytes`` of ONNX: prepares it.
+- ``{"op": "load", "id", "shape", "nbytes", "weights"}`` then ``nbytes`` of ONNX:
+  prepares it. ``weights`` (optional): ``[offset, count, fan_in]`` per float32 tensor the
+  graph keeps in its external data file ``weights.bin``, which the runner makes.
 - ``{"op": "time", "ids", "warmup", "rounds", "runs", "orders", "free"}``: every
   network ``warmup`` times, then per round every network (in that round's order) ``runs``
   consecutive times; answers ``"seconds"``: per network, rounds x runs seconds. ``free``:
@@ -59,6 +67,26 @@ def gpu_name():
         return "unknown GPU"
     names = [x.strip() for x in done.stdout.splitlines() if x.strip()]
     return names[0] if done.returncode == 0 and names else "unknown GPU"
+
+
+WEIGHTS_FILE = "weights.bin"  # the external data file the graphs aows sends name
+
+
+def materialise(data, weights, folder):
+    """The ONNX file of ``data`` in ``folder`` with its external weights file made: each
+    tensor uniform in +-1/sqrt(fan_in) (a fixed random block, tiled: fast, and the values
+    do not matter to latency, only their being ordinary floats)."""
+    import numpy as np
+    os.makedirs(folder)
+    block = np.random.default_rng(0).uniform(-1.0, 1.0, 1 << 16).astype(np.float32)
+    with open(os.path.join(folder, WEIGHTS_FILE), "wb") as f:
+        for offset, count, fan_in in weights:
+            f.seek(offset)
+            f.write((np.resize(block, count) / np.float32(max(fan_in, 1) ** 0.5)).tobytes())
+    path = os.path.join(folder, "model.onnx")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
 
 
 class OnnxRuntime:
@@ -230,7 +258,15 @@ def serve(inp, out):
                     import numpy as np
                     x = np.random.default_rng(0).standard_normal(msg["shape"]).astype(
                         np.float32)
-                    runners[msg["id"]] = runtime.prepare(data, x)
+                    if msg.get("weights") is None:  # the graph holds its weights
+                        runners[msg["id"]] = runtime.prepare(data, x)
+                    else:
+                        folder = os.path.join(tmp, f"net{msg['id']}")
+                        try:
+                            runners[msg["id"]] = runtime.prepare(
+                                materialise(data, msg["weights"], folder), x)
+                        finally:
+                            shutil.rmtree(folder, ignore_errors=True)
                     send({"ok": True})
                 elif op == "time":
                     for k in msg.get("free", []):
