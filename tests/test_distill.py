@@ -136,6 +136,19 @@ def test_distill_loss_per_output_kind():
     assert both.shape == (4,) and torch.allclose(both, kl + distill_loss(0 * m, m))
     with pytest.raises(Exception, match="holds no tensor"):
         output_tensors({"a": [1, 2]})
+    # a slice of a step's batch is measured on the whole batch's scale; a data set's
+    # error does not depend on how it is cut into batches
+    from aows.train.objective import DistillMeter, output_scales
+    s_, t_ = torch.randn(4, 3, 6, 6), torch.randn(4, 3, 6, 6) * torch.tensor(
+        [1.0, 1.0, 10.0, 10.0])[:, None, None, None]
+    full = distill_loss(s_, t_)
+    assert torch.allclose(distill_loss(s_[:2], t_[:2], output_scales(t_)), full[:2])
+    one, two = DistillMeter(), DistillMeter()
+    one.update({"m": s_, "c": q}, {"m": t_, "c": t})
+    two.update({"m": s_[:2], "c": q[:2]}, {"m": t_[:2], "c": t[:2]})
+    two.update({"m": s_[2:], "c": q[2:]}, {"m": t_[2:], "c": t[2:]})
+    assert one.value()[0] == pytest.approx(two.value()[0]) and two.value()[1] == 4
+    assert one.value()[0] == pytest.approx(float(full.mean() + kl.mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("fn", ["fpn_dict", "fpn_list"])
@@ -237,10 +250,11 @@ def test_train_on_images_alone_resumes_exactly_and_exports(model, images, weight
 
 def test_user_loss_from_a_file(images, weights, tmp_path):
     """--loss FILE.py:FUNCTION trains the widest on the user's per-image loss (the
-    objective follows from --loss); a loss that is not per image is one clear error."""
+    objective follows from --loss; the data's labels are its targets); a loss that is not
+    per image is one clear error."""
     spec = f"{UNET}:unet"
     base = ["train", "--model", spec, "--weights", weights["unet"], "--input-shape",
-            f"3,{RES},{RES}", "--data", str(images), "--epochs", "1", "--batch-size", "8",
+            f"3,{RES},{RES}", "--data", "fake", "--epochs", "1", "--batch-size", "8",
             "--workers", "0", "--no-progress", "--no-val"]
     assert main([*base, "--loss", f"{HERE}:my_loss", "--out", str(tmp_path / "a")]) == 0
     rec = json.loads((tmp_path / "a" / "metrics.jsonl").read_text())
@@ -261,7 +275,8 @@ def test_bad_input_is_one_clear_error(case, expected, images, weights, tmp_path,
             "builtin": ["--space", "mobilenet_v1", "--objective", "distill"]}[case]
     shape = ["--resolution", "32"] if case == "builtin" else ["--input-shape",
                                                                   f"3,{RES},{RES}"]
-    assert _code(["train", *args, *shape, "--data", str(images), "--epochs", "1",
+    data = "fake" if case == "missing_loss" else str(images)  # a loss reads the labels
+    assert _code(["train", *args, *shape, "--data", data, "--epochs", "1",
                   "--batch-size", "8", "--workers", "0", "--no-progress",
                   "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
@@ -318,17 +333,41 @@ def test_dense_quickstart_config_and_demo_models():
     assert t[0, 1, 1] == 7 and (t[0].flatten()[[0, 2, 3]] == 10).all() and (t[1] == 10).all()
 
 
-@pytest.mark.parametrize("where", ["local", "remote"])
-def test_a_dict_output_model_is_timed_with_onnx_runtime(where, tmp_path):
+def test_a_dict_output_model_is_timed_with_onnx_runtime(tmp_path):
     """Every output of a multi-output ONNX graph (named by the dict's keys) is bound when
-    timing, here and through the remote runner."""
-    import sys
-
+    timing."""
     from aows.latency.store import read_samples
     out = tmp_path / "s.jsonl"
-    remote = ["--remote", "env", "--remote-python", sys.executable] if where == "remote" else []
     assert main(["latency", "generate", "--model", f"{HERE}:fpn_dict", "--input-shape",
                  f"3,{RES},{RES}", "--backend", "onnxruntime", "--uniform", "--count", "3",
                  "--warmup", "1", "--rounds", "2", "--runs", "1", "--chunk", "3", "-q",
-                 "-o", str(out), *remote]) == 0
+                 "-o", str(out)]) == 0
     assert len(read_samples(out)) == 3
+
+
+def test_the_remote_runner_gets_graphs_without_weights(tmp_path):
+    """What a remote target receives: the graph without its weight tensors (vectors such
+    as BatchNorm statistics keep their values); the runner makes them (uniform within
+    1 / sqrt(fan-in)) as the graph's external data and binds every output."""
+    import onnx
+
+    from aows.latency import remote_runner as runner
+    from aows.latency.backends import onnx_bytes
+    from aows.latency.remote import split_weights
+    data = onnx_bytes(fpn_dict().eval(), (1, 3, RES, RES))
+    graph, weights = split_weights(data)
+    assert weights and len(graph) < len(data) / 3
+    model = onnx.load_from_string(graph)
+    kept = [t for t in model.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    assert all(len(t.dims) < 2 or len(t.raw_data) < 4096 for t in kept)
+    assert len(kept) + len(weights) == len(model.graph.initializer)
+    folder = tmp_path / "net"
+    path = runner.materialise(graph, weights, str(folder))
+    made = np.fromfile(folder / runner.WEIGHTS_FILE, dtype=np.float32)
+    for offset, count, fan_in in weights:
+        w = made[offset // 4:offset // 4 + count]
+        assert 0 < np.abs(w).max() <= fan_in ** -0.5 + 1e-6
+    rt = runner.OnnxRuntime({"backend": "onnxruntime", "threads": 1, "dtype": "fp32"},
+                            str(tmp_path))
+    x = np.random.default_rng(0).standard_normal((1, 3, RES, RES)).astype(np.float32)
+    assert rt.prepare(path, x)() > 0

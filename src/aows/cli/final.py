@@ -201,7 +201,7 @@ def cmd_finetune(args) -> None:
     teacher = None
     if args.model:  # no labels: learn the original model's outputs
         from aows.models import load_model
-        teacher = load_model(_space_name(args), None, args.weights)
+        teacher = load_model(_space_name(args), space.params.get("classes"), args.weights)
     data = get_data(args.data, space.layers[0].in_res, args.batch_size, args.seed, rank, world,
                     labels=teacher is None)
     out = Path(args.out or Path(args.final) / "finetuned")

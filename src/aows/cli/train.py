@@ -45,7 +45,7 @@ def _train(args, rank: int, world: int) -> None:
     try:
         if args.loss and args.objective == "labels":
             args.objective = "loss"  # --loss names the objective
-        labels = args.objective == "labels"
+        labels = args.objective != "distill"  # your loss reads the labels too
         res = _resolution(args, DEFAULT_RESOLUTION)
         data = get_data(args.data, res, args.batch_size, args.seed, rank, world, args.workers,
                         labels=labels)

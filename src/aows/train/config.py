@@ -77,3 +77,6 @@ class FinetuneConfig:
     channels_last: bool | None = setting(None, "channels_last memory format (default: on "
                                          "with CUDA)")
     progress: bool = setting(True, "progress bar")
+    objective: str = setting("labels", "labels, or distill: learn the original model's "
+                             "outputs (set by fine-tuning with a teacher)",
+                             choices=["labels", "distill"])

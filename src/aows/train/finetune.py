@@ -16,6 +16,7 @@ against it (``val_distill``, lower is better).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -105,6 +106,9 @@ def finetune(net: nn.Module, batches: Callable[..., Iterable],
     """
     if steps_per_epoch < 1:
         raise AowsError("fine-tuning needs at least one batch per epoch: lower --batch-size")
+    # the objective is a setting of the run: a resume with or without a teacher that
+    # the checkpoint was not made with is refused, not mixed
+    cfg = dataclasses.replace(cfg, objective="labels" if teacher is None else "distill")
     with run_lock(out):
         run = FinetuneRun(net=net, cfg=cfg, out=out, steps_per_epoch=steps_per_epoch,
                           resume=resume, val_batches=val_batches, teacher=teacher)
@@ -148,6 +152,9 @@ class FinetuneRun(Harness):
 
     def build_model(self) -> nn.Module:
         return self.initial_net
+
+    def legacy_settings(self) -> dict:
+        return {"objective": "labels"}  # a checkpoint from before the setting existed
 
     def build_optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(param_groups(net, self.cfg.weight_decay), lr=self.base_lr,

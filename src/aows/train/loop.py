@@ -60,7 +60,14 @@ from aows.solve import Problem, save_unaries, search
 from aows.space import SearchSpace
 from aows.train.config import TrainConfig
 from aows.train.harness import Harness
-from aows.train.objective import Objective, detach, distill_loss, load_loss, rows, to_float
+from aows.train.objective import (
+    DistillMeter,
+    Objective,
+    detach,
+    load_loss,
+    rows,
+    to_float,
+)
 from aows.train.runtime import (
     all_sum,
     collective_device,
@@ -331,13 +338,15 @@ class SupernetRun(Harness):
 
         out_max, per_max = run(x, space.widest(), lambda o: obj.widest(o, y, ctx))
         target = obj.target(out_max, ctx)
-        out_min, per_min = run(x, space.narrowest(), lambda o: obj.narrow(o, target))
+        scales = obj.scales(target)  # of the whole batch, for every slice of it
+        out_min, per_min = run(x, space.narrowest(), lambda o: obj.narrow(o, target, scales))
         d = torch.empty(B, device=x.device)
         loss_s, acc_s = 0.0, 0  # becoming device tensors: no host sync in the step
         for k, part in enumerate(_slices(B, G)):  # contiguous slices of the batch
             target_k = rows(target, part)
             out_k, per_k = run(x[part], space.config_from_indices(idx[k]),
-                               lambda o, t=target_k: obj.narrow(o, t), last=k == G - 1)
+                               lambda o, t=target_k: obj.narrow(o, t, scales),
+                               last=k == G - 1)
             # the score of a sampled configuration less the widest's, image by image
             d[part] = obj.score(out_k, y[part], per_k) - per_max[part]
             loss_s = loss_s + per_k.double().sum()
@@ -408,17 +417,20 @@ class SupernetRun(Harness):
                 plain = self.net.export(config, calibration=calib).to(self.device).eval()
                 if self.channels_last:
                     plain = plain.to(memory_format=torch.channels_last)
-                total, n = 0, 0
+                total, n, meter = 0, 0, DistillMeter()
                 for x, y in self.val_batches(epoch):
                     x, y = self.to_device(x, y)
                     out = to_float(plain(x))
                     if obj.kind == "labels":
                         total = total + (out.argmax(1) == y).sum()
-                    elif obj.kind == "distill":
-                        total = total + distill_loss(out, obj.context(x)).double().sum()
+                    elif obj.kind == "distill":  # of the whole set, whatever the batches
+                        meter.update(out, obj.context(x))
                     else:
                         total = total + obj.widest(out, y, None).double().sum()
                     n += x.shape[0]
+            if obj.kind == "distill":
+                res[f"{key}_{name}"] = meter.value()[0]
+                continue
             counts = all_sum({"total": float(total), "n": float(n)}, self.world)
             res[f"{key}_{name}"] = counts["total"] / max(counts["n"], 1)
         return res
@@ -493,3 +505,7 @@ def _check_objective(space: SearchSpace, cfg: TrainConfig) -> None:
     if cfg.importance == "taylor":
         raise AowsError("--importance taylor needs labels; with --objective distill "
                         "choose l1, bn or none")
+    if not space.params.get("weights"):
+        logger.warning("--objective distill without --weights: the teacher is your model as "
+                       "its code builds it; give its trained weights unless the code loads "
+                       "them")

@@ -15,12 +15,14 @@ Three objectives share the sandwich step (``aows.train.loop``):
 
 The distillation loss of an output structure (a tensor, or a tuple, list or dict of
 them, nested) is the sum over its tensors, matched in order, of a per-image loss chosen
-by the tensor's shape: a (batch, K) tensor with K > 1 is logits, compared by the KL
-divergence of the softmaxes, KL(teacher || student); any other shape (feature maps,
-dense predictions, boxes) by the normalised squared error, the image's mean squared
-difference over the teacher's mean square on the batch (scale-free, so a feature map of
-large activations does not drown a head of small ones; 1.0 is the error of predicting
-zeros).
+by the tensor's shape: a (batch, K) tensor with K > 1 is taken for logits, compared by
+the KL divergence of the softmaxes, KL(teacher || student) (a pooled feature vector of
+that shape is compared the same way: pass your own loss to compare it otherwise); any
+other shape (feature maps, dense predictions) by the normalised squared error, the
+image's mean squared difference over the teacher's mean square (scale-free, so a feature
+map of large activations does not drown a head of small ones; 1.0 is the error of
+predicting zeros). The mean square is the step's whole batch's in training
+(``output_scales``) and the whole set's in evaluation (``DistillMeter``).
 
 A user's ``loss_fn(outputs, targets)`` returns one loss per image (shape (batch,),
 ``reduction="none"``): the unary statistics are per image.
@@ -42,36 +44,42 @@ from aows.defaults import OBJECTIVES
 from aows.errors import AowsError
 from aows.outputs import output_tensors
 
-__all__ = ["OBJECTIVES", "Objective", "compare_outputs", "detach", "distill_loss",
-           "load_loss", "output_tensors", "rows", "to_float"]
+__all__ = ["OBJECTIVES", "DistillMeter", "Objective", "compare_outputs", "detach",
+           "distill_loss", "load_loss", "output_scales", "output_tensors", "rows",
+           "to_float"]
 
 NORM_EPS = 1e-8  # added to the teacher's mean square: an all-zero output stays finite
 
 LossFn = Callable[[object, torch.Tensor], torch.Tensor]
 
 
-def to_float(out):
-    """The output structure with its tensors in float32 (AMP outputs may be half); a
-    dict stays a dict, a named tuple its type, other sequences lists or tuples."""
+def _map(out, fn):
+    """``out`` with ``fn`` applied to each tensor, its containers kept: a dict its type
+    where the type rebuilds from a mapping (else a dict), a named tuple its type, other
+    tuples and lists theirs."""
     if isinstance(out, torch.Tensor):
-        return out.float()
+        return fn(out)
     if isinstance(out, dict):
-        return {k: to_float(v) for k, v in out.items()}
-    if isinstance(out, tuple) and hasattr(out, "_fields"):  # a named tuple
-        return type(out)(*(to_float(v) for v in out))
+        items = {k: _map(v, fn) for k, v in out.items()}
+        try:
+            return type(out)(items)
+        except Exception:  # a mapping type that does not rebuild from a dict
+            return items
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        return type(out)(*(_map(v, fn) for v in out))
     if isinstance(out, (list, tuple)):
-        return type(out)(to_float(v) for v in out)
+        return type(out)(_map(v, fn) for v in out)
     return out
+
+
+def to_float(out):
+    """The output structure with its tensors in float32 (AMP outputs may be half)."""
+    return _map(out, lambda t: t.float())
 
 
 def detach(out):
-    if isinstance(out, torch.Tensor):
-        return out.detach()
-    if isinstance(out, dict):
-        return {k: detach(v) for k, v in out.items()}
-    if isinstance(out, (list, tuple)):
-        return [detach(v) for v in out]
-    return out
+    """The output structure with its tensors detached."""
+    return _map(out, lambda t: t.detach())
 
 
 def is_logits(t: torch.Tensor) -> bool:
@@ -79,29 +87,87 @@ def is_logits(t: torch.Tensor) -> bool:
     return t.dim() == 2 and t.shape[1] > 1
 
 
-def distill_loss(student, teacher) -> torch.Tensor:
-    """Per-image distillation loss (shape (batch,)) of an output structure against the
-    teacher's (see the module's docstring for the rule per tensor)."""
+def _pairs(student, teacher) -> list[tuple[torch.Tensor, torch.Tensor]]:
     s_all = output_tensors(student, "the supernet's output")
     t_all = output_tensors(teacher, "the teacher's output")
     if len(s_all) != len(t_all):
         raise AowsError(f"the supernet returns {len(s_all)} tensors but the teacher "
                         f"{len(t_all)}: their outputs must have the same structure")
-    total = None
     for s, t in zip(s_all, t_all):
         if s.shape != t.shape:
             raise AowsError(f"an output of shape {tuple(s.shape)} is compared with the "
                             f"teacher's of shape {tuple(t.shape)}: the model's outputs "
                             "must keep their shapes at every width (held output widths)")
-        s, t = s.float(), t.detach().float()
-        if is_logits(s):
-            logp_t = F.log_softmax(t, 1)
-            per = (logp_t.exp() * (logp_t - F.log_softmax(s, 1))).sum(1)
-        else:
-            diff = (s - t).pow(2).reshape(s.shape[0], -1).mean(1)
-            per = diff / (t.pow(2).mean() + NORM_EPS)
+    return [(s.float(), t.detach().float()) for s, t in zip(s_all, t_all)]
+
+
+def _per_image(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Per image: the KL divergence of the softmaxes (logits), else the mean squared
+    difference (not yet normalised)."""
+    if is_logits(s):
+        logp_t = F.log_softmax(t, 1)
+        return (logp_t.exp() * (logp_t - F.log_softmax(s, 1))).sum(1)
+    return (s - t).pow(2).reshape(s.shape[0], -1).mean(1)
+
+
+def output_scales(teacher) -> list[torch.Tensor | None]:
+    """Per tensor of a teacher's output: its mean square over the batch (what a squared
+    error is divided by), None for logits. One step computes them once, on its whole
+    batch, so that the widest configuration and each sampled one, on its slice of the
+    batch, are measured on the same scale."""
+    return [None if is_logits(t) else t.detach().float().pow(2).mean()
+            for t in output_tensors(teacher, "the teacher's output")]
+
+
+def distill_loss(student, teacher, scales: list | None = None) -> torch.Tensor:
+    """Per-image distillation loss (shape (batch,)) of an output structure against the
+    teacher's (see the module's docstring for the rule per tensor); ``scales``: the
+    normalisers (``output_scales``), by default the teacher's own on these images."""
+    pairs = _pairs(student, teacher)
+    if scales is None:
+        scales = output_scales(teacher)
+    total = None
+    for (s, t), scale in zip(pairs, scales):
+        per = _per_image(s, t)
+        if scale is not None:
+            per = per / (scale + NORM_EPS)
         total = per if total is None else total + per
     return total
+
+
+class DistillMeter:
+    """The distillation error of a data set, whatever its batches: per output tensor,
+    the squared error summed over all images over the teacher's mean square over all
+    images (KL divergences: their mean), summed over tensors; across processes under
+    torch.distributed (``value``)."""
+
+    def __init__(self):
+        self.sums: list[list[float]] = []  # per tensor: [error sum, teacher energy sum]
+        self.images = 0
+
+    def update(self, student, teacher) -> None:
+        pairs = _pairs(student, teacher)
+        if not self.sums:
+            self.sums = [[0.0, 0.0] for _ in pairs]
+        for k, (s, t) in enumerate(pairs):
+            self.sums[k][0] += float(_per_image(s, t).double().sum())
+            if not is_logits(s):
+                self.sums[k][1] += float(t.pow(2).reshape(t.shape[0], -1).mean(1)
+                                         .double().sum())
+        self.images += int(pairs[0][0].shape[0])
+
+    def value(self) -> tuple[float, int]:
+        """(the error, the images counted), summed over processes."""
+        from aows.train.runtime import all_sum, dist_info
+        world = dist_info()[1]
+        flat = {f"{k}_{j}": v for k, pair in enumerate(self.sums) for j, v in enumerate(pair)}
+        total = all_sum({**flat, "images": float(self.images)}, world)
+        n = max(total["images"], 1.0)
+        err = 0.0
+        for k in range(len(self.sums)):
+            e, energy = total[f"{k}_0"], total[f"{k}_1"]
+            err += e / n if energy == 0 else e / (energy + NORM_EPS * n)
+        return err, int(total["images"])
 
 
 def load_loss(spec: str) -> LossFn:
@@ -190,12 +256,16 @@ class Objective:
             return widest_out.softmax(1)
         return ctx if self.kind == "distill" else widest_out
 
-    def narrow(self, out, target) -> torch.Tensor:
+    def scales(self, target):
+        """The normalisers of a step's target, from its whole batch (``output_scales``)."""
+        return None if self.kind == "labels" else output_scales(target)
+
+    def narrow(self, out, target, scales=None) -> torch.Tensor:
         """Per-image training loss of a narrower configuration against ``target``
-        (rows: the configuration's slice of the batch)."""
+        (rows: the configuration's slice of the batch; ``scales``: the whole batch's)."""
         if self.kind == "labels":
             return -(target * F.log_softmax(out, dim=1)).sum(1)
-        return distill_loss(out, target)
+        return distill_loss(out, target, scales)
 
     def score(self, out, y, trained: torch.Tensor) -> torch.Tensor:
         """Per-image score of a configuration (its loss differences feed the unaries);
@@ -212,14 +282,8 @@ def _batch(out) -> int:
 
 
 def rows(out, part: slice):
-    """The rows ``part`` of every tensor of an output structure."""
-    if isinstance(out, torch.Tensor):
-        return out[part]
-    if isinstance(out, dict):
-        return {k: rows(v, part) for k, v in out.items()}
-    if isinstance(out, (list, tuple)):
-        return [rows(v, part) for v in out]
-    return out
+    """The rows ``part`` of every tensor of an output structure (its containers kept)."""
+    return _map(out, lambda t: t[part])
 
 
 @torch.no_grad()
@@ -235,15 +299,17 @@ def compare_outputs(net: nn.Module, reference: nn.Module, batches,
         is the reference's, else None; ``top1``: the top-1 accuracy where the labels are
         known (>= 0) and the output is class scores, else None; ``images``.
     """
+    from aows.train.runtime import all_sum, dist_info
     device = torch.device(device)
     net.eval().to(device)
     reference.eval().to(device)
-    total, agree, correct, labelled, n = 0.0, 0, 0, 0, 0
+    meter = DistillMeter()
+    agree, correct, labelled = 0, 0, 0
     classifier = True
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         out, ref = to_float(net(x)), to_float(reference(x))
-        total += float(distill_loss(out, ref).double().sum())
+        meter.update(out, ref)
         outs = output_tensors(out)
         classifier = classifier and len(outs) == 1 and is_logits(outs[0])
         if classifier:
@@ -252,7 +318,10 @@ def compare_outputs(net: nn.Module, reference: nn.Module, batches,
             known = y >= 0
             correct += int((top[known] == y[known]).sum())
             labelled += int(known.sum())
-        n += x.shape[0]
-    n_ = max(n, 1)
-    return {"distill": total / n_, "agreement": agree / n_ if classifier else None,
-            "top1": correct / labelled if classifier and labelled else None, "images": n}
+    err, n = meter.value()
+    counts = all_sum({"agree": float(agree), "correct": float(correct),
+                      "labelled": float(labelled)}, dist_info()[1])
+    return {"distill": err,
+            "agreement": counts["agree"] / max(n, 1) if classifier else None,
+            "top1": counts["correct"] / counts["labelled"]
+            if classifier and counts["labelled"] else None, "images": n}
