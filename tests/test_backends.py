@@ -90,6 +90,39 @@ def test_openvino_times_and_matches_torch(tiny_space, configs):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+def test_openvino_leaves_the_thread_its_signal_stack(tiny_space, configs):
+    """OpenVINO's CPU plugin installs an alternate signal stack and puts back the one it
+    saw when its core goes: cores released out of order used to leave the thread on a
+    freed stack (the next handled signal was a SIGSEGV). The backend keeps the thread's
+    own: before, during and after two backends released first-made first."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    import ctypes
+    import gc
+
+    from aows.latency.backends import _libc, _StackT
+    from aows.nn import build_network
+    libc = _libc()
+    if libc is None:
+        pytest.skip("no sigaltstack in this C library")
+
+    def current():
+        st = _StackT()
+        assert libc.sigaltstack(None, ctypes.byref(st)) == 0
+        return st.ss_sp, st.ss_flags, st.ss_size
+
+    before = current()
+    shape = tiny_space.input_shape(1)
+    a, b = (get_backend(Target("openvino", threads=1)) for _ in range(2))
+    runs = [be.prepare(build_network(tiny_space, configs[0]), shape) for be in (a, b)]
+    assert all(r() > 0 for r in runs) and current() == before
+    del runs, a
+    gc.collect()
+    assert current() == before
+    del b
+    gc.collect()
+    assert current() == before
+
+
 def test_openvino_fp16_is_honoured_or_refused():
     pytest.importorskip("openvino", reason="openvino is not installed")
     from aows.errors import AowsError

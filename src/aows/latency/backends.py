@@ -8,6 +8,8 @@ how often and in which order runners are called.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import inspect
 import io
 import os
@@ -253,6 +255,45 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         return {**super().info(), "device": _gpu_name()}
 
 
+class _StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int),
+                ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def kept_altstack():
+    """The calling thread's alternate signal stack as it was before the block.
+
+    OpenVINO's CPU plugin (2024-2025) installs an alternate signal stack on the thread
+    that first compiles a model, and puts back the one it saw when its core goes away:
+    two cores released in another order than made leave the thread on a freed stack, and
+    the next signal with a handler (Ctrl-C, a data loader's SIGCHLD) then kills the
+    process with SIGSEGV (seen in aows's tests). Put back after every compile, the stack
+    OpenVINO saw is always the caller's own, whatever order its cores go in. Where the C
+    library has no ``sigaltstack`` (not Linux or macOS), nothing is done."""
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    saved = _StackT()
+    ok = libc.sigaltstack(None, ctypes.byref(saved)) == 0
+    try:
+        yield
+    finally:
+        if ok:
+            libc.sigaltstack(ctypes.byref(saved), None)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.sigaltstack  # noqa: B018 (present?)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
 def _gpu_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda"
 
@@ -285,15 +326,17 @@ class OpenVINO(Backend):
             raise BackendUnavailable("openvino reads the networks as ONNX, and onnx is not "
                                      "installed: pip install 'aows[openvino]'") from None
         self.ov = ov
-        self.core = ov.Core()
-        caps = self.core.get_property(self.device, "OPTIMIZATION_CAPABILITIES")
-        if target.dtype == "fp16" and "FP16" not in caps:
-            raise AowsError(f"openvino cannot run f16 on this CPU ({self._device_name()}: "
-                            f"capabilities {caps}); use --dtype fp32")
-        # Read the applied settings back from a one-convolution model compiled with the
-        # same configuration: the sample file's header is written before any network of
-        # the space is compiled, and a hint the CPU cannot honour is dropped silently.
-        self.applied = self._applied(self._compile(self._probe_model()))
+        with kept_altstack():  # loading the CPU plugin installs OpenVINO's signal stack
+            self.core = ov.Core()
+            caps = self.core.get_property(self.device, "OPTIMIZATION_CAPABILITIES")
+            if target.dtype == "fp16" and "FP16" not in caps:
+                raise AowsError(f"openvino cannot run f16 on this CPU ({self._device_name()}"
+                                f": capabilities {caps}); use --dtype fp32")
+            # Read the applied settings back from a one-convolution model compiled with
+            # the same configuration: the sample file's header is written before any
+            # network of the space is compiled, and a hint the CPU cannot honour is
+            # dropped silently.
+            self.applied = self._applied(self._compile(self._probe_model()))
 
     def _config(self) -> dict:
         config = {
@@ -317,7 +360,8 @@ class OpenVINO(Backend):
         return config
 
     def _compile(self, model):
-        compiled = self.core.compile_model(model, self.device, self._config())
+        with kept_altstack():  # OpenVINO's CPU plugin installs its own: see kept_altstack
+            compiled = self.core.compile_model(model, self.device, self._config())
         applied, want = self._applied(compiled)["precision"], self.precisions[self.target.dtype]
         if applied != want:  # e.g. OpenVINO 2024.0 lists FP16 here, then compiles f32
             raise AowsError(f"openvino compiled the network in {applied}, not the {want} "
@@ -339,20 +383,24 @@ class OpenVINO(Backend):
         return self.core.read_model(model=onnx_bytes(nn.Conv2d(3, 4, 3), (1, 3, 8, 8)))
 
     def _device_name(self) -> str:
-        return str(self.core.get_property(self.device, "FULL_DEVICE_NAME"))
+        with kept_altstack():
+            return str(self.core.get_property(self.device, "FULL_DEVICE_NAME"))
 
     def prepare(self, model, input_shape):
         import numpy as np
         # read_model takes the ONNX bytes directly (no temporary file).
-        compiled = self._compile(self.core.read_model(model=onnx_bytes(model, input_shape)))
-        request = compiled.create_infer_request()
-        x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-        request.set_input_tensor(self.ov.Tensor(x))
+        with kept_altstack():  # OpenVINO installs its signal stack again when it misses it
+            compiled = self._compile(self.core.read_model(model=onnx_bytes(model,
+                                                                           input_shape)))
+            request = compiled.create_infer_request()
+            x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+            request.set_input_tensor(self.ov.Tensor(x))
 
         def run() -> float:
-            t0 = time.perf_counter()
-            request.infer()
-            return time.perf_counter() - t0
+            with kept_altstack():  # put back after the timed call, outside it
+                t0 = time.perf_counter()
+                request.infer()
+                return time.perf_counter() - t0
         run.request = request
         return run
 
