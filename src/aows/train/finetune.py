@@ -106,10 +106,10 @@ def finetune(net: nn.Module, batches: Callable[..., Iterable],
     """
     if steps_per_epoch < 1:
         raise AowsError("fine-tuning needs at least one batch per epoch: lower --batch-size")
-    # the objective is a setting of the run: a resume with or without a teacher that
-    # the checkpoint was not made with is refused, not mixed
-    cfg = dataclasses.replace(cfg, objective="labels" if teacher is None else "distill")
     with run_lock(out):
+        # the objective is a setting of the run: a resume with or without a teacher that
+        # the checkpoint was not made with is refused, not mixed
+        cfg = dataclasses.replace(cfg, objective="labels" if teacher is None else "distill")
         run = FinetuneRun(net=net, cfg=cfg, out=out, steps_per_epoch=steps_per_epoch,
                           resume=resume, val_batches=val_batches, teacher=teacher)
         result = run.result
