@@ -43,6 +43,7 @@ from aows.demo import MODEL_FILE, ink_accuracy, train_segmenter
 from aows.extract import model_space
 from aows.final import export_config
 from aows.io import load_tensors
+from aows.outputs import output_tensors
 from aows.solve import Problem, search
 from aows.train.config import TrainConfig
 from aows.train.data import get_data
@@ -72,9 +73,15 @@ def user_model(name: str, data, args):
 
 @torch.no_grad()
 def distill_error(net, teacher, batches) -> tuple[float, float]:
-    """Mean per-image distillation error against the teacher and its standard error."""
+    """Mean per-image distillation error against the teacher on the whole set (squared
+    errors over the set's mean square, as `aows evaluate` gives it) and its standard
+    error."""
     net.eval()
-    per = torch.cat([distill_loss(to_float(net(x)), to_float(teacher(x))) for x, _ in batches])
+    outs, refs = [], []
+    for x, _ in batches:
+        outs.append(output_tensors(to_float(net(x))))
+        refs.append(output_tensors(to_float(teacher(x))))
+    per = distill_loss([torch.cat(t) for t in zip(*outs)], [torch.cat(t) for t in zip(*refs)])
     return float(per.mean()), float(per.std() / per.numel() ** 0.5)
 
 
