@@ -243,11 +243,11 @@ def dense_quickstart_config(weights: str | Path) -> RunConfig:
     """``aows quickstart --dense``: the quickstart's settings on ``aows.demo``'s U-Net
     segmenter, ``weights`` its trained weights (``aows.demo.trained_unet``), the supernets
     trained without labels (``train.objective`` distill)."""
+    from aows.demo import MODEL_FILE  # torch: loaded by the command that trains anyway
     cfg = quickstart_config()
     res = cfg.space.resolution
-    demo = resources.files("aows").joinpath("demo.py")
     return dataclasses.replace(
-        cfg, model=f"{demo}:unet",
+        cfg, model=f"{MODEL_FILE}:unet",
         space=dataclasses.replace(cfg.space, input_shape=[3, res, res], weights=str(weights)),
         train=dataclasses.replace(cfg.train, objective="distill"))
 

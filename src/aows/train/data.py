@@ -56,10 +56,14 @@ def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int,
     return batches
 
 
+def _check_fill(images: int, batch: int, world: int, where: str = "") -> None:
+    if images < batch * world:
+        raise AowsError(f"{where}{images} training images cannot fill one batch of {batch} x "
+                        f"{world} processes: lower --batch-size")
+
+
 def _tensor_dataset(x, y, cut, classes, batch, seed, rank, world) -> Dataset:
-    if cut < batch * world:
-        raise AowsError(f"{cut} training images cannot fill one batch of {batch} x {world} "
-                        "processes: lower --batch-size")
+    _check_fill(cut, batch, world)
     return Dataset(_tensor_batches(x[:cut], y[:cut], batch, seed, True, rank, world),
                    _tensor_batches(x[cut:], y[cut:], batch, seed, False, rank, world),
                    classes, cut, cut // (batch * world))
@@ -183,9 +187,7 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
                             f"but val/ {_names(val.classes)}; give both the same class "
                             "folders")
         classes = len(train.classes)
-    if len(train) < batch * world:
-        raise AowsError(f"--data {root}: {len(train)} training images cannot fill one batch "
-                        f"of {batch} x {world} processes: lower --batch-size")
+    _check_fill(len(train), batch, world, f"--data {root}: ")
     pin = torch.cuda.is_available()
     # no more loader processes than cores: more only compete with training for them
     workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")

@@ -409,29 +409,36 @@ class SupernetRun(Harness):
             configs["decoded"] = decoded
         obj = self.objective
         key = {"labels": "val_top1", "distill": "val_distill", "loss": "val_loss"}[obj.kind]
-        res = {}
+        plains = {}
         for name, config in configs.items():
             calib = (self.to_device(x, y)[0] for x, y in islice(self.batches(epoch),
                                                                 self.cfg.calib_batches))
             with self.amp.autocast():
                 plain = self.net.export(config, calibration=calib).to(self.device).eval()
-                if self.channels_last:
-                    plain = plain.to(memory_format=torch.channels_last)
-                total, n, meter = 0, 0, DistillMeter()
-                for x, y in self.val_batches(epoch):
-                    x, y = self.to_device(x, y)
+            plains[name] = (plain.to(memory_format=torch.channels_last)
+                            if self.channels_last else plain)
+        # one pass over the validation data: each batch (and the teacher's outputs on it)
+        # serves every configuration
+        totals, meters, n = dict.fromkeys(plains, 0), {k: DistillMeter() for k in plains}, 0
+        with self.amp.autocast():
+            for x, y in self.val_batches(epoch):
+                x, y = self.to_device(x, y)
+                ctx = obj.context(x) if obj.kind == "distill" else None
+                for name, plain in plains.items():
                     out = to_float(plain(x))
                     if obj.kind == "labels":
-                        total = total + (out.argmax(1) == y).sum()
+                        totals[name] = totals[name] + (out.argmax(1) == y).sum()
                     elif obj.kind == "distill":  # of the whole set, whatever the batches
-                        meter.update(out, obj.context(x))
+                        meters[name].update(out, ctx)
                     else:
-                        total = total + obj.widest(out, y, None).double().sum()
-                    n += x.shape[0]
+                        totals[name] = totals[name] + obj.widest(out, y, None).double().sum()
+                n += x.shape[0]
+        res = {}
+        for name in plains:
             if obj.kind == "distill":
-                res[f"{key}_{name}"] = meter.value()[0]
+                res[f"{key}_{name}"] = meters[name].value()[0]
                 continue
-            counts = all_sum({"total": float(total), "n": float(n)}, self.world)
+            counts = all_sum({"total": float(totals[name]), "n": float(n)}, self.world)
             res[f"{key}_{name}"] = counts["total"] / max(counts["n"], 1)
         return res
 
