@@ -77,7 +77,7 @@ def sliced_top1(space, module, criterion, multiplier, data, args, seed=None) -> 
                                     channel_order(m, space, "none").items()})
     elif criterion != "none":
         order_channels(m, space, criterion, data.train(0))
-    net = slice_module(m, space.plan, space.full_widths(space.multiplier_config(multiplier)))
+    net = slice_module(m, space, space.multiplier_config(multiplier))
     reestimate_bn(net, (x for x, _ in islice(data.train(1), args.calib)))
     return evaluate(net, data.val(0))["top1"]
 

@@ -156,14 +156,16 @@ def test_every_model_command_states_both_width_defaults(capsys):
 
 
 def test_space_show_counts_the_held_widths_by_reason(capsys):
-    argv = ["space", "show", "--model", f"{ZOO}:res_cat", "--resolution", "32"]
+    argv = ["space", "show", "--model", f"{ZOO}:cat_add", "--resolution", "32"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "held fixed: 5 widths" in out
-    assert "3 concatenated: a concatenation's inputs and output keep their widths" in out
+    assert ("3 concatenated: a concatenation combined with other channels (or of held "
+            "parts)") in out
     assert "concatenated at" not in out  # the details are under -v / --json
     assert main([*argv, "-v"]) == 0
-    assert "left = 8: concatenated at cat at 'cat'" in capsys.readouterr().out
+    assert "a = 16: concatenated at cat at 'cat', whose channels are then combined" in \
+        capsys.readouterr().out
     assert main([*argv, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["held_summary"]
     assert {r["kind"]: r["count"] for r in summary} == {"concatenated": 3, "input": 1,

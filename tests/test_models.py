@@ -98,14 +98,12 @@ def test_extracted_graph_is_the_builtin_space(name):
 
 def test_residual_and_concatenation():
     space = get_space(f"{ZOO}:res_cat", resolution=32)
-    held = {h["name"]: " ".join(h["reasons"]) for h in space.held_fixed()}
-    # the stem is tied to the block's output by the add and read by the concatenated
-    # branches: the concatenation holds the branches and everything tied to them stays
-    assert "concatenated" in held["left"] and "concatenated" in held["right"]
-    cat_out = space.layers[[x.op for x in space.layers].index("cat")].dst
-    assert space.names[cat_out] in held
     names = [space.names[v] for v in space.searchable]
-    assert names == ["stem.0", "conv1", "head.0"]  # the stem/residual group is one variable
+    # the stem/residual group is one variable; the concatenated branches are searched
+    assert names == ["stem.0", "conv1", "left", "right", "head.0"]
+    cat = space.layers[[x.op for x in space.layers].index("cat")].dst
+    assert [space.names[p] for p in space.parts[cat]] == ["left", "right"]
+    assert {h["name"] for h in space.held_fixed()} == {"image", "fc"}
     add = next(x for x in space.layers if x.op == "add")
     assert add.act == "relu" and space.src(space.layers.index(add)) == 1
     _check_supernet_equals_export(space, 32)
@@ -202,11 +200,11 @@ def test_run_pipeline_on_a_model(tmp_path):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
     orig = report["original"]  # the user's model, timed and evaluated beside the found
-    assert orig["config"] == [16, 24, 32]  # the module's own widths: its widest
+    assert orig["config"] == [16, 24, 16, 16, 32]  # the module's own widths: its widest
     assert orig["params"] == sum(p.numel() for p in get_space(
         f"{ZOO}:res_cat", resolution=32, classes=4).load_module().parameters())
     for m in report["methods"].values():
-        assert len(m["config"]) == 3 and m["params"] <= orig["params"]
+        assert len(m["config"]) == 5 and m["params"] <= orig["params"]
         assert m["macs"] <= orig["macs"]
         assert m["speedup"] == pytest.approx(
             orig["measured_latency_ms"] / m["measured_latency_ms"])
@@ -293,9 +291,12 @@ def test_space_show_lists_modules_and_what_is_held(capsys):
     # concatenated branches read it, its BatchNorms are tied to it
     assert mods["stem.0"] == "out" and mods["conv2"] == "out" and mods["conv1"] == "in"
     assert mods["stem.1"] == "tied" and mods["bn2"] == "tied"
-    assert {h["name"] for h in out["held"]} >= {"image", "left", "right", "fc"}
+    assert {h["name"] for h in out["held"]} == {"image", "fc"}
+    cat = next(v for v in out["variables"] if v["name"] == "cat")
+    assert cat["concatenates"] == ["left", "right"]
     assert main(["space", "show", "--model", f"{ZOO}:res_cat", "--resolution", "32"]) == 0
-    assert "held fixed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "held fixed" in out and "concat      left + right" in out
 
 
 def test_extract_leaves_the_module_as_it_found_it():

@@ -18,7 +18,7 @@ TINY = {
     "data": {"name": "fake", "batch_size": 16},
     "latency": {"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 4,
                 "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},
-    "train": {"epochs": 2, "calib_batches": 2},
+    "train": {"epochs": 1, "calib_batches": 2},
     "finetune": {"epochs": 1},
     "measure": {"repeats": 2, "protocol": {"rounds": 2, "runs": 1, "warmup": 1}},
 }
@@ -71,9 +71,9 @@ def test_stage_killed_midway_resumes_to_the_uninterrupted_result(tmp_path):
     assert run_pipeline(cfg, tmp_path / "a") is not None
     calls = {"n": 0}
 
-    def stop_in_aows_training():  # train_ows takes 2 epochs x 12 steps
+    def stop_in_aows_training():  # train_ows takes 1 epoch x 12 steps
         calls["n"] += 1
-        return calls["n"] == 30
+        return calls["n"] == 18
 
     assert run_pipeline(cfg, tmp_path / "b",
                         should_stop=stop_in_aows_training) is None

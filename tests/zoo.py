@@ -5,8 +5,9 @@ from torch import nn
 
 
 class ResCat(nn.Module):
-    """A residual add and a concatenation: the add ties the stem to the block's output,
-    the concatenation holds its two branches and what reads them."""
+    """A residual add and a concatenation: the add ties the stem to the block's output;
+    the head reads the concatenation of the two branches (each searched, read at its
+    offset)."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
@@ -16,10 +17,10 @@ class ResCat(nn.Module):
         self.bn1 = nn.BatchNorm2d(24)
         self.conv2 = nn.Conv2d(24, 16, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(16)
-        self.left = nn.Conv2d(16, 8, 1)
-        self.right = nn.Conv2d(16, 8, 3, 2, 1)
+        self.left = nn.Conv2d(16, 16, 1)
+        self.right = nn.Conv2d(16, 16, 3, 2, 1)
         self.pool = nn.MaxPool2d(3, 2, 1)
-        self.head = nn.Sequential(nn.Conv2d(16, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32),
+        self.head = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32),
                                   nn.ReLU())
         self.fc = nn.Linear(32, num_classes)
 
@@ -33,6 +34,26 @@ class ResCat(nn.Module):
 
 def res_cat(num_classes: int = 10):
     return ResCat(num_classes)
+
+
+class _CatAdd(nn.Module):
+    """A concatenation added to a residual: its branches are held (a leading slice of
+    the sum is not a slice of each branch at its offset)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, 1, 1)
+        self.a, self.b = nn.Conv2d(32, 16, 1), nn.Conv2d(32, 16, 3, 1, 1)
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = torch.cat([self.a(x), self.b(x)], 1) + x
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def cat_add(num_classes: int = 10):
+    return _CatAdd(num_classes)
 
 
 def not_a_module():
@@ -170,3 +191,92 @@ class _ResSE(nn.Module):
 
 def res_se(num_classes: int = 10):
     return _ResSE(num_classes)
+
+
+def _cbr(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU())
+
+
+class _CatUNet(nn.Module):
+    """A U-Net whose skips are concatenations (the upsampled decoder, then the encoder's
+    features), upsampled by interpolation or by a transposed conv."""
+
+    def __init__(self, up: str = "interpolate", num_classes: int = 5):
+        super().__init__()
+        self.up = up
+        self.enc1, self.enc2, self.mid = _cbr(3, 16), _cbr(16, 32, 2), _cbr(32, 48, 2)
+        if up == "deconv":
+            self.up2 = nn.ConvTranspose2d(48, 32, 2, 2)
+            self.up1 = nn.ConvTranspose2d(32, 16, 2, 2)
+        self.dec2 = _cbr(48 + 32 if up != "deconv" else 64, 32)
+        self.dec1 = _cbr(32 + 16 if up != "deconv" else 32, 16)
+        self.head = nn.Conv2d(16, num_classes, 1)
+
+    def _up(self, x, k):
+        if self.up == "deconv":
+            return (self.up2, self.up1)[k](x)
+        return nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        m = self.mid(e2)
+        d2 = self.dec2(torch.cat([self._up(m, 0), e2], dim=1))
+        d1 = self.dec1(torch.cat([self._up(d2, 1), e1], 1))
+        return self.head(d1)
+
+
+def cat_unet(up: str = "interpolate"):
+    return _CatUNet(up)
+
+
+class _Cat3(nn.Module):
+    """Three branches concatenated, then a BatchNorm on the concatenation (pre-activation,
+    as in DenseNet), a depthwise conv on it, a concatenation of a concatenation, and a
+    classifier reading a concatenation through a global pool."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = _cbr(3, 16)
+        self.a, self.b, self.c = nn.Conv2d(16, 16, 1), nn.Conv2d(16, 24, 3, 1, 1), \
+            nn.Conv2d(16, 16, 3, 1, 1)
+        self.bn = nn.BatchNorm2d(56)
+        self.dw = nn.Conv2d(56, 56, 3, 1, 1, groups=56)
+        self.mix = nn.Conv2d(56, 32, 1)
+        self.fc = nn.Linear(56 + 32, num_classes)
+
+    def forward(self, x):
+        s = self.stem(x)
+        z = torch.cat([self.a(s), self.b(s), self.c(s)], 1)
+        z = self.dw(torch.relu(self.bn(z)))
+        y = torch.cat([z, self.mix(z)], 1)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def cat3(num_classes: int = 10):
+    return _Cat3(num_classes)
+
+
+class _DenseBlock(nn.Module):
+    """A DenseNet block: every layer reads the concatenation of the stem's and every
+    earlier layer's features, and so does the transition after it (a width graph too
+    wide to eliminate exactly)."""
+
+    def __init__(self, num_classes: int = 10, layers: int = 4, growth: int = 24):
+        super().__init__()
+        self.stem = _cbr(3, 16)
+        self.layers = nn.ModuleList(_cbr(16 + growth * j, growth) for j in range(layers))
+        self.trans = nn.Conv2d(16 + growth * layers, 32, 1)
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        feats = [self.stem(x)]
+        for layer in self.layers:
+            feats.append(layer(torch.cat(feats, 1)))
+        y = self.trans(torch.cat(feats, 1))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def dense_block(num_classes: int = 10):
+    return _DenseBlock(num_classes)

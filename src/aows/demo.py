@@ -2,7 +2,8 @@
 the user's model they stand for: a digit segmenter trained on the embedded digits.
 
 ``unet()``: a U-Net whose skips are additions, a map of ``CLASSES`` per-pixel scores
-out at the input's resolution; ``fpn()``: a three-level feature pyramid, a dict of such
+out at the input's resolution; ``cat_unet()``: the same with concatenated skips (each
+branch searched at its offset); ``fpn()``: a three-level feature pyramid, a dict of such
 maps at 1/2, 1/4 and 1/8 of the input. The task (``segmentation_target``): every pixel
 with ink is labelled with its image's digit, the others "background" (class 10). Load
 them as models with ``aows.demo.MODEL_FILE`` (``path/to/demo.py:unet``).
@@ -18,7 +19,7 @@ from torch import nn
 
 from aows.outputs import output_tensors
 
-__all__ = ["CLASSES", "MODEL_FILE", "fpn", "ink_accuracy", "segmentation_target",
+__all__ = ["CLASSES", "MODEL_FILE", "cat_unet", "fpn", "ink_accuracy", "segmentation_target",
            "train_segmenter", "unet"]
 
 CLASSES = 11  # ten digits and the background
@@ -49,6 +50,24 @@ class UNet(nn.Module):
         return self.head(d1)
 
 
+class CatUNet(UNet):
+    """``UNet`` with its skips concatenated (the upsampled decoder, then the encoder)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dec2, self.dec1 = _cbr(128 + 64, 64), _cbr(64 + 32, 32)
+        del self.up2, self.up1
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        m = self.mid(e2)
+        d2 = self.dec2(torch.cat([F.interpolate(m, scale_factor=2, mode="bilinear",
+                                                align_corners=False), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2, mode="nearest"), e1], 1))
+        return self.head(d1)
+
+
 class FPN(nn.Module):
     def __init__(self):
         super().__init__()
@@ -70,6 +89,10 @@ class FPN(nn.Module):
 
 def unet() -> UNet:
     return UNet()
+
+
+def cat_unet() -> CatUNet:
+    return CatUNet()
 
 
 def fpn() -> FPN:

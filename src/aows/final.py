@@ -218,7 +218,7 @@ def export_from_model(space, config: Sequence[int], importance: str = DEFAULT_IM
     config = space.validate(config)
     module = space.load_module() if module is None else module
     order = order_channels(module, space, importance, None if batches is None else batches())
-    net = slice_module(module, space.plan, space.full_widths(config))
+    net = slice_module(module, space, config)
     if batches is not None:
         reestimate_bn(net, (x for x, _ in islice(batches(), calib_batches)))
     return net.eval(), order_record(space, order, importance)

@@ -14,7 +14,9 @@ plan lists them): the producers' output channels (conv, depthwise conv and linea
 rows and biases), the BatchNorm tensors (weight, bias, running mean and variance), and
 the consumers' input channels (the next convs and linears). A variable is a tied group
 (every tensor added by a residual, an SE gate and what it gates), so one permutation
-covers all its members. Held variables are never permuted: the extraction holds every
+covers all its members. A concatenation's parts keep their own permutations: a consumer
+of the concatenation has each part's input channels at that part's offset, permuted
+there by the part's order. Held variables are never permuted: the extraction holds every
 width whose channels an op aows does not slice reads, so the permuted module at full
 width computes the same function as the original.
 
@@ -64,12 +66,16 @@ class Member:
     """One tensor along a width variable: ``module.<tensor>`` indexed on ``dim``.
 
     ``role``: "filter" (a producer's output channels), "norm" (a BatchNorm's) or "input"
-    (a consumer's input channels)."""
+    (a consumer's input channels). ``start``/``stop``: the channels along ``dim`` that
+    are the variable's (a part of a concatenation sits at an offset); ``stop`` None: to
+    the end."""
 
     module: str
     tensor: str
     dim: int
     role: str
+    start: int = 0
+    stop: int | None = None
 
 
 _NORM = ("weight", "bias", "running_mean", "running_var")
@@ -97,14 +103,38 @@ def members(module: nn.Module, space) -> dict[int, list[Member]]:
             along = [(b, "weight", 0, "filter"), (b, "bias", 0, "filter"),
                      (a, "weight", 1, "input")]
         for v, t, dim, role in along:
-            if v in out and getattr(m, t, None) is not None:
-                out[v].append(Member(name, t, dim, role))
+            if getattr(m, t, None) is None:
+                continue
+            for p, start, stop in _spans(space, v):
+                if p in out:
+                    out[p].append(Member(name, t, dim, role, start, stop))
     return out
 
 
-def _tensor(module: nn.Module, m: Member) -> torch.Tensor:
+def _spans(space, v: int) -> list[tuple[int, int, int | None]]:
+    """(variable, start, stop) of the channels of variable ``v``'s tensors: all of them,
+    or for a concatenation, each part's at its offset."""
+    parts = space.parts.get(v)
+    if parts is None:
+        return [(v, 0, None)]
+    out, off = [], 0
+    for p in parts:
+        w = space.choices[p][-1]
+        out.append((p, off, off + w))
+        off += w
+    return out
+
+
+def _whole(module: nn.Module, m: Member) -> torch.Tensor:
     owner = module.get_submodule(m.module)
     return getattr(getattr(owner, "inner", owner), m.tensor)  # a supernet's wrapped norm
+
+
+def _tensor(module: nn.Module, m: Member) -> torch.Tensor:
+    """The member's channels of its tensor (a view)."""
+    t = _whole(module, m)
+    stop = t.shape[m.dim] if m.stop is None else m.stop
+    return t.narrow(m.dim, m.start, stop - m.start)
 
 
 def _per_channel(t: torch.Tensor, dim: int) -> np.ndarray:
@@ -150,7 +180,7 @@ def _taylor(module, groups, batches):
     params = {}
     for ms in groups.values():
         for m in ms:
-            t = _tensor(module, m)
+            t = _whole(module, m)
             if isinstance(t, nn.Parameter):
                 params.setdefault(id(t), t)
     tensors = list(params.values())
@@ -173,9 +203,11 @@ def _taylor(module, groups, batches):
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
             for v, ms in groups.items():
                 for k, m in enumerate(ms):
-                    t = _tensor(module, m)
+                    t = _whole(module, m)
                     g = grads[index[id(t)]] if id(t) in index else None
                     if g is not None:
+                        t, g = _tensor(module, m), g.narrow(m.dim, m.start,
+                                                            _tensor(module, m).shape[m.dim])
                         s = (t.detach() * g).double().movedim(m.dim, 0)
                         acc[(v, k)] += (s.reshape(s.shape[0], -1).sum(1) ** 2).cpu().numpy()
             n += 1
@@ -253,11 +285,11 @@ def permute_channels(module: nn.Module, space, order: dict[int, np.ndarray]) -> 
         if v not in order:
             continue
         for m in ms:
-            t = _tensor(module, m)
-            key = (id(t), m.dim)
+            key = (id(_whole(module, m)), m.dim, m.start)
             if key in done:  # one tensor shared by two modules
                 continue
             done.add(key)
+            t = _tensor(module, m)
             idx = torch.as_tensor(np.asarray(order[v]), dtype=torch.long, device=t.device)
             if idx.numel() != t.shape[m.dim]:
                 raise AowsError(f"channel order of '{space.names[v]}' has {idx.numel()} "

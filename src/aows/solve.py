@@ -6,6 +6,13 @@ width graph whose variables are the space's width variables (the image channels 
 the classes are one-choice variables). For a chain every solver is a call on
 ``aows.chain``; for a residual space on ``aows.graph`` (exact by variable elimination).
 
+A graph too wide to eliminate because of concatenations (DenseNet: every layer of a
+block reads every earlier one) has some latency terms linearised
+(``SearchSpace.linearised``). There the search is not exact, and says so: it decodes
+on the linearised graph, expands the terms again around its answer (where they are
+exact) and decodes again, until the answer repeats (``RELINEARISE_ROUNDS`` at most),
+and returns the best answer whose latency under the full model meets the budget.
+
 unaries.json: {"unaries": [[u_1(c) for c in C_1], ..., [u_m(c) for c in C_m]], ...}
 one list per searchable width variable (a layer boundary of a chain), one float per
 width choice in the space's order.
@@ -142,6 +149,9 @@ def budget_problem(model: LatencyModel, unaries: Sequence[np.ndarray]):
     return GraphBudgetProblem(WidthGraph(nodes, []), model.cost_graph())
 
 
+RELINEARISE_ROUNDS = 8
+
+
 @dataclass
 class Problem:
     """A latency model and unaries on one width graph; solvers take it and a budget."""
@@ -163,6 +173,55 @@ class Problem:
 
     def latency(self, config: Sequence[int]) -> float:
         return self.model.predict(config)
+
+    def evaluate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and predicted latencies (the full model) of choice indices (K, n_vars)."""
+        s, c = self.budget_problem.evaluate(idx)
+        if self.space.linearised:
+            c = self.model.predict_indices(idx)
+        return s, c
+
+    @property
+    def approximation(self) -> str | None:
+        """What the search approximates, where it is not exact (None: exact)."""
+        soft = self.space.linearised
+        if not soft:
+            return None
+        return (f"{len(soft)} of the latency terms of concatenations linearised around "
+                f"each answer (the width graph is too wide to eliminate exactly); the "
+                "result is the best of the rounds, its latency from the full model")
+
+    def decode(self, budget: float, how: str) -> Decoded:
+        """``budget_problem.exact`` or ``.lagrangian`` at ``budget``; on a space with
+        linearised terms, re-linearised around each answer (the module's docstring)."""
+        if not self.space.linearised:
+            return getattr(self.budget_problem, how)(budget)
+        space, best, bp, b = self.space, None, self.budget_problem, budget
+        seen: set[tuple[int, ...]] = set()
+        for _ in range(RELINEARISE_ROUNDS):
+            try:
+                d = getattr(bp, how)(b)
+            except BudgetError:
+                break
+            cost = float(self.model.predict_indices(d.idx)[0])
+            if cost <= budget and (best is None or d.score > best.score):
+                best = Decoded(d.idx, d.score, cost, d.gamma, None, d.solver)
+            key = tuple(int(k) for k in d.idx)
+            if key in seen:
+                break
+            seen.add(key)
+            if cost > budget:  # over: a tighter budget on the next linearisation too
+                b *= budget / cost
+            bp = GraphBudgetProblem(bp.score, self.model.cost_graph(np.asarray(d.idx)))
+        if best is None:
+            narrow = space.indices(space.narrowest())
+            cost = float(self.model.predict_indices(narrow)[0])
+            if cost > budget:
+                raise BudgetError(f"budget {budget:.4g} ms is below the narrowest "
+                                  f"configuration ({cost:.4g} ms)")
+            s, _ = self.budget_problem.evaluate(narrow)
+            best = Decoded(narrow, float(s[0]), cost, None, None, how)
+        return best
 
     def result(self, config, solver: str, budget: float | None, **extra) -> dict:
         config = [int(c) for c in config]
@@ -187,19 +246,21 @@ def register_solver(name: str):
 
 def _from_decoded(problem: Problem, d: Decoded, name: str, budget: float) -> dict:
     cfg = problem.space.config_from_indices(d.idx)
-    return problem.result(cfg, name, budget, gamma=d.gamma, dual_bound=d.dual_bound)
+    return problem.result(cfg, name, budget, gamma=d.gamma, dual_bound=d.dual_bound,
+                          approximation=problem.approximation)
 
 
 @register_solver("exact")
 def solve_exact(problem: Problem, budget: float) -> dict:
-    """Best score under the budget, no duality gap (label-setting DP, chain.py)."""
-    return _from_decoded(problem, problem.budget_problem.exact(budget), "exact", budget)
+    """Best score under the budget, no duality gap (label-setting DP, chain.py); on a
+    graph with linearised terms, the best of re-linearised rounds (``Problem.decode``)."""
+    return _from_decoded(problem, problem.decode(budget, "exact"), "exact", budget)
 
 
 @register_solver("lagrangian")
 def solve_lagrangian(problem: Problem, budget: float) -> dict:
     """The paper's decoding: max score - gamma * latency with the smallest feasible gamma."""
-    return _from_decoded(problem, problem.budget_problem.lagrangian(budget), "lagrangian",
+    return _from_decoded(problem, problem.decode(budget, "lagrangian"), "lagrangian",
                          budget)
 
 
@@ -208,10 +269,9 @@ def solve_greedy(problem: Problem, budget: float) -> dict:
     """AutoSlim's iterative trimming: from the widest configuration, narrow by one step
     the width variable (a layer boundary of a chain; a group of tied widths of a residual
     network, trimmed together) that loses least score per ms saved, until under budget."""
-    bp = problem.budget_problem
     space = problem.space
     idx = space.indices(space.widest())
-    s, c = bp.evaluate(idx)
+    s, c = problem.evaluate(idx)
     s, c = float(s[0]), float(c[0])
     steps = 0
     while c > budget:
@@ -221,7 +281,7 @@ def solve_greedy(problem: Problem, budget: float) -> dict:
                               f"({c:.4g} ms) above the budget {budget:.4g} ms")
         cands = np.repeat(idx[None], len(movable), axis=0)
         cands[np.arange(len(movable)), movable] -= 1
-        cs, cc = bp.evaluate(cands)
+        cs, cc = problem.evaluate(cands)
         saved, lost = c - cc, s - cs
         ratio = np.where(saved > 0, lost / np.where(saved > 0, saved, 1.0), np.inf)
         if np.all(np.isinf(ratio)):  # nothing saves time: take the cheapest loss
@@ -259,8 +319,9 @@ def search(problem: Problem, budget: float, solver: str = "exact") -> dict:
 
     Returns:
         A dict with "config" (one width per searchable variable), "predicted_latency_ms",
-        "score", "solver", "budget_ms", "budget_used", and "gamma"/"dual_bound" for the
-        Lagrangian-based solvers.
+        "score", "solver", "budget_ms", "budget_used", "gamma"/"dual_bound" for the
+        Lagrangian-based solvers, and "approximation" where the search is not exact
+        (``Problem.approximation``).
 
     Raises:
         BudgetError: no configuration meets the budget.
@@ -287,6 +348,14 @@ def pareto(problem: Problem, n_budgets: int = 100) -> dict:
     """
     bp = problem.budget_problem
     paths, costs, scores = bp.pareto_front()
+    if problem.space.linearised:  # the front of the linearised costs, costed in full
+        costs = problem.model.predict_indices(np.asarray(paths))
+        keep, top = [], -np.inf
+        for k in np.lexsort((-scores, costs)):
+            if scores[k] > top:
+                keep.append(k)
+                top = scores[k]
+        paths, costs, scores = [paths[k] for k in keep], costs[keep], scores[keep]
     lo, hi = float(costs[0]), float(costs[-1])
     budgets = np.linspace(lo, hi, n_budgets) if n_budgets > 1 else np.array([hi])
     pick = np.searchsorted(costs, budgets, side="right") - 1

@@ -17,6 +17,14 @@ Every layer has a type key (op, kernel, stride, input resolution, bias, activati
 layers of the same type share latency unknowns (the paper's Section 4). Layers also
 say which layers' outputs they read (``inputs``, summed by an ``add``), so a plain or
 slimmable network is rebuilt from the space alone.
+
+A concatenation (a model's space only) makes a *concatenated* variable: its width is the
+sum of its parts' widths, and at a configuration its channels are the leading slice of
+each part at that part's offset in the full concatenation (``channel_index``). It has
+one choice (its full width) and is never searched itself. A layer that reads it costs
+one latency *term* per part (``terms``): the additive approximation
+L(w_1 + ... + w_k, c_out) = sum_j L_j(w_j, c_out), exact for the multiply-accumulates
+of every op (linear in the input channels), fitted to timings like any other term.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from aows.errors import AowsError
+from aows.graph.model import MAX_WIDTH, induced_width
 
 
 class SpaceError(AowsError, ValueError):
@@ -164,8 +173,13 @@ class SearchSpace:
     params: dict = field(default_factory=dict, compare=False, hash=False)
     base_widths: tuple[int, ...] | None = None
     var_names: tuple[str, ...] | None = None
+    # (variable, its parts): a concatenated variable and the variables it concatenates,
+    # in channel order (a part may repeat); see the module's docstring
+    concats: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "concats", tuple((int(v), tuple(int(p) for p in ps))
+                                                  for v, ps in self.concats))
         n = len(self.choices)
         for c in self.choices:
             if not c or list(c) != sorted(set(c)) or min(c) < 1:
@@ -295,7 +309,28 @@ class SearchSpace:
         out = [c[0] for c in self.choices]
         for v, w in zip(self.searchable, config):
             out[v] = w
+        for v, ps in self.concats:
+            out[v] = sum(out[p] for p in ps)
         return tuple(out)
+
+    # ------------------------------------------------------- concatenations
+    @functools.cached_property
+    def parts(self) -> dict[int, tuple[int, ...]]:
+        """Concatenated variable -> the variables it concatenates, in channel order."""
+        return dict(self.concats)
+
+    def channel_index(self, v: int, widths: Sequence[int]) -> list[int] | None:
+        """The channels of variable ``v``'s full tensor a configuration keeps (``widths``:
+        ``full_widths``): None for a plain variable (its leading ``widths[v]``); for a
+        concatenated one, the leading slice of every part at its offset."""
+        ps = self.parts.get(v)
+        if ps is None:
+            return None
+        out, off = [], 0
+        for p in ps:
+            out.extend(range(off, off + widths[p]))
+            off += self.choices[p][-1]
+        return out
 
     def indices(self, config: Sequence[int]) -> np.ndarray:
         """Choice index of every variable (fixed ones are 0)."""
@@ -373,12 +408,48 @@ class SearchSpace:
                 for k in range(count)]
 
     # ----------------------------------------------------- latency unknowns
+    @functools.cached_property
+    def terms(self) -> tuple[tuple[int, int, int, str], ...]:
+        """The latency terms: (layer, input variable, output variable, type key) each.
+        One per layer, except that a layer reading a concatenated variable has one per
+        part; a layer whose input and output are one variable has a term on one
+        variable.
+
+        The parts' keys: the first part's is the layer's type key + ``-cat``, the others'
+        + ``-cat+``, so that L(w_1 + ... + w_k, c) = a(c) + b(c) (w_1 + ... + w_k), the
+        shape of a conv's cost, is represented exactly (the first part carries the
+        layer's own cost a(c), the others the cost of their channels) and the layers of
+        one type share their unknowns whatever the number of parts they read."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            s, d = self.src(i), self.dst(i)
+            ps = self.parts.get(s)
+            if ps is None:
+                out.append((i, s, d, layer.type_key))
+                continue
+            for j, p in enumerate(ps):
+                out.append((i, p, p if d == s else d,
+                            f"{layer.type_key}-cat{'+' if j else ''}"))
+        return tuple(out)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.terms)
+
+    def term_specs(self) -> dict[str, LayerSpec]:
+        """Type key of every term -> a layer of that type (its op, kernel, resolution)."""
+        out: dict[str, LayerSpec] = {}
+        for i, _, _, key in self.terms:
+            out.setdefault(key, self.layers[i])
+        return out
+
     def unknowns(self) -> tuple[list[tuple[str, int, int]], list[np.ndarray]]:
         """Latency unknowns shared across identical layer types.
 
-        Returns the list of keys (type_key, c_in, c_out) and, per layer, the unknown ids:
-        a matrix indexed [input choice][output choice], or for a layer whose input and
-        output are one variable (src == dst) a vector indexed by that variable's choice.
+        Returns the list of keys (type_key, c_in, c_out) and, per term (``terms``: one
+        per layer but for layers reading a concatenation), the unknown ids: a matrix
+        indexed [input choice][output choice], or for a term whose input and output are
+        one variable a vector indexed by that variable's choice.
         """
         keys, tables = self._unknowns
         return list(keys), [t.copy() for t in tables]
@@ -395,39 +466,87 @@ class SearchSpace:
             return where[key]
 
         tables = []
-        for i, layer in enumerate(self.layers):
-            cs, cd = self.choices[self.src(i)], self.choices[self.dst(i)]
-            if self.src(i) == self.dst(i):
-                ids = np.array([uid((layer.type_key, c, c)) for c in cs], dtype=np.int64)
+        for _, s, d, tkey in self.terms:
+            cs, cd = self.choices[s], self.choices[d]
+            if s == d:
+                ids = np.array([uid((tkey, c, c)) for c in cs], dtype=np.int64)
             else:
                 ids = np.empty((len(cs), len(cd)), dtype=np.int64)
                 for a, cin in enumerate(cs):
                     for b, cout in enumerate(cd):
-                        ids[a, b] = uid((layer.type_key, cin, cout))
+                        ids[a, b] = uid((tkey, cin, cout))
             tables.append(ids)
         return keys, tables
 
-    def layer_table(self, i: int, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Entries of layer i's table (``values``, shaped like its unknown ids) at the
+    def term_table(self, t: int, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Entries of term t's table (``values``, shaped like its unknown ids) at the
         choice indices ``idx`` (K, n_vars) of K configurations."""
-        s, d = self._ends[0][i], self._ends[1][i]
+        _, s, d, _ = self.terms[t]
         if s == d:
             return values[idx[:, s]]
         return values[idx[:, s], idx[:, d]]
 
-    def cost_terms(self, tables: Sequence[np.ndarray]
+    def table_shape(self, t: int) -> tuple[int, ...]:
+        """Shape of term t's table: (input choices,) or (input, output choices)."""
+        _, s, d, _ = self.terms[t]
+        return (len(self.choices[s]),) if s == d else (len(self.choices[s]),
+                                                         len(self.choices[d]))
+
+    def cost_terms(self, tables: Sequence[np.ndarray], ref: np.ndarray | None = None
                    ) -> tuple[list[np.ndarray], list[tuple[tuple[int, int], np.ndarray]]]:
-        """Per-layer tables as terms of the width graph: a unary vector per variable (the
-        layers with src == dst) and pairwise ((src, dst), matrix) terms."""
+        """Per-term tables as terms of the width graph: a unary vector per variable (the
+        terms on one variable) and pairwise ((src, dst), matrix) terms.
+
+        The terms of ``linearised`` (a graph the exact solvers cannot eliminate
+        otherwise) are replaced by their first-order expansion around the choice
+        indices ``ref`` (default: the median configuration), exact at ``ref``:
+        T(a, b) ~ T(a, rb) + T(ra, b) - T(ra, rb)."""
         unary = [np.zeros(len(c)) for c in self.choices]
         pairwise = []
-        for i, t in enumerate(tables):
+        soft = self.linearised
+        if soft and ref is None:
+            ref = self.indices(self.median_config())
+        for k, t in enumerate(tables):
             t = np.asarray(t, dtype=np.float64)
-            if self.src(i) == self.dst(i):
-                unary[self.src(i)] = unary[self.src(i)] + t
+            _, s, d, _ = self.terms[k]
+            if s == d:
+                unary[s] = unary[s] + t
+            elif k in soft:
+                ra, rb = int(ref[s]), int(ref[d])
+                unary[s] = unary[s] + t[:, rb]
+                unary[d] = unary[d] + t[ra, :] - t[ra, rb]
             else:
-                pairwise.append(((self.src(i), self.dst(i)), t))
+                pairwise.append(((s, d), t))
         return unary, pairwise
+
+    @functools.cached_property
+    def linearised(self) -> frozenset[int]:
+        """The concatenation terms that ``cost_terms`` linearises: none where the width
+        graph's induced width is within what the exact solvers eliminate
+        (``aows.graph.MAX_WIDTH``); else every pairwise term of a layer reading two or
+        more searchable parts, then as many of them given back, layer by layer in
+        order, as keep the induced width within it. Empty for every space without
+        concatenations: its search is exact."""
+        searchable = set(self.searchable)
+        edges = {}
+        for k, (_, s, d, _) in enumerate(self.terms):
+            if s != d and s in searchable and d in searchable:
+                edges[k] = (s, d)
+        if not self.concats or induced_width(self.n_vars, edges.values()) <= MAX_WIDTH:
+            return frozenset()
+        by_layer: dict[int, list[int]] = {}
+        for k, (i, _, _, _) in enumerate(self.terms):
+            if k in edges and self.src(i) in self.parts:
+                by_layer.setdefault(i, []).append(k)
+        soft = {k for ks in by_layer.values() if len(ks) > 1 for k in ks}
+        for _, ks in sorted(by_layer.items()):
+            if len(ks) < 2:
+                continue
+            trial = soft - set(ks)
+            if induced_width(self.n_vars, [e for k, e in edges.items()
+                                           if k not in trial]) <= MAX_WIDTH:
+                soft = trial
+        return frozenset(soft)
 
     def layer_flops(self, i: int, cin: int, cout: int) -> float:
         """Multiply-accumulates of layer i at widths (cin, cout), per image
@@ -451,10 +570,13 @@ class SearchSpace:
         }
         if self.var_names is not None:
             out["var_names"] = list(self.var_names)
+        if self.concats:
+            out["concats"] = [[v, list(ps)] for v, ps in self.concats]
         return out
 
     def fingerprint(self) -> str:
-        ident = {k: v for k, v in self.describe().items() if k in ("layers", "choices")}
+        ident = {k: v for k, v in self.describe().items()
+                 if k in ("layers", "choices", "concats")}
         blob = json.dumps(ident, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -471,8 +593,9 @@ class SearchSpace:
                 params=dict(desc.get("params", {})),
                 base_widths=tuple(desc["base_widths"]) if desc.get("base_widths") else None,
                 var_names=tuple(desc["var_names"]) if desc.get("var_names") else None,
+                concats=tuple((v, tuple(ps)) for v, ps in desc.get("concats", ())),
             )
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise SpaceError(f"malformed search-space description: {err}") from None
 
     def mismatches(self, given: dict) -> list[tuple[str, object, object]]:
@@ -513,6 +636,16 @@ def _check_graph(space: SearchSpace) -> None:
     """Dataflow and widths of a graph space: every layer names its variables, reads
     layers defined before it, and its input width and resolution match what it reads."""
     n = space.n_vars
+    for v, ps in space.concats:
+        if not 0 <= v < n or not ps or any(not 0 <= p < n or p in space.parts or p == v
+                                            for p in ps):
+            raise SpaceError(f"concatenated variable {v}: its parts {list(ps)} must be "
+                             "existing variables that are not concatenations themselves")
+        full = sum(space.choices[p][-1] for p in ps)
+        if space.choices[v] != (full,):
+            raise SpaceError(f"concatenated variable '{space.names[v]}' has choices "
+                             f"{list(space.choices[v])}; it has one, the sum of its parts' "
+                             f"widest widths ({full})")
     out_of: dict[str, tuple[int, int]] = {}  # layer name -> (width variable, resolution)
     for i, layer in enumerate(space.layers):
         where = f"layer '{layer.name}'"

@@ -23,7 +23,9 @@ def cmd_search(args) -> None:
         if args.json:
             _print_json(res)
             return
-        print(f"exact front: {len(res['front'])} configurations from "
+        what = "exact front" if problem.approximation is None else \
+            "front (approximate: linearised concatenation terms)"
+        print(f"{what}: {len(res['front'])} configurations from "
               f"{res['front'][0]['predicted_latency_ms']:.3f} to "
               f"{res['front'][-1]['predicted_latency_ms']:.3f} ms/image")
         for row in res["sweep"][:: max(1, len(res["sweep"]) // 10)]:
@@ -42,6 +44,8 @@ def cmd_search(args) -> None:
     print(f"  predicted latency {res['predicted_latency_ms']:.4f} ms/image "
           f"({100 * res['budget_used']:.1f} % of the {args.budget:g} ms budget), "
           f"score {res['score']:+.5f}")
+    if res.get("approximation"):
+        print(f"  not exact: {res['approximation']}")
 
 
 def add_parser(sub) -> None:

@@ -34,8 +34,11 @@ def cmd_space_show(args) -> None:
         kind = "fixed" if r["fixed"] else f"{len(r['choices'])} choices"
         touched = ", ".join(f"{m['layer']}({m['role']})" for m in r["layers"])
         ch = r["choices"]
-        shown = ch if len(ch) <= 8 else [*ch[:3], "...", *ch[-3:]]
-        print(f"  {r['name']:<22} {kind:<11} {','.join(map(str, shown)):<32} {touched}")
+        shown = ",".join(map(str, ch if len(ch) <= 8 else [*ch[:3], "...", *ch[-3:]]))
+        if "concatenates" in r:
+            kind, parts = "concat", r["concatenates"]
+            shown = " + ".join(parts if len(parts) <= 3 else [*parts[:2], "...", parts[-1]])
+        print(f"  {r['name']:<22} {kind:<11} {shown:<32} {touched}")
     if held and args.verbose:
         print(f"held fixed ({len(held)} widths, never searched):")
         for h in held:
@@ -68,11 +71,14 @@ def add_parser(sub) -> None:
 
 def describe_variables(space) -> list[dict]:
     """Every width variable in order: name, choices, fixed or searchable, its 1.0x width,
-    and the layers that touch it (role "in", "out", or "tied" when it is both)."""
+    the layers that touch it (role "in", "out", or "tied" when it is both), and for a
+    concatenation the variables it concatenates ("concatenates")."""
     base = dict(zip(space.searchable, space.base_widths or ()))
     rows = [{"name": n, "choices": list(c), "fixed": v not in space.searchable,
              "base_width": base.get(v), "layers": []}
             for v, (n, c) in enumerate(zip(space.names, space.choices))]
+    for v, ps in space.concats:  # its width: the sum of its parts'
+        rows[v]["concatenates"] = [space.names[p] for p in ps]
     for i, layer in enumerate(space.layers):
         s, d = space.src(i), space.dst(i)
         entry = {"layer": layer.name, "op": layer.op}

@@ -50,7 +50,7 @@ class ModelSpace(SearchSpace):
     def build(self, config: Sequence[int]) -> nn.Module:
         """The user's own module with physically smaller layers (leading slices of its
         weights) at ``config``."""
-        return slice_module(self.load_module(), self.plan, self.full_widths(config))
+        return slice_module(self.load_module(), self, config)
 
     def modules_of(self, v: int) -> list[dict]:
         """The user's modules whose channels variable ``v`` sets: (name, kind, role)."""
@@ -125,7 +125,8 @@ def model_choices(width: int, min_width: float, max_width: float, levels: int,
 def extract(module: nn.Module, input_shape: Sequence[int], *, name: str = "model",
             params: dict | None = None, min_width: float = _RULE["min_width"],
             max_width: float = _RULE["max_width"], levels: int = _RULE["levels"],
-            divisor: int = _RULE["divisor"], verify: bool = True) -> ModelSpace:
+            divisor: int = _RULE["divisor"], verify: bool = True,
+            search_concat: bool = True) -> ModelSpace:
     """The width graph of ``module`` on inputs of ``input_shape`` (C, H, W).
 
     Args:
@@ -134,6 +135,8 @@ def extract(module: nn.Module, input_shape: Sequence[int], *, name: str = "model
         name: the space's name. params: recorded in the space (how to rebuild it).
         min_width, max_width, levels, divisor: the width rule (``model_choices``).
         verify: run the narrowest configuration once to check it slices cleanly.
+        search_concat: search the widths of concatenated branches (each read at its
+            offset); False holds them, as aows did before (for comparisons).
 
     Raises:
         SpaceError: the module cannot be traced or run on the input, or the width rule
@@ -148,7 +151,7 @@ def extract(module: nn.Module, input_shape: Sequence[int], *, name: str = "model
     if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
         raise SpaceError(f"input shape {tuple(input_shape)}: give (channels, size, size) of "
                          "a square image, e.g. --input-shape 3,224,224")
-    trace = _Trace(module, tuple(input_shape), name)
+    trace = _Trace(module, tuple(input_shape), name, search_concat)
     space = _space_of(trace, name, dict(params or {}), (min_width, max_width, levels, divisor))
     if verify:
         _verify(module, space, tuple(input_shape), name)
@@ -169,7 +172,7 @@ def _verify(module: nn.Module, space: ModelSpace, input_shape, name: str) -> Non
         with torch.no_grad():
             sup = ModuleSupernet(space, module=copy.deepcopy(module)).eval()
             for cfg in configs:
-                a = slice_module(module, space.plan, space.full_widths(cfg)).eval()(x)
+                a = slice_module(module, space, cfg).eval()(x)
                 b = sup(x, cfg)
                 if not _same(a, b):
                     raise RuntimeError("the supernet and the exported module disagree")
@@ -221,17 +224,28 @@ def _space_of(t: _Trace, name: str, params: dict, rule) -> ModelSpace:
             t.hold(b, why)
     var = {r: v for v, r in enumerate(roots)}
     written = {t.find(lay["dst"]) for lay in t.layers
-               if lay["op"] in ("conv", "linear") and lay["src"] != lay["dst"]}
-    choices, held = [], []
+               if lay["op"] in ("conv", "deconv", "linear") and lay["src"] != lay["dst"]}
+    cats = {r: ([t.find(p) for p in parts], where) for r, (parts, where) in t.cats.items()
+            if r in var}
+    choices, held = [None] * len(roots), []
     for r in roots:
+        if r in cats:
+            continue
         why = list(t.reasons.get(r, []))
         if not why and r not in written:
             why.append("no conv or linear map writes it")
         ch = model_choices(t.size[r], *rule) if not why else (t.size[r],)
         if not why and len(ch) == 1:
             why.append(f"too narrow ({t.size[r]}) for more than one width")
-        choices.append(ch)
+        choices[var[r]] = ch
         held.extend((var[r], w) for w in why)
+    concats = []
+    for r, (parts, where) in cats.items():
+        choices[var[r]] = (t.size[r],)
+        if all(p in var for p in parts) and any(len(choices[var[p]]) > 1 for p in parts):
+            concats.append((var[r], tuple(var[p] for p in parts)))
+        else:  # every part held: a width like any held one
+            held.append((var[r], f"concatenated at {where}, whose parts are all held"))
     names = ["image"] + [""] * (len(roots) - 1)
     for tied in (False, True):  # named after the first layer writing it
         for lay in t.layers:
@@ -253,7 +267,7 @@ def _space_of(t: _Trace, name: str, params: dict, rule) -> ModelSpace:
     searchable = [v for v, c in enumerate(choices) if len(c) > 1]
     return ModelSpace(name, tuple(layers), tuple(tuple(c) for c in choices), params,
                       tuple(choices[v][-1] for v in searchable), tuple(names),
-                      plan=plan, held=tuple(held))
+                      tuple(sorted(concats)), plan=plan, held=tuple(held))
 
 def _implicit(layers: list[LayerSpec], i: int) -> LayerSpec:
     default = (layers[i - 1].name,) if i else ("image",)

@@ -32,7 +32,7 @@ from aows.space import LayerSpec, SpaceError
 # The reasons a width is held (``_Trace.hold`` and ``aows.extract.model``), by kind:
 # (kind, what it means, whether a reason is of it); the first that matches wins.
 HELD_KINDS = (
-    ("concatenated", "a concatenation's inputs and output keep their widths",
+    ("concatenated", "a concatenation combined with other channels (or of held parts)",
      lambda w: w.startswith("concatenated at")),
     ("split", "split into several tensors", lambda w: "splits the channels" in w),
     ("shuffled", "channels folded into pixels or shuffled (pixel/channel shuffle)",
@@ -94,7 +94,9 @@ class _Shapes(fx.Interpreter):
 class _Trace:
     """One pass over the fx graph: channel slots, held reasons, layers, module plan."""
 
-    def __init__(self, module: nn.Module, input_shape: tuple[int, ...], name: str):
+    def __init__(self, module: nn.Module, input_shape: tuple[int, ...], name: str,
+                 search_concat: bool = True):
+        self.search_concat = search_concat
         modes = [(m, m.training) for m in module.modules()]
         try:
             self.gm = self._trace_and_run(module, input_shape, name)
@@ -106,6 +108,8 @@ class _Trace:
         self.size: list[int] = []
         self.reasons: dict[int, list[str]] = {}
         self.slot: dict[fx.Node, int] = {}
+        # a concatenation's slot -> (the slots it concatenates, in channel order, and where)
+        self.cats: dict[int, tuple[list[int], str]] = {}
         self.prod: dict[fx.Node, object] = {}  # node -> layer index, "image" or ("pool", n)
         self.layers: list[dict] = []
         self.tail: dict[int, fx.Node] = {}  # layer -> the node that carries its output
@@ -154,14 +158,28 @@ class _Trace:
     def union(self, a: int, b: int) -> None:
         a, b = self.find(a), self.find(b)
         if a != b:
+            for c in (a, b):  # a concatenation merged with other channels: held whole
+                if c in self.cats:
+                    parts, where = self.cats.pop(c)
+                    why = f"concatenated at {where}, whose channels are then combined " \
+                          "with others"
+                    for p in [*parts, c]:
+                        self.hold(p, why)
             self.parent[max(a, b)] = min(a, b)
             self.reasons.setdefault(min(a, b), []).extend(self.reasons.pop(max(a, b), []))
 
     def hold(self, s: int | None, why: str) -> None:
-        if s is not None:
-            r = self.reasons.setdefault(self.find(s), [])
-            if why not in r:
-                r.append(why)
+        """Hold slot ``s`` at its width for reason ``why`` (a concatenation: its parts)."""
+        if s is None:
+            return
+        s = self.find(s)
+        if s in self.cats:
+            for p in self.cats[s][0]:
+                self.hold(p, why)
+            return
+        r = self.reasons.setdefault(s, [])
+        if why not in r:
+            r.append(why)
 
     # ---------------------------------------------------------- node facts
     @staticmethod
@@ -526,15 +544,29 @@ class _Trace:
         self.add_layer(node, op, self.name_of(node, op), reads, s, s, in_res=self.res(node))
 
     def concat(self, node, ins) -> None:
+        """A concatenation along the channels: a slot of its own whose parts are its
+        inputs' slots (a concatenation among them: its parts), in order; what reads it
+        reads the leading slice of every part at its offset."""
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         out = self.shape(node)
-        if dim not in (1, 1 - len(out)):
+        if dim not in (1, 1 - len(out)) or len(out) not in (2, 4):
             return self.unknown(node, ins)
-        why = f"concatenated at {self.where(node)}"
+        if not self.search_concat:  # held: the inputs and the result keep their widths
+            why = f"concatenated at {self.where(node)}"
+            for t in ins:
+                self.hold(self.slot[t], why)
+            s = self.new(out[1])
+            self.hold(s, why)
+            self.slot[node] = s
+            self.add_layer(node, "cat", self.name_of(node, "cat"), ins, s, s,
+                           in_res=self.res(node))
+            return
+        parts: list[int] = []
         for t in ins:
-            self.hold(self.slot[t], why)
+            p = self.find(self.slot[t])
+            parts.extend(self.cats[p][0] if p in self.cats else [p])
         s = self.new(out[1])
-        self.hold(s, why)
+        self.cats[s] = (parts, self.where(node))
         self.slot[node] = s
         self.add_layer(node, "cat", self.name_of(node, "cat"), ins, s, s,
                        in_res=self.res(node))

@@ -49,14 +49,14 @@ SMOOTH_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 def design_matrix(space: SearchSpace, configs: Sequence[Sequence[int]]) -> sp.csr_matrix:
     keys, ids = space.unknowns()
     idx = space.indices_many(configs)
-    cols = np.stack([space.layer_table(e, ids[e], idx) for e in range(space.n_layers)], axis=1)
-    rows = np.repeat(np.arange(idx.shape[0]), space.n_layers)
+    cols = np.stack([space.term_table(e, ids[e], idx) for e in range(space.n_terms)], axis=1)
+    rows = np.repeat(np.arange(idx.shape[0]), space.n_terms)
     data = np.ones(rows.size)
     return sp.csr_matrix((data, (rows, cols.ravel())), shape=(idx.shape[0], len(keys)))
 
 
 def _specs(space: SearchSpace) -> dict[str, LayerSpec]:
-    return {layer.type_key: layer for layer in space.layers}
+    return space.term_specs()
 
 
 def monotonicity_matrix(space: SearchSpace) -> sp.csr_matrix:
@@ -72,7 +72,9 @@ def monotonicity_matrix(space: SearchSpace) -> sp.csr_matrix:
         else:
             groups[("out", tkey, cin)].append((cout, v))
             groups[("in", tkey, cout)].append((cin, v))
-        groups[("res", s.op, s.kernel, s.stride, s.bias, s.act, cin, cout)].append((s.in_res, v))
+        part = tkey[len(s.type_key):]  # a concatenation's part compares with its kind
+        groups[("res", s.op, s.kernel, s.stride, s.bias, s.act, part, cin, cout)].append(
+            (s.in_res, v))
     rows, cols, vals = [], [], []
     r = 0
     for members in groups.values():
@@ -112,14 +114,14 @@ def smoothness_matrix(space: SearchSpace) -> sp.csr_matrix:
 def flops_vector(space: SearchSpace) -> np.ndarray:
     keys, _ = space.unknowns()
     first = {}
-    for i, layer in enumerate(space.layers):
-        first.setdefault(layer.type_key, i)
+    for i, _, _, tkey in space.terms:
+        first.setdefault(tkey, i)
     return np.array([space.layer_flops(first[tkey], cin, cout) for tkey, cin, cout in keys])
 
 
-def _flops_init(A: sp.csr_matrix, y: np.ndarray, f: np.ndarray, n_layers: int,
+def _flops_init(A: sp.csr_matrix, y: np.ndarray, f: np.ndarray, n_terms: int,
                 weights: np.ndarray | None = None) -> np.ndarray:
-    """x0 = a * flops + b / n_layers, with (a, b) the (weighted) least-squares fit of y
+    """x0 = a * flops + b / n_terms, with (a, b) the (weighted) least-squares fit of y
     on flops."""
     tf = A @ f
     X = np.stack([tf, np.ones_like(tf)], axis=1)
@@ -127,7 +129,7 @@ def _flops_init(A: sp.csr_matrix, y: np.ndarray, f: np.ndarray, n_layers: int,
         s = np.sqrt(weights)
         X, y = X * s[:, None], y * s
     (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
-    return np.maximum(a * f + max(b, 0.0) / n_layers, 0.0), float(a), float(b)
+    return np.maximum(a * f + max(b, 0.0) / n_terms, 0.0), float(a), float(b)
 
 
 @contextlib.contextmanager
@@ -428,7 +430,7 @@ class Fitter:
         A = design_matrix(self.space, configs)
         y = np.asarray(y, float)
         weights = None if weights is None else np.asarray(weights, float)
-        x0, _, _ = _flops_init(A, y, self.f, self.space.n_layers, weights)
+        x0, _, _ = _flops_init(A, y, self.f, self.space.n_terms, weights)
         if weights is not None:
             s = np.sqrt(weights)
             A, y = sp.csr_matrix(A.multiply(s[:, None])), y * s
@@ -445,7 +447,7 @@ class Fitter:
         A = design_matrix(self.space, configs)
         cache: dict[tuple[float, float], float] = {}
         train = [np.setdiff1d(perm, p) for p in parts]
-        inits = [_flops_init(A[tr], y[tr], self.f, self.space.n_layers)[0] for tr in train]
+        inits = [_flops_init(A[tr], y[tr], self.f, self.space.n_terms)[0] for tr in train]
         # each fold starts from its solution at the previous (K, smooth): the grids are
         # walked in order, so the active sets change little (measured on 2000 MobileNet-v1
         # networks: the whole search went from 42 s to about half)
@@ -548,8 +550,8 @@ def fit_flops(space: SearchSpace, samples: Samples, target: dict | None = None,
     y, anchor_meta = _targets(space, samples, normalise)
     f = flops_vector(space)
     A = design_matrix(space, samples.configs)
-    _, a, b = _flops_init(A, y, f, space.n_layers)
-    x = a * f + b / space.n_layers
+    _, a, b = _flops_init(A, y, f, space.n_terms)
+    x = a * f + b / space.n_terms
     meta = {"target": target or (samples.header or {}).get("target", {}),
             "fit": {"method": "flops", "ms_per_mflop": a * 1e6, "intercept_ms": b,
                     "n_samples": len(samples), "samples": samples.path}, **anchor_meta}

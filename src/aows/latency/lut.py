@@ -13,6 +13,7 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
+from aows.errors import AowsError
 from aows.latency.backends import Target
 from aows.latency.measure import Timer, target_record
 from aows.latency.model import LatencyModel
@@ -48,6 +49,10 @@ def build_lookup_table(space: SearchSpace, target: Target, protocol: Protocol,
     Returns:
         A ``LatencyModel`` of kind "lookup-table".
     """
+    if space.concats:
+        raise AowsError(f"space '{space.name}' has layers that read concatenations, whose "
+                        "latency is fitted per part of the concatenation: a layer timed alone "
+                        "has no such parts; use the black-box fit (`aows latency fit`)")
     with connected(target):  # a remote target's runners, stopped after
         return _lookup_table(space, target, protocol, progress)
 

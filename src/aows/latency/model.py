@@ -31,17 +31,20 @@ class ModelFileError(AowsError, ValueError):
 
 
 class LatencyModel:
-    """Additive latency model: latency(c) = sum_i table_i[c_src(i), c_dst(i)] (ms/image)."""
+    """Additive latency model: latency(c) = sum_t table_t[c_src(t), c_dst(t)] (ms/image),
+    one table per latency term of the space (``SearchSpace.terms``: one per layer, one
+    per part of a concatenation a layer reads)."""
 
     def __init__(self, space: SearchSpace, tables: Sequence[np.ndarray], kind: str = "blackbox",
                  meta: dict | None = None):
         tables = [np.asarray(t, dtype=np.float64) for t in tables]
-        if len(tables) != space.n_layers:
-            raise ModelFileError(f"{len(tables)} tables for a space of {space.n_layers} layers")
-        for i, t in enumerate(tables):
-            src, dst = space.src(i), space.dst(i)
-            want = ((len(space.choices[src]),) if src == dst else
-                    (len(space.choices[src]), len(space.choices[dst])))
+        if len(tables) != space.n_terms:
+            raise ModelFileError(f"{len(tables)} tables for a space of {space.n_terms} "
+                                 "latency terms (one per layer, one per part of a "
+                                 "concatenation a layer reads)")
+        for k, t in enumerate(tables):
+            i = space.terms[k][0]
+            want = space.table_shape(k)
             if t.shape != want:
                 raise ModelFileError(f"table of layer {i} has shape {t.shape}, expected {want}")
             if not np.all(np.isfinite(t)):
@@ -61,25 +64,34 @@ class LatencyModel:
         return float(self.predict_many([config])[0])
 
     def predict_many(self, configs: Sequence[Sequence[int]]) -> np.ndarray:
-        idx = self.space.indices_many(configs)
+        return self.predict_indices(self.space.indices_many(configs))
+
+    def predict_indices(self, idx: np.ndarray) -> np.ndarray:
+        """Predicted ms of the configurations given by choice indices (K, n_vars)."""
+        idx = np.atleast_2d(idx)
         total = np.zeros(idx.shape[0])
-        for i, t in enumerate(self.tables):
-            total += self.space.layer_table(i, t, idx)
+        for k, t in enumerate(self.tables):
+            total += self.space.term_table(k, t, idx)
         return total
 
     def per_layer(self, config: Sequence[int]) -> np.ndarray:
+        """Predicted ms of every layer at ``config`` (its terms summed)."""
         idx = self.space.indices(config)[None]
-        return np.array([self.space.layer_table(i, t, idx)[0]
-                         for i, t in enumerate(self.tables)])
+        out = np.zeros(self.space.n_layers)
+        for k, t in enumerate(self.tables):
+            out[self.space.terms[k][0]] += self.space.term_table(k, t, idx)[0]
+        return out
 
     def cost_chain(self) -> Chain:
         """The latency as a chain over all width variables (for the search of a chain)."""
         return Chain(None, self.tables)
 
-    def cost_graph(self):
+    def cost_graph(self, ref: np.ndarray | None = None):
         """The latency as a width graph (``aows.graph.WidthGraph``): unary terms from the
-        layers whose input and output are one variable, pairwise terms from the others."""
-        unary, pairwise = self.space.cost_terms(self.tables)
+        layers whose input and output are one variable, pairwise terms from the others;
+        the space's ``linearised`` terms expanded around the choice indices ``ref``
+        (``SearchSpace.cost_terms``)."""
+        unary, pairwise = self.space.cost_terms(self.tables, ref)
         return WidthGraph(unary, pairwise)
 
     @property

@@ -28,7 +28,7 @@ class BiasedSampler:
     def update(self, config: Sequence[int]) -> None:
         idx = self.space.indices(config)[None]
         for e, ids in enumerate(self.ids):
-            self.counts[self.space.layer_table(e, ids, idx)[0]] += 1
+            self.counts[self.space.term_table(e, ids, idx)[0]] += 1
 
     def propose(self) -> tuple[int, ...]:
         m = self.counts.min()

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from aows.nn.bn import recalibrate_bn
 from aows.nn.ops import (
@@ -23,6 +24,10 @@ from aows.nn.ops import (
     SlimLinear,
     leading_slice,
 )
+
+
+def _device(m: nn.Module) -> torch.device:
+    return next(m.parameters(), torch.zeros(0)).device
 
 
 def _set(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -39,37 +44,53 @@ _NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 class SlicedNorm(nn.Module):
     """A BatchNorm subclass of the user's (e.g. BN + activation in one module), run by
-    its own forward on the first c entries of its per-channel tensors."""
+    its own forward on the first c entries of its per-channel tensors (on a
+    concatenation: the entries of ``in_index``)."""
 
     def __init__(self, inner: nn.BatchNorm2d):
         super().__init__()
         self.inner = inner
+        self.in_index: torch.Tensor | None = None
 
     def forward(self, x):
-        from torch.func import functional_call
-        c, full = x.shape[1], self.inner.num_features
+        c, full, idx = x.shape[1], self.inner.num_features, self.in_index
+        tensors = {n: getattr(self.inner, n)[:c] if idx is None else
+                   getattr(self.inner, n)[idx] for n in _NORM_TENSORS}
         self.inner.num_features = c  # what its forward may read
         try:
-            return functional_call(self.inner, {n: getattr(self.inner, n)[:c]
-                                                for n in _NORM_TENSORS}, (x,))
+            return functional_call(self.inner, tensors, (x,))
         finally:
             self.inner.num_features = full
+            if idx is not None:  # statistics updated on copies: put them back
+                with torch.no_grad():
+                    for n in ("running_mean", "running_var"):
+                        if getattr(self.inner, n) is not None:
+                            getattr(self.inner, n)[idx] = tensors[n]
 
 
-def _sliced_norm(m: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
+def _sliced_norm(m: nn.BatchNorm2d, c: int, index: list[int] | None) -> nn.BatchNorm2d:
     new = copy.deepcopy(m)
     for n in _NORM_TENSORS:
-        t = getattr(m, n)[:c].detach().clone()
+        t = getattr(m, n)
+        t = (t[:c] if index is None else t[index]).detach().clone()
         setattr(new, n, nn.Parameter(t, requires_grad=getattr(m, n).requires_grad)
                 if n in new._parameters else t)
     new.num_features = c
     return new
 
 
-def _plain(m: nn.Module, kind: str, cin: int, cout: int) -> nn.Module:
-    """A plain module of the given widths holding the leading slices of ``m``'s tensors."""
+# The dimension of each tensor along a module's input channels (a concatenation's
+# channels are selected there, ``SearchSpace.channel_index``).
+_IN_DIM = {"conv": {"weight": 1}, "linear": {"weight": 1}, "deconv": {"weight": 0},
+           "dw": {"weight": 0, "bias": 0}, "bn": {n: 0 for n in _NORM_TENSORS}}
+
+
+def _plain(m: nn.Module, kind: str, cin: int, cout: int,
+           index: list[int] | None = None) -> nn.Module:
+    """A plain module of the given widths holding the leading slices of ``m``'s tensors
+    (along its input channels, the channels ``index`` where given)."""
     if kind == "bnx":
-        return _sliced_norm(getattr(m, "inner", m), cin)
+        return _sliced_norm(getattr(m, "inner", m), cin, index)
     if kind in ("conv", "dw"):
         new = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
                         groups=cin if kind == "dw" else 1, bias=m.bias is not None)
@@ -82,6 +103,10 @@ def _plain(m: nn.Module, kind: str, cin: int, cout: int) -> nn.Module:
     else:
         new = nn.Linear(cin, cout, m.bias is not None)
     src = m.state_dict()
+    if index is not None:
+        for k, dim in _IN_DIM[kind].items():
+            if src.get(k) is not None:
+                src[k] = src[k].index_select(dim, torch.as_tensor(index, device=src[k].device))
     new.load_state_dict({k: leading_slice(src[k], t.shape).clone()
                          for k, t in new.state_dict().items()})
     new.train(m.training)
@@ -91,18 +116,19 @@ def _plain(m: nn.Module, kind: str, cin: int, cout: int) -> nn.Module:
     return new.to(device=ref.device, dtype=ref.dtype)
 
 
-def slice_module(module: nn.Module, plan: Sequence[tuple[str, str, int, int]],
-                 widths: Sequence[int]) -> nn.Module:
-    """A copy of ``module`` whose planned layers have the widths of ``widths`` (one per
-    variable); the module's class and forward are unchanged."""
+def slice_module(module: nn.Module, space, config: Sequence[int]) -> nn.Module:
+    """A copy of ``module`` whose layers of the space's plan have the widths of
+    ``config`` (the channels of a concatenation: ``SearchSpace.channel_index``); the
+    module's class and forward are unchanged."""
+    widths = space.full_widths(config)
     out = copy.deepcopy(module)
     done = set()
-    for name, kind, a, b in plan:
+    for name, kind, a, b in space.plan:
         if name in done:
             continue
         done.add(name)
         m = out.get_submodule(name)
-        _set(out, name, _plain(m, kind, widths[a], widths[b]))
+        _set(out, name, _plain(m, kind, widths[a], widths[b], space.channel_index(a, widths)))
     return out
 
 
@@ -125,8 +151,9 @@ class ModuleSupernet(nn.Module):
                 if hasattr(m, "reset_parameters") and m is not self.net:
                     m.reset_parameters()
         self._outs: list[tuple[nn.Module, int]] = []
+        self._ins: list[tuple[nn.Module, int]] = []  # modules reading a concatenation
         swapped = {}
-        for name, kind, _, b in space.plan:
+        for name, kind, a, b in space.plan:
             if name not in swapped:
                 m = self.net.get_submodule(name)
                 if kind == "bnx":
@@ -138,6 +165,8 @@ class ModuleSupernet(nn.Module):
                 _set(self.net, name, swapped[name])
                 if kind in ("conv", "linear", "deconv"):
                     self._outs.append((swapped[name], b))
+                if a in space.parts:
+                    self._ins.append((swapped[name], a))
         self.net.train()
 
     def set_config(self, config: Sequence[int]) -> None:
@@ -147,6 +176,13 @@ class ModuleSupernet(nn.Module):
                 m.out_channels_now = widths[b]
             else:
                 m.out_features_now = widths[b]
+        index: dict[int, torch.Tensor | None] = {}
+        for m, a in self._ins:
+            if a not in index:
+                idx = self.space.channel_index(a, widths)
+                full = len(idx) == self.space.choices[a][0]
+                index[a] = None if full else torch.as_tensor(idx, device=_device(m))
+            m.in_index = index[a]
 
     def forward(self, x: torch.Tensor, config: Sequence[int] | None = None) -> torch.Tensor:
         if config is not None:
@@ -163,4 +199,4 @@ class ModuleSupernet(nn.Module):
         if calibration is not None:
             net = copy.deepcopy(self)
             recalibrate_bn(net, config, calibration)
-        return slice_module(net.net, self.space.plan, self.space.full_widths(config))
+        return slice_module(net.net, self.space, config)

@@ -36,6 +36,7 @@ class SlimConv2d(nn.Conv2d):
                          groups=max_in if depthwise else 1, bias=bias)
         self.depthwise = depthwise
         self.out_channels_now = max_out
+        self.in_index: torch.Tensor | None = None  # reading a concatenation: its channels
 
     @classmethod
     def from_module(cls, conv: nn.Conv2d) -> SlimConv2d:
@@ -47,10 +48,14 @@ class SlimConv2d(nn.Conv2d):
         return new
 
     def forward(self, x):
-        cin = x.shape[1]
-        cout = cin if self.depthwise else self.out_channels_now
-        w = self.weight[:cout] if self.depthwise else self.weight[:cout, :cin]
-        b = self.bias[:cout] if self.bias is not None else None
+        cin, idx = x.shape[1], self.in_index
+        if self.depthwise:  # its filters are its input channels
+            w = self.weight[:cin] if idx is None else self.weight[idx]
+            b = None if self.bias is None else self.bias[:cin] if idx is None else self.bias[idx]
+        else:
+            cout = self.out_channels_now
+            w = self.weight[:cout, :cin] if idx is None else self.weight[:cout, idx]
+            b = self.bias[:cout] if self.bias is not None else None
         return F.conv2d(x, w, b, self.stride, self.padding, self.dilation,
                         cin if self.depthwise else 1)
 
@@ -64,6 +69,7 @@ class SlimConvTranspose2d(nn.ConvTranspose2d):
         super().__init__(max_in, max_out, kernel, stride, padding, output_padding,
                          bias=bias, dilation=dilation)
         self.out_channels_now = max_out
+        self.in_index: torch.Tensor | None = None
 
     @classmethod
     def from_module(cls, conv: nn.ConvTranspose2d) -> SlimConvTranspose2d:
@@ -78,12 +84,16 @@ class SlimConvTranspose2d(nn.ConvTranspose2d):
         pad_out = self._output_padding(x, output_size, self.stride, self.padding,
                                        self.kernel_size, 2, self.dilation)
         b = self.bias[:cout] if self.bias is not None else None
-        return F.conv_transpose2d(x, self.weight[:cin, :cout], b, self.stride, self.padding,
+        w = self.weight[:cin] if self.in_index is None else self.weight[self.in_index]
+        return F.conv_transpose2d(x, w[:, :cout], b, self.stride, self.padding,
                                   pad_out, 1, self.dilation)
 
 
 class SlimBatchNorm2d(nn.BatchNorm2d):
-    """Shared BatchNorm over the first c channels (statistics and affine sliced)."""
+    """Shared BatchNorm over the first c channels (statistics and affine sliced), or over
+    the channels ``in_index`` of a concatenation."""
+
+    in_index: torch.Tensor | None = None
 
     @classmethod
     def from_module(cls, bn: nn.BatchNorm2d) -> SlimBatchNorm2d:
@@ -101,14 +111,25 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
         if momentum is None:  # cumulative average (used by recalibration)
             n = float(self.num_batches_tracked)
             momentum = 1.0 / n if self.training and n > 0 else 0.0
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c],
-                            self.bias[:c], self.training, momentum, self.eps)
+        idx = self.in_index
+        if idx is None:
+            return F.batch_norm(x, self.running_mean[:c], self.running_var[:c],
+                                self.weight[:c], self.bias[:c], self.training, momentum,
+                                self.eps)
+        mean, var = self.running_mean[idx], self.running_var[idx]  # copies
+        out = F.batch_norm(x, mean, var, self.weight[idx], self.bias[idx], self.training,
+                           momentum, self.eps)
+        if self.training:  # the statistics were updated on the copies: put them back
+            with torch.no_grad():
+                self.running_mean[idx], self.running_var[idx] = mean, var
+        return out
 
 
 class SlimLinear(nn.Linear):
     """Linear map on the first c_in inputs to the first ``out_features_now`` outputs."""
 
     out_features_now: int | None = None  # None: all outputs (the classifier)
+    in_index: torch.Tensor | None = None  # reading a concatenation: its channels
 
     @classmethod
     def from_module(cls, lin: nn.Linear) -> SlimLinear:
@@ -118,7 +139,8 @@ class SlimLinear(nn.Linear):
 
     def forward(self, x):
         o = self.out_features_now
-        w = self.weight[:o, : x.shape[-1]]
+        w = self.weight[:o, : x.shape[-1]] if self.in_index is None else \
+            self.weight[:o, self.in_index]
         return F.linear(x, w, self.bias if self.bias is None else self.bias[:o])
 
 
