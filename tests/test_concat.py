@@ -189,3 +189,16 @@ def test_a_concatenation_searched_exactly_where_the_graph_allows():
         res = search(problem, float(budget))
         assert res["score"] == pytest.approx(s[c <= budget].max())
         assert "approximation" not in res
+
+
+def test_the_lookup_table_refuses_a_space_with_concatenations():
+    """Layers timed alone have no parts of a concatenation: one clear error, nothing
+    timed."""
+    from aows.errors import AowsError
+    from aows.latency.backends import Target
+    from aows.latency.lut import build_lookup_table
+    from aows.latency.protocol import Protocol
+    space = get_space(f"{ZOO}:cat3", resolution=32)
+    with pytest.raises(AowsError, match="read concatenations"):
+        build_lookup_table(space, Target("torch-cpu", batch_size=1, threads=1), Protocol(),
+                           progress=False)

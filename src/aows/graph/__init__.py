@@ -23,7 +23,9 @@ same exact computations still run in polynomial time, by variable elimination:
 Elimination order: greedy min-fill (ties: min degree, then index). A variable's bucket
 holds its own terms and its children's messages over its scope {v} U separator(v);
 separators larger than ``MAX_WIDTH`` are refused with a ``GraphError`` (never solved
-approximately). Variables with one choice are folded into their neighbours' unaries.
+approximately here; a space made too wide by concatenations hands these solvers a graph
+with some latency terms linearised, ``SearchSpace.linearised``, and its search says it
+is not exact). Variables with one choice are folded into their neighbours' unaries.
 Everything is numpy on dense bucket tables and flat label arrays; no torch, no I/O.
 """
 
