@@ -97,6 +97,7 @@ def test_search_plot_under_a_regular_file(tmp_path, capsys, run_dir, monkeypatch
     assert sorted(os.listdir()) == ["a_file", "lat.json"]
 
 
+@pytest.mark.slow
 @needs_permissions
 def test_a_read_only_folder_is_one_error_for_samples_exports_and_figures(tmp_path, run_dir):
     ro = tmp_path / "ro"

@@ -184,6 +184,7 @@ def test_latency_predict_widest_and_narrowest(tmp_path, capsys):
     assert rows["widest"]["predicted_latency_ms"] > rows["narrowest"]["predicted_latency_ms"]
 
 
+@pytest.mark.slow
 def test_training_commands_choose_an_openmp_wait_policy_before_torch_loads():
     """A command that trains sets the OpenMP wait policy before torch loads (PASSIVE on
     a busy machine, a short spin on a quiet one); a user's own setting and a process that

@@ -329,6 +329,7 @@ def test_flops_baseline_and_metrics():
     assert met["rmse_ms"] == pytest.approx(np.sqrt(0.19**2 / 2))
 
 
+@pytest.mark.slow
 def test_cli_generate_fit_validate_benchmark(tmp_path, capsys, fast_protocol_args):
     common = ["--space", "mobilenet_v1", "--resolution", "32"]
     samples = str(tmp_path / "s.jsonl")

@@ -41,6 +41,7 @@ def wrapper(tmp_path, name, body):
     return str(path)
 
 
+@pytest.mark.slow
 def test_remote_collection_agrees_with_local_and_fits(tmp_path, capsys):
     configs = tmp_path / "local.jsonl"
     assert generate(configs, 12, sampler=()) == 0
@@ -70,6 +71,7 @@ def test_remote_collection_agrees_with_local_and_fits(tmp_path, capsys):
     assert "--remote" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_is_retried_and_a_hung_one_times_out(tmp_path, capsys):
     # dies half a second into its first call (mid-chunk), then works
     dies = wrapper(tmp_path, "dies", 'if [ "$N" = 0 ]; then (sleep 0.5; kill -9 $$) & fi\n'
@@ -99,6 +101,7 @@ def test_a_dropped_connection_is_retried_and_a_hung_one_times_out(tmp_path, caps
     assert read_samples(out).configs == read_samples(whole).configs
 
 
+@pytest.mark.slow
 def test_a_fleet_times_chunks_on_every_device_and_reports_their_offsets(tmp_path, capsys):
     out = tmp_path / "fleet.jsonl"
     assert generate(out, 16, "--remote", "env", "--remote", "env DEVICE=2", *PY) == 0
@@ -151,6 +154,7 @@ def test_no_runner_is_left_behind(tmp_path):
     assert children() <= before
 
 
+@pytest.mark.slow
 def test_refine_and_measure_time_on_the_remote_target(tmp_path, capsys):
     """A latency model of a remote target is refined and checked there: `--remote`
     again; without it, one clear error (never a local timing)."""
