@@ -20,6 +20,7 @@ from aows.nn.modelnet import ModuleSupernet
 from aows.solve import Problem, search
 
 from . import zoo
+from .test_importance import _trained_like
 
 ZOO = str(Path(__file__).with_name("zoo.py"))
 
@@ -31,8 +32,7 @@ def _masked(space, module, config, x):
     hooks = []
     for name, _, _, b in space.plan:
         keep = space.channel_index(b, widths) or list(range(widths[b]))
-        mask = torch.zeros(space.choices[b][-1] if b not in space.parts else
-                           space.choices[b][0])
+        mask = torch.zeros(space.choices[b][-1])
         mask[keep] = 1
 
         def hook(_, __, out, mask=mask):
@@ -47,18 +47,6 @@ def _masked(space, module, config, x):
             h.remove()
 
 
-def _trained_like(module):
-    """BatchNorm statistics and scales away from their defaults (as a trained model's)."""
-    g = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
-            m.running_mean.data = torch.randn(m.running_mean.shape, generator=g) * 0.1
-            m.running_var.data = torch.rand(m.running_var.shape, generator=g) + 0.5
-    return module
-
-
 @pytest.mark.parametrize("make,parts", [
     (lambda: zoo.cat_unet(), [["mid.0", "enc2.0"], ["dec2.0", "enc1.0"]]),
     (lambda: zoo.cat_unet("deconv"), [["up2", "enc2.0"], ["up1", "enc1.0"]]),
@@ -69,7 +57,7 @@ def test_concatenated_branches_are_searched_and_sliced_at_their_offsets(make, pa
     depthwise conv and a classifier on a concatenation: every branch searchable; the
     supernet at random widths equals its export and the full module with the dropped
     channels zeroed."""
-    module = _trained_like(make()).eval()
+    module = _trained_like(make())
     space = extract(module, (3, 32, 32), name="m")
     assert [[space.names[p] for p in ps] for _, ps in space.concats] == parts
     assert {h["name"] for h in space.held_fixed()} <= {"image", "head", "fc"}

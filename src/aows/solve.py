@@ -176,10 +176,10 @@ class Problem:
 
     def evaluate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores and predicted latencies (the full model) of choice indices (K, n_vars)."""
-        s, c = self.budget_problem.evaluate(idx)
-        if self.space.linearised:
-            c = self.model.predict_indices(idx)
-        return s, c
+        idx = np.atleast_2d(idx)
+        if self.space.linearised:  # the graph's costs are linearised: the model's
+            return self.budget_problem.score.scores(idx), self.model.predict_indices(idx)
+        return self.budget_problem.evaluate(idx)
 
     @property
     def approximation(self) -> str | None:

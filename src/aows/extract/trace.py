@@ -551,22 +551,17 @@ class _Trace:
         out = self.shape(node)
         if dim not in (1, 1 - len(out)) or len(out) not in (2, 4):
             return self.unknown(node, ins)
-        if not self.search_concat:  # held: the inputs and the result keep their widths
-            why = f"concatenated at {self.where(node)}"
-            for t in ins:
-                self.hold(self.slot[t], why)
-            s = self.new(out[1])
-            self.hold(s, why)
-            self.slot[node] = s
-            self.add_layer(node, "cat", self.name_of(node, "cat"), ins, s, s,
-                           in_res=self.res(node))
-            return
-        parts: list[int] = []
-        for t in ins:
-            p = self.find(self.slot[t])
-            parts.extend(self.cats[p][0] if p in self.cats else [p])
         s = self.new(out[1])
-        self.cats[s] = (parts, self.where(node))
+        if self.search_concat:
+            parts: list[int] = []
+            for t in ins:
+                p = self.find(self.slot[t])
+                parts.extend(self.cats[p][0] if p in self.cats else [p])
+            self.cats[s] = (parts, self.where(node))
+        else:  # held: the inputs and the result keep their widths
+            why = f"concatenated at {self.where(node)}"
+            for slot in [*(self.slot[t] for t in ins), s]:
+                self.hold(slot, why)
         self.slot[node] = s
         self.add_layer(node, "cat", self.name_of(node, "cat"), ins, s, s,
                        in_res=self.res(node))

@@ -152,6 +152,7 @@ class ModuleSupernet(nn.Module):
                     m.reset_parameters()
         self._outs: list[tuple[nn.Module, int]] = []
         self._ins: list[tuple[nn.Module, int]] = []  # modules reading a concatenation
+        self._index: dict[tuple, torch.Tensor | None] = {}
         swapped = {}
         for name, kind, a, b in space.plan:
             if name not in swapped:
@@ -176,13 +177,14 @@ class ModuleSupernet(nn.Module):
                 m.out_channels_now = widths[b]
             else:
                 m.out_features_now = widths[b]
-        index: dict[int, torch.Tensor | None] = {}
-        for m, a in self._ins:
-            if a not in index:
+        for m, a in self._ins:  # every step: index tensors made once per part widths
+            device = _device(m)
+            key = (a, device, *(widths[p] for p in self.space.parts[a]))
+            if key not in self._index:
                 idx = self.space.channel_index(a, widths)
                 full = len(idx) == self.space.choices[a][0]
-                index[a] = None if full else torch.as_tensor(idx, device=_device(m))
-            m.in_index = index[a]
+                self._index[key] = None if full else torch.as_tensor(idx, device=device)
+            m.in_index = self._index[key]
 
     def forward(self, x: torch.Tensor, config: Sequence[int] | None = None) -> torch.Tensor:
         if config is not None:
