@@ -134,6 +134,7 @@ def test_openvino_fp16_is_honoured_or_refused():
     assert backend.info()["precision"] == "f16"
 
 
+@pytest.mark.slow
 def test_cli_generate_on_openvino(tmp_path, fast_protocol_args):
     pytest.importorskip("openvino", reason="openvino is not installed")
     from aows.cli import main

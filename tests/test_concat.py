@@ -87,6 +87,7 @@ def test_training_updates_the_statistics_of_a_norm_on_a_concatenation():
     assert changed == kept
 
 
+@pytest.mark.slow
 def test_densenet121_searches_its_growth_widths():
     """DenseNet-121 at 32 px: every layer's growth width and bottleneck searchable (today
     both), and the supernet equals its export at random configurations."""

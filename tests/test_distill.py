@@ -187,6 +187,7 @@ def _train(tmp_path, model, w, data, *extra):
                  "--schedule", "constant", "--out", str(tmp_path), *extra])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["unet", "fpn_dict"])
 def test_train_on_images_alone_resumes_exactly_and_exports(model, images, weights, tmp_path,
                                                           capsys):

@@ -484,6 +484,7 @@ def milp_optimum(prob: GraphBudgetProblem, budget: float) -> float:
     return -res.fun
 
 
+@pytest.mark.slow
 def test_exact_equals_milp_on_resnet50_graph():
     prob = resnet_like(0)
     assert prob.n == 5 + 2 * 16 and prob.plan.width == 2

@@ -54,7 +54,8 @@ def _expected(before, order, dims, space):
     return t
 
 
-@pytest.mark.parametrize("spec", MODELS)
+@pytest.mark.parametrize("spec", [pytest.param(m, marks=pytest.mark.slow)
+                                  if m == "torchvision:resnet50" else m for m in MODELS])
 def test_permuted_module_equals_the_original_and_each_group_has_one_permutation(spec):
     pytest.importorskip("torchvision", reason="torchvision models")
     space = model_space(spec, resolution=32, classes=10)

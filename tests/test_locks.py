@@ -75,6 +75,7 @@ def probe(folder) -> int:
     return subprocess.run([sys.executable, "-c", PROBE, str(folder)], env=ENV).returncode
 
 
+@pytest.mark.slow
 def test_a_second_generate_on_a_sample_file_is_refused_until_the_first_dies(
         tmp_path, fast_protocol_args):
     out = tmp_path / "same.jsonl"
@@ -94,6 +95,7 @@ def test_a_second_generate_on_a_sample_file_is_refused_until_the_first_dies(
     assert not lock_path(out, folder=False).exists()  # released: removed
 
 
+@pytest.mark.slow
 def test_a_second_training_into_a_run_folder_is_refused_until_the_first_dies(tmp_path):
     out = tmp_path / "run"
     with holder(out, folder=True) as first:

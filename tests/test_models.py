@@ -42,7 +42,8 @@ def _check_supernet_equals_export(space, res, atol=1e-4):
     return sup
 
 
-@pytest.mark.parametrize("name", TORCHVISION)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet50"
+                                  else n for n in TORCHVISION])  # the largest: full tier
 def test_torchvision_models(name):
     pytest.importorskip("torchvision", reason="torchvision models")
     space = get_space(f"torchvision:{name}", resolution=64, classes=10)
@@ -109,6 +110,7 @@ def test_residual_and_concatenation():
     _check_supernet_equals_export(space, 32)
 
 
+@pytest.mark.slow
 def test_file_model_end_to_end(tmp_path, capsys):
     """train (from the module's weights) -> search -> export folder -> rebuilt from the
     user's function and tensors only -> ONNX."""

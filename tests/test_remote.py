@@ -140,6 +140,7 @@ def test_bad_targets_are_one_clear_error(tmp_path, capsys):
     assert "torch is not needed on the target" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_no_runner_is_left_behind(tmp_path):
     """A library call that timed on a remote target stops its runners when it ends."""
     import subprocess
@@ -184,6 +185,7 @@ def test_refine_and_measure_time_on_the_remote_target(tmp_path, capsys):
     assert res["target"]["remote"] and res["networks"]["net"]["measured_latency_ms"] > 0
 
 
+@pytest.mark.slow
 def test_the_target_frees_the_networks_of_timed_chunks(tmp_path):
     """Networks dropped here are dropped on the target: after several chunks it holds the
     anchor and the last chunk's networks, not every network it was sent."""
@@ -203,6 +205,7 @@ def test_the_target_frees_the_networks_of_timed_chunks(tmp_path):
         assert devices(target)[0].held() <= 1 + 2 * 4  # anchor, last chunk, one in flight
 
 
+@pytest.mark.slow
 def test_through_a_remote_shell_as_ssh_runs_it(tmp_path):
     """ssh joins its arguments into one command line for the remote shell: the runner's
     command is quoted for it (a stand-in `ssh HOST CMD...` that runs `sh -c "CMD..."`)."""
@@ -215,6 +218,7 @@ def test_through_a_remote_shell_as_ssh_runs_it(tmp_path):
     assert len(read_samples(tmp_path / "s.jsonl")) == 4
 
 
+@pytest.mark.slow
 def test_openvino_on_a_remote_target(tmp_path):
     pytest.importorskip("openvino")
     args = [a if a != "onnxruntime" else "openvino" for a in SPACE]

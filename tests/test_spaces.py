@@ -352,6 +352,7 @@ def test_train_export_and_reload_a_space_file_network(tmp_path):
     assert export_onnx(net, space2, tmp_path / "final" / "model.onnx") <= 1e-4
 
 
+@pytest.mark.slow
 def test_exact_equals_milp_on_the_full_resnet50_space():
     """The built-in space itself (ties, shared layer types, unary terms of additions and
     pooling), FLOPs-shaped latency tables, realistic unaries: exact = MILP optimum."""

@@ -62,6 +62,7 @@ def test_aows_training_needs_latency_and_budget_and_decodes_each_epoch(tmp_path)
     assert all(m["predicted_latency_ms"] <= budget for m in metrics)
 
 
+@pytest.mark.slow
 def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     space = mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
     model = tiny_latency(space)

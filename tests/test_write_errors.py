@@ -51,6 +51,7 @@ def epochs_logged(out) -> list[int]:
             .splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rerun", [[], ["--resume"]], ids=["plain", "resume"])
 def test_a_full_disk_in_the_first_epoch_leaves_a_run_to_start_again(
         tmp_path, capsys, monkeypatch, rerun):
@@ -68,6 +69,7 @@ def test_a_full_disk_in_the_first_epoch_leaves_a_run_to_start_again(
     assert (out / "checkpoint.pt").exists() and epochs_logged(out) == [1]
 
 
+@pytest.mark.slow
 def test_a_full_disk_later_keeps_the_last_checkpoint_to_resume_from(
         tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
@@ -88,6 +90,7 @@ def test_a_full_disk_later_keeps_the_last_checkpoint_to_resume_from(
     assert ckpt["position"]["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_full_disk_on_the_log_is_one_line_too(tmp_path, capsys, monkeypatch):
     """metrics.jsonl is appended, not replaced: its write error is as clear."""
     out = tmp_path / "run"
