@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
                    data={"name": "fake", "batch_size": 16},
                    latency={"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 4,
                             "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},
-                   train={"epochs": 2, "calib_batches": 2},
+                   train={"epochs": 1, "calib_batches": 2},
                    finetune={"epochs": 1},
                    measure={"repeats": 2, "protocol": {"rounds": 2, "runs": 1,
                                                        "warmup": 1}})

@@ -36,7 +36,27 @@ def test_own_module(tmp_path):
 
 
 def test_run_pipeline(tmp_path):
-    out = _run("run_pipeline.py", "--tiny", "--model", str(ROOT / "tests" / "zoo.py:res_cat"),
-               "--out", str(tmp_path / "r"), cwd=tmp_path)
+    """`aows run` with `model:` from Python: every stage on the user's module, its own
+    class out, the original timed and evaluated beside the networks found."""
+    from aows.catalogue import get_space
+    from aows.final import load_final
+    zoo = str(ROOT / "tests" / "zoo.py:res_cat")
+    out = _run("run_pipeline.py", "--tiny", "--model", zoo, "--out", str(tmp_path / "r"),
+               cwd=tmp_path)
     assert "| original (your model) |" in out
-    assert (tmp_path / "r" / "report.json").exists()
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
+    orig = report["original"]
+    assert orig["config"] == [16, 24, 16, 16, 32]  # the module's own widths: its widest
+    assert orig["params"] == sum(p.numel() for p in get_space(
+        zoo, resolution=32, classes=4).load_module().parameters())
+    for m in report["methods"].values():
+        assert len(m["config"]) == 5 and m["params"] <= orig["params"]
+        assert m["macs"] <= orig["macs"]
+        assert m["speedup"] == pytest.approx(
+            orig["measured_latency_ms"] / m["measured_latency_ms"])
+    assert (tmp_path / "r" / "supernet_ows" / "channel_order.json").exists()
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| original (your model) |" in md and "speed-up" in md
+    net, _, _ = load_final(tmp_path / "r" / "final" / "aows", trust_model_code=True)
+    assert type(net).__name__ == "ResCat"

@@ -190,34 +190,6 @@ def test_flattened_map_is_held_not_sliced():
     assert "does not slice" in held["0"] and space.n_searchable == 0
 
 
-@pytest.mark.slow
-def test_run_pipeline_on_a_model(tmp_path):
-    """`aows run` with `model:`: every stage on the user's module, its own class out."""
-    import yaml
-
-    from tests.test_pipeline import TINY
-    cfg = {**TINY, "model": f"{ZOO}:res_cat", "space": {"resolution": 32, "levels": 3}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert set(report["methods"]) == {"uniform", "greedy", "ows", "aows"}
-    orig = report["original"]  # the user's model, timed and evaluated beside the found
-    assert orig["config"] == [16, 24, 16, 16, 32]  # the module's own widths: its widest
-    assert orig["params"] == sum(p.numel() for p in get_space(
-        f"{ZOO}:res_cat", resolution=32, classes=4).load_module().parameters())
-    for m in report["methods"].values():
-        assert len(m["config"]) == 5 and m["params"] <= orig["params"]
-        assert m["macs"] <= orig["macs"]
-        assert m["speedup"] == pytest.approx(
-            orig["measured_latency_ms"] / m["measured_latency_ms"])
-    assert (tmp_path / "run" / "supernet_ows" / "channel_order.json").exists()
-    md = (tmp_path / "run" / "report.md").read_text()
-    assert "| original (your model) |" in md and "speed-up" in md
-    from aows.final import load_final
-    net, _, _ = load_final(tmp_path / "run" / "final" / "aows", trust_model_code=True)
-    assert type(net).__name__ == "ResCat"
-
-
 def test_a_pool_read_twice_is_one_layer():
     space = get_space(f"{ZOO}:two_heads", resolution=32)
     ops = [x.op for x in space.layers]
