@@ -135,7 +135,7 @@ def test_cli_run_killed_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path)
     import sys
     import time
     args = ["--data", "fake", "--resolution", "32", "--levels", "3", "--max-width", "0.5",
-            "--epochs", "4", "--batch-size", "16", "--no-progress", "--no-val"]
+            "--epochs", "3", "--batch-size", "16", "--no-progress", "--no-val"]
     cmd = [sys.executable, "-m", "aows.cli", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # the uninterrupted run beside the one to stop: one thread each, the results do not
@@ -155,7 +155,7 @@ def test_cli_run_killed_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in err and "--resume" in err
     pos = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["position"]
-    assert (pos["epoch"], pos["iteration"]) != (4, 0), "the signal came too late to test"
+    assert (pos["epoch"], pos["iteration"]) != (3, 0), "the signal came too late to test"
     subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--resume"], check=True, env=env,
                    capture_output=True, timeout=300)
     assert whole.wait(timeout=300) == 0, whole.stderr.read()
