@@ -100,8 +100,8 @@ def overhead_and_agreement(tmp: Path, args) -> None:
 
 def fleet(tmp: Path, args) -> None:
     from aows.catalogue import get_space
-    from aows.latency.backends import onnx_bytes
     from aows.nn import build_network
+    from aows.onnx_export import onnx_bytes
     one = collect(tmp / "one.jsonl", args.fleet_count, args.resolution, ["env"])
     two = collect(tmp / "two.jsonl", args.fleet_count, args.resolution, ["env", "env"])
     space = get_space("mobilenet_v1", resolution=args.resolution)

@@ -290,7 +290,7 @@ def test_a_space_file_beyond_the_fit_and_solvers_is_warned_about(tmp_path, capsy
     assert "729.0 GiB" in warn[0] and "fewer choices" in warn[0]
     # 5000 choices per variable: checked on the builder's layers, before the space is
     # built (listing its 25 million unknowns takes minutes)
-    from aows.latency.size import size_warning
+    from aows.size import size_warning
     from aows.spaces import GraphBuilder
     b = GraphBuilder("huge", 32, 3, 4, 0.2, 1.5, 14, 8)
     a, c = (b.var(n, tuple(range(8, 5008))) for n in "ac")

@@ -353,8 +353,8 @@ def test_the_remote_runner_gets_graphs_without_weights(tmp_path):
     import onnx
 
     from aows.latency import remote_runner as runner
-    from aows.latency.backends import onnx_bytes
     from aows.latency.remote import split_weights
+    from aows.onnx_export import onnx_bytes
     data = onnx_bytes(fpn_dict().eval(), (1, 3, RES, RES))
     graph, weights = split_weights(data)
     assert weights and len(graph) < len(data) / 3

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from aows.defaults import DEFAULT_RESOLUTION
+from aows.defaults import DEFAULT_RESOLUTION, DEMO_MODEL_FILE
 from aows.errors import AowsError
 from aows.latency.defaults import (
     DEFAULT_BUDGETS,
@@ -27,9 +27,10 @@ from aows.latency.defaults import (
     REMOTE_TIMEOUT,
 )
 from aows.latency.protocol import Protocol
+from aows.latency.remote import Remote
 from aows.latency.target import Target
 from aows.settings import NONNEGATIVE, POSITIVE, as_dict, load, pick, project, setting
-from aows.train.config import FinetuneConfig, TrainConfig
+from aows.train.config import FinetuneConfig, TrainConfig, data_id
 
 DataSection = project(
     "DataSection", TrainConfig, ["batch_size"],
@@ -179,14 +180,12 @@ class RunConfig:
         """``latency.remote`` as ``aows.latency.remote.Remote``, or None."""
         if not self.latency.remote:
             return None
-        from aows.latency.remote import Remote
         return Remote.parse(self.latency.remote, python=self.latency.remote_python,
                             timeout=self.latency.remote_timeout,
                             retries=self.latency.remote_retries)
 
     def train_config(self, method: str, budget: float) -> TrainConfig:
         """The supernet training settings of ``method``."""
-        from aows.train.data import data_id
         return TrainConfig(**pick(TrainConfig, self.train), batch_size=self.data.batch_size,
                            method=method, budget=budget, seed=self.seed, device=self.device,
                            data=data_id(self.data.name))
@@ -243,11 +242,10 @@ def dense_quickstart_config(weights: str | Path) -> RunConfig:
     """``aows quickstart --dense``: the quickstart's settings on ``aows.demo``'s U-Net
     segmenter, ``weights`` its trained weights (``aows.demo.trained_unet``), the supernets
     trained without labels (``train.objective`` distill)."""
-    from aows.demo import MODEL_FILE  # torch: loaded by the command that trains anyway
     cfg = quickstart_config()
     res = cfg.space.resolution
     return dataclasses.replace(
-        cfg, model=f"{MODEL_FILE}:unet",
+        cfg, model=f"{DEMO_MODEL_FILE}:unet",
         space=dataclasses.replace(cfg.space, input_shape=[3, res, res], weights=str(weights)),
         train=dataclasses.replace(cfg.train, objective="distill"))
 

@@ -1,6 +1,8 @@
 """Defaults shared by the library and the command line that must not import torch (the
 command line builds its options from them before any heavy import)."""
 
+from pathlib import Path
+
 # The channel-importance criteria (``aows.importance``) and the default: the criterion
 # that kept the most top-1 straight after slicing in benchmarks/importance.py.
 IMPORTANCE_CRITERIA = ("l1", "bn", "taylor", "none")
@@ -19,3 +21,7 @@ MODEL_WIDTH_RULE = {"min_width": 0.2, "max_width": 1.0, "levels": 9, "divisor": 
 # What a supernet learns from (``aows.train.objective``): the labels, the user's model
 # (label-free distillation) or the user's loss.
 OBJECTIVES = ("labels", "distill", "loss")
+
+# The file of the models `aows quickstart --dense` searches (`aows.demo`; named here, where
+# reading it needs no torch).
+DEMO_MODEL_FILE = str(Path(__file__).with_name("demo.py").resolve())

@@ -11,19 +11,23 @@ them as models with ``aows.demo.MODEL_FILE`` (``path/to/demo.py:unet``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aows.defaults import DEMO_MODEL_FILE
+from aows.io import atomic_write_bytes
 from aows.outputs import output_tensors
+from aows.train.data import get_data
 
 __all__ = ["CLASSES", "MODEL_FILE", "cat_unet", "fpn", "ink_accuracy", "segmentation_target",
            "train_segmenter", "unet"]
 
 CLASSES = 11  # ten digits and the background
-MODEL_FILE = str(Path(__file__).resolve())
+MODEL_FILE = DEMO_MODEL_FILE
 
 
 def _cbr(cin, cout, stride=1):
@@ -150,10 +154,6 @@ def trained_unet(path: str | Path, resolution: int = 32, epochs: int = 6,
     Returns:
         ``path``.
     """
-    import logging
-
-    from aows.io import atomic_write_bytes
-    from aows.train.data import get_data
     path = Path(path)
     if path.exists():
         return path

@@ -17,6 +17,7 @@ one clear error, never a silent or partial load.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from aows.defaults import DEFAULT_IMPORTANCE
 from aows.errors import AowsError
 from aows.importance import order_channels, order_record
 from aows.io import atomic_write_bytes, atomic_write_text, load_tensors
-from aows.latency.backends import Target, onnx_bytes
+from aows.latency.backends import Target
 from aows.latency.measure import Timer, input_shape, target_from_record, target_record
 from aows.latency.model import LatencyModel
 from aows.latency.protocol import Protocol
@@ -44,6 +45,7 @@ from aows.nn.bn import reestimate_bn
 from aows.nn.modelnet import slice_module
 from aows.nn.slimmable import SlimmableNetwork
 from aows.nn.supernet import make_supernet
+from aows.onnx_export import onnx_bytes
 from aows.outputs import output_tensors
 from aows.space import SearchSpace, SpaceError
 
@@ -300,7 +302,6 @@ def _depends_on_input(outputs: np.ndarray) -> bool:
 
 def _bn_recalibrated(net: nn.Module, xs: Sequence[torch.Tensor]) -> nn.Module:
     """A copy of ``net`` whose BatchNorm running statistics are those of ``xs``."""
-    import copy
     probe = copy.deepcopy(net)
     reestimate_bn(probe, [torch.cat(list(xs))])
     return probe.eval()

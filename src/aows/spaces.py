@@ -20,6 +20,7 @@ from aows.defaults import DEFAULT_RESOLUTION
 from aows.defaults import SPACE_WIDTH_RULE as _W
 from aows.graph import MAX_WIDTH, WidthGraph
 from aows.registry import Registry
+from aows.size import size_warning
 from aows.space import OPS, TIED_OPS, LayerSpec, SearchSpace, SpaceError, width_choices
 
 # --------------------------------------------------------------------- registry
@@ -411,7 +412,6 @@ def _add_layer(b: GraphBuilder, spec, k: int, last: bool, ids: dict) -> None:
 def _warn_size(where: str, b: GraphBuilder) -> None:
     """Warn, before the space is built (listing millions of latency unknowns takes
     minutes), when it is beyond what the fit and the solvers handle in reasonable time."""
-    from aows.latency.size import size_warning
     warning = size_warning(b.name, b.layers, b.choices)
     if warning is not None and (where, warning) not in _WARNED:
         _WARNED.add((where, warning))  # once per command, however often the file is read

@@ -226,7 +226,7 @@ def _remote(args):
 
 def _threads_args(p) -> None:
     """--threads of a command that runs torch on the CPU: the target's setting, applied
-    with ``aows.train.runtime.torch_threads``."""
+    with ``aows.threads.torch_threads``."""
     from aows.latency.target import Target
     from aows.settings import add_options
     add_options(p, Target, ["threads"], helps={

@@ -59,7 +59,8 @@ def _export_config(args, space) -> tuple[list[int], dict]:
 
 def cmd_export(args) -> None:
     from aows.final import export_config, export_from_model, export_onnx, save_final
-    from aows.train.data import data_id, get_data
+    from aows.train.config import data_id
+    from aows.train.data import get_data
     if bool(args.run) == bool(args.model):
         raise AowsError("give --run RUN_DIR (a trained supernet) or --model MODEL (prune "
                         "your model now), one of them")
@@ -206,7 +207,8 @@ def cmd_finetune(args) -> None:
                     labels=teacher is None)
     out = Path(args.out or Path(args.final) / "finetuned")
     cfg = FinetuneConfig(**from_args(FinetuneConfig, args, FINETUNE_OPTIONS))
-    from aows.train.runtime import resolve_device, run_lock, torch_threads
+    from aows.threads import torch_threads
+    from aows.train.runtime import resolve_device, run_lock
     with run_lock(out), torch_threads(args.threads):
         with _Signals() as sig:  # the training saves and stops; what follows is short
             res = finetune(net, data.train, data.val, cfg, out, data.steps_per_epoch,

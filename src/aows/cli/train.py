@@ -39,9 +39,10 @@ def cmd_train(args) -> None:
 def _train(args, rank: int, world: int) -> None:
     from aows.catalogue import get_space
     from aows.settings import from_args
-    from aows.train.data import data_id, get_data
+    from aows.threads import torch_threads
+    from aows.train.config import data_id
+    from aows.train.data import get_data
     from aows.train.loop import TrainConfig, train_supernet
-    from aows.train.runtime import torch_threads
     try:
         if args.loss and args.objective == "labels":
             args.objective = "loss"  # --loss names the objective

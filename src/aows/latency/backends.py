@@ -10,22 +10,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import inspect
-import io
 import os
 import platform
 import time
-import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from aows.errors import AowsError
+from aows.latency.remote import Device, RemoteError, RemoteNetwork, devices
 from aows.latency.remote_runner import cpu_name as _cpu_name  # stdlib only, as is the runner
 from aows.latency.target import Target
-from aows.outputs import output_names
+from aows.onnx_export import onnx_bytes
 from aows.registry import Registry
+from aows.threads import torch_threads
 
 Runner = Callable[[], float]
 
@@ -76,9 +76,33 @@ def get_backend(target: Target, device: int = 0) -> Backend:
     (``target.remote``), that backend on the target's device ``device``."""
     cls = BACKENDS.get(target.backend)
     if target.remote is not None:
-        from aows.latency.remote import RemoteBackend, devices
         return RemoteBackend(target, devices(target)[device])
     return cls(target)
+
+
+class RemoteBackend:
+    """The backend of a remote device (``aows.latency.remote``): networks go to the
+    target as ONNX; ``info`` is the target as its runner reports it."""
+
+    def __init__(self, target, device: Device):
+        if target.backend not in ("onnxruntime", "onnxruntime-cuda", "onnxruntime-trt",
+                                  "openvino"):
+            raise RemoteError(f"--remote times ONNX with the target's runtime: --backend "
+                              "onnxruntime, onnxruntime-cuda, onnxruntime-trt or openvino, "
+                              f"not {target.backend} (torch is not needed on the target)")
+        self.target, self.device, self.name = target, device, target.backend
+        device.connect()
+
+    def session(self):
+        return contextlib.nullcontext()
+
+    def prepare(self, model, input_shape) -> RemoteNetwork:
+        return RemoteNetwork(self.device, onnx_bytes(model, input_shape), input_shape)
+
+    def info(self) -> dict:
+        return {"backend": self.name, "batch_size": self.target.batch_size,
+                "dtype": self.target.dtype, "channels_last": self.target.channels_last,
+                "remote": True, **self.device.info}
 
 
 @register_backend
@@ -96,7 +120,6 @@ class TorchCPU(Backend):
     def session(self):
         """torch's thread count is process-wide: set for the timing, restored after (left
         set, it slowed the supernet training that followed a latency stage to one core)."""
-        from aows.train.runtime import torch_threads
         with torch_threads(self.target.threads):
             yield
 
@@ -155,25 +178,6 @@ class TorchCUDA(Backend):
                 "cuda": torch.version.cuda}
 
 
-def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], fp16: bool = False) -> bytes:
-    """Export a module to ONNX in memory (TorchScript-based exporter, opset 17): one input
-    "input"; the outputs named by ``aows.outputs.output_names`` (a dict's keys)."""
-    model = model.eval()
-    x = torch.randn(input_shape)
-    with torch.no_grad():
-        names = output_names(model(x))
-    buf = io.BytesIO()
-    # The TorchScript exporter needs no extra package (the dynamo one needs onnxscript);
-    # torch >= 2.9 flags it as legacy, which says nothing about this use.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
-                  else {})  # the flag exists from torch 2.5; before, legacy is the only one
-        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=names,
-                          opset_version=17, **legacy)
-    return buf.getvalue()
-
-
 @register_backend
 class OnnxRuntime(Backend):
     """ONNX Runtime with the best provider present: TensorRT, CUDA, or CPU.
@@ -210,7 +214,6 @@ class OnnxRuntime(Backend):
         return list(self.providers)
 
     def prepare(self, model, input_shape):
-        import numpy as np
         data = onnx_bytes(model, input_shape)
         sess = self.ort.InferenceSession(data, self._session_options(),
                                          providers=self._provider_list())
@@ -387,7 +390,6 @@ class OpenVINO(Backend):
             return str(self.core.get_property(self.device, "FULL_DEVICE_NAME"))
 
     def prepare(self, model, input_shape):
-        import numpy as np
         # read_model takes the ONNX bytes directly (no temporary file).
         with kept_altstack():  # OpenVINO installs its signal stack again when it misses it
             compiled = self._compile(self.core.read_model(model=onnx_bytes(model,

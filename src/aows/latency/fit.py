@@ -27,8 +27,8 @@ import scipy.sparse as sp
 from aows.errors import AowsError
 from aows.latency.defaults import DEFAULT_K, DEFAULT_RIDGE, DEFAULT_SMOOTH
 from aows.latency.model import LatencyModel
-from aows.latency.size import check_fit_memory
 from aows.latency.store import Samples
+from aows.size import check_fit_memory
 from aows.space import TIED_OPS, LayerSpec, SearchSpace
 
 # Weight of a network timed by `aows latency refine` (sampler "refine") against one of the

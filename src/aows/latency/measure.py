@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
@@ -254,7 +255,6 @@ def _time_chunks(timers: list[Timer], chunks, protocol: Protocol) -> list:
     if len(chunks) == 1:
         start, chunk = chunks[0]
         return [timers[0].time(chunk, np.random.default_rng([protocol.seed, start]))]
-    from concurrent.futures import ThreadPoolExecutor
     # built and exported here, one after the other (torch's ONNX export is not
     # thread-safe), and sent ahead to their devices, which build their sessions
     # meanwhile; then every device times its chunk at once, never while this process

@@ -38,8 +38,9 @@ import numpy as np
 
 from aows.errors import AowsError
 from aows.latency.defaults import REMOTE_RETRIES, REMOTE_TIMEOUT
+from aows.latency.remote_runner import WEIGHTS_FILE
 
-__all__ = ["Remote", "RemoteError", "Device", "RemoteBackend"]
+__all__ = ["Remote", "RemoteError", "Device", "RemoteNetwork", "connected", "devices"]
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,6 @@ def split_weights(data: bytes) -> tuple[bytes, list | None]:
         import onnx
     except ImportError:
         return data, None
-    from aows.latency.remote_runner import WEIGHTS_FILE
     model = onnx.load_from_string(data)
     entries, offset = [], 0
     for t in model.graph.initializer:
@@ -359,7 +359,7 @@ def split_weights(data: bytes) -> tuple[bytes, list | None]:
     return model.SerializeToString(), entries
 
 
-class _Handle:
+class RemoteNetwork:
     """A network prepared for a remote device: its ONNX graph (``split_weights``: the
     weights are made there), loaded there on first use (and again on a fresh
     connection), dropped there when this handle is."""
@@ -368,9 +368,9 @@ class _Handle:
     _ids = threading.Lock()
 
     def __init__(self, device: Device, onnx: bytes, shape):
-        with _Handle._ids:
-            _Handle._next += 1
-            self.id = _Handle._next
+        with RemoteNetwork._ids:
+            RemoteNetwork._next += 1
+            self.id = RemoteNetwork._next
         self.onnx, self.weights = split_weights(onnx)  # the graph; its weights made there
         self.device, self.shape = device, tuple(shape)
         weakref.finalize(self, device.queue_free, self.id)
@@ -384,32 +384,6 @@ class _Handle:
     def __call__(self) -> float:
         raise AowsError("a remote network is timed in chunks on its target, not one call "
                         "at a time")
-
-
-class RemoteBackend:
-    """The ``Backend`` of a remote device (``aows.latency.backends``): networks go to
-    the target as ONNX; ``info`` is the target as its runner reports it."""
-
-    def __init__(self, target, device: Device):
-        if target.backend not in ("onnxruntime", "onnxruntime-cuda", "onnxruntime-trt",
-                                  "openvino"):
-            raise RemoteError(f"--remote times ONNX with the target's runtime: --backend "
-                              "onnxruntime, onnxruntime-cuda, onnxruntime-trt or openvino, "
-                              f"not {target.backend} (torch is not needed on the target)")
-        self.target, self.device, self.name = target, device, target.backend
-        device.connect()
-
-    def session(self):
-        return contextlib.nullcontext()
-
-    def prepare(self, model, input_shape) -> _Handle:
-        from aows.latency.backends import onnx_bytes
-        return _Handle(self.device, onnx_bytes(model, input_shape), input_shape)
-
-    def info(self) -> dict:
-        return {"backend": self.name, "batch_size": self.target.batch_size,
-                "dtype": self.target.dtype, "channels_last": self.target.channels_last,
-                "remote": True, **self.device.info}
 
 
 _DEVICES: dict[tuple, list] = {}  # key -> [devices, holds]

@@ -3,7 +3,7 @@ line's options can be built from it without importing a runtime)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from aows.errors import AowsError
 from aows.settings import POSITIVE, setting
@@ -30,8 +30,7 @@ class Target:
     def from_record(cls, record: dict) -> Target:
         """The target a file records (``measure.target_record``: these fields and
         provenance, which is left out; a field missing from an older file: its default)."""
-        import dataclasses
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in names})
 
     def __post_init__(self):

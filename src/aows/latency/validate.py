@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from aows.latency.defaults import FIT_ORDER_SLACK, FIT_TOLERANCE
 from aows.plots import figure
 
 
@@ -46,7 +47,6 @@ def fit_problems(model, samples, tolerance: float | None = None) -> list[str]:
     one predicted faster than a narrower one), of the timed networks against the two ends,
     its errors on the timed ends and on its own timings (and the cross-validated error
     where the fit chose K or smooth). Empty when none; each a phrase ("it ...")."""
-    from aows.latency.defaults import FIT_ORDER_SLACK, FIT_TOLERANCE
     tol = FIT_TOLERANCE if tolerance is None else tolerance
     space, f = model.space, model.meta.get("fit", {})
     out = []

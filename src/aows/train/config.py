@@ -4,6 +4,7 @@ command line builds its options from them without importing it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aows.defaults import DEFAULT_IMPORTANCE, IMPORTANCE_CRITERIA, OBJECTIVES
 from aows.settings import NONNEGATIVE, POSITIVE, setting
@@ -80,3 +81,10 @@ class FinetuneConfig:
     objective: str = setting("labels", "labels, or distill: learn the original model's "
                              "outputs (set by fine-tuning with a teacher)",
                              choices=["labels", "distill"])
+
+
+def data_id(name: str) -> str:
+    """What identifies a data set across commands: a folder's absolute path, else the
+    name (digits, fake)."""
+    p = Path(name)
+    return str(p.resolve()) if p.exists() else name

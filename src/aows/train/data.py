@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from aows.errors import AowsError
 
@@ -192,7 +193,6 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
     # no more loader processes than cores: more only compete with training for them
     workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1)
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     def train_batches(epoch: int, start: int = 0):
         sampler = DistributedSampler(train, world, rank, shuffle=True, seed=seed,
@@ -224,10 +224,3 @@ def get_data(name: str, resolution: int, batch: int, seed: int = 0, rank: int = 
     if Path(name).is_dir():
         return folder_data(name, resolution, batch, seed, workers, rank, world, labels)
     raise AowsError(f"--data {name}: give a folder (ImageFolder layout), 'digits' or 'fake'")
-
-
-def data_id(name: str) -> str:
-    """What identifies a data set across commands: a folder's absolute path, else the
-    name (digits, fake)."""
-    p = Path(name)
-    return str(p.resolve()) if p.exists() else name

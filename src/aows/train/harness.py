@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from aows.errors import AowsError
 from aows.io import WriteError, append_text, atomic_write_text
@@ -367,7 +368,6 @@ class Harness:
                                                 step=self.pos["iteration"], ckpt=self.ckpt))
 
     def _ddp(self, net: nn.Module) -> nn.Module:
-        from torch.nn.parallel import DistributedDataParallel as DDP
         opts = {}
         if not self.sync_buffers:
             opts = ({"forward_sync_buffers": False}

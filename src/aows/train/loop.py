@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from aows.errors import AowsError
 from aows.importance import order_channels, write_order
@@ -384,7 +385,6 @@ class SupernetRun(Harness):
     def gather(self, d: torch.Tensor, stop: bool):
         """Every process's loss differences (in rank order), batch sizes, and whether
         any process was asked to stop (under DDP)."""
-        import torch.distributed as dist
         dev = collective_device()
         meta = torch.tensor([d.numel(), int(stop)], dtype=torch.int64, device=dev)
         metas = [torch.empty_like(meta) for _ in range(self.world)]

@@ -43,6 +43,7 @@ from torch import nn
 from aows.defaults import OBJECTIVES
 from aows.errors import AowsError
 from aows.outputs import output_tensors
+from aows.train.runtime import all_sum, dist_info
 
 __all__ = ["OBJECTIVES", "DistillMeter", "Objective", "compare_outputs", "detach",
            "distill_loss", "load_loss", "output_scales", "output_tensors", "rows",
@@ -158,7 +159,6 @@ class DistillMeter:
 
     def value(self) -> tuple[float, int]:
         """(the error, the images counted), summed over processes."""
-        from aows.train.runtime import all_sum, dist_info
         world = dist_info()[1]
         flat = {f"{k}_{j}": v for k, pair in enumerate(self.sums) for j, v in enumerate(pair)}
         total = all_sum({**flat, "images": float(self.images)}, world)
@@ -299,7 +299,6 @@ def compare_outputs(net: nn.Module, reference: nn.Module, batches,
         is the reference's, else None; ``top1``: the top-1 accuracy where the labels are
         known (>= 0) and the output is class scores, else None; ``images``.
     """
-    from aows.train.runtime import all_sum, dist_info
     device = torch.device(device)
     net.eval().to(device)
     reference.eval().to(device)

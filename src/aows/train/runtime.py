@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
 
 from aows.errors import AowsError
 from aows.io import WriteError, atomic_write_bytes, check_writable, load_tensors
@@ -23,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 def dist_info() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torch.distributed."""
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -78,7 +79,6 @@ def progress_bar(enabled: bool, total: int | None, epoch: int, epochs: int,
                  what: str = "epoch"):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=f"{what} {epoch + 1}/{epochs}", unit="step", leave=False,
                 dynamic_ncols=True)
 
@@ -182,7 +182,6 @@ def run_lock(out: str | Path):
 
 def collective_device() -> torch.device:
     """Where tensors for collectives must live: NCCL only moves CUDA tensors."""
-    import torch.distributed as dist
     if dist.is_initialized() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -192,7 +191,6 @@ def all_sum(values: dict, world: int) -> dict:
     """Sum numbers across processes (identity with one process)."""
     if world == 1:
         return dict(values)
-    import torch.distributed as dist
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
                      device=collective_device())
@@ -206,7 +204,6 @@ def init_distributed(device: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    import torch.distributed as dist
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     cuda = torch.cuda.is_available() and device != "cpu"
@@ -237,17 +234,3 @@ def settings_diff(a: dict, b: dict) -> list[str]:
     """The settings (other than those a resume may change) that differ, as "key: a -> b"."""
     keys = sorted((set(a) | set(b)) - set(RESUMABLE_CHANGES))
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """torch's CPU thread count (process-wide) set to ``threads`` inside, restored after;
-    None leaves it as it is."""
-    prev = torch.get_num_threads()
-    if threads is not None and threads != prev:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != prev:
-            torch.set_num_threads(prev)

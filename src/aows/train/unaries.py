@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 
 class UnaryStats:
@@ -89,7 +90,6 @@ class UnaryStats:
 
     def state_dict(self) -> dict:
         """Tensors only, so checkpoints load with torch.load(weights_only=True)."""
-        import torch
         return {k: torch.from_numpy(getattr(self, k).copy()) for k in self._ARRAYS
                 if hasattr(self, k)}
 
