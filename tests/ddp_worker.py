@@ -1,11 +1,15 @@
-"""A 2-process DDP supernet run for tests/test_train_ddp.py, launched by torchrun:
+"""Two processes under torchrun for tests/test_train_ddp.py (one launch, two checks):
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py \
+        OUT [RUN_CONFIG]
 
-Every step, both processes get the *same* b images, so a one-process run on the two
+First a DDP supernet training, compared by the test with one process: every step, both
+processes get the *same* b images, so a one-process run on the two
 copies side by side (batch 2b, 2G sampled configurations) is exactly the same
 computation: BatchNorm statistics of [X, X] equal those of X. Each rank saves its
-unary statistics and parameters to OUT/rank<r>.pt for the test to compare.
+unary statistics and parameters to OUT/rank<r>.pt for the test to compare. Then, with
+RUN_CONFIG, ``aows run RUN_CONFIG --out OUT/run`` in the same process group: training and
+fine-tuning distributed, the other stages on rank 0.
 
 The learning rate is 0: with BatchNorm over slices of 4 images, this tiny supernet
 amplifies float reassociation (DDP's sum-then-average against one mean) into different
@@ -18,7 +22,9 @@ import sys
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from aows.cli import main as aows
 from aows.latency.fit import flops_vector
 from aows.latency.model import LatencyModel
 from aows.spaces import mobilenet_v1
@@ -31,9 +37,9 @@ def space():
     return mobilenet_v1(resolution=32, levels=3, max_width=0.5, classes=4)
 
 
-def latency(sp):
+def latency(sp, meta=None):
     f = flops_vector(sp)
-    return LatencyModel.from_unknowns(sp, 0.05 + f / f.max(), "synthetic", {})
+    return LatencyModel.from_unknowns(sp, 0.05 + f / f.max(), "synthetic", meta or {})
 
 
 def budget(model, sp):
@@ -58,8 +64,7 @@ def config(world):
                        progress=False)
 
 
-def main(out):
-    import torch.distributed as dist
+def main(out, run_config=None):
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     sp = space()
@@ -68,8 +73,10 @@ def main(out):
                 "params": {k: v.detach().clone() for k, v in net.named_parameters()},
                 "unaries": [torch.from_numpy(np.asarray(u)) for u in stats.unaries()]},
                f"{out}/rank{rank}.pt")
+    code = 0 if run_config is None else aows(["run", run_config, "--out", f"{out}/run"])
     dist.destroy_process_group()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

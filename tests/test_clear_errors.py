@@ -59,6 +59,32 @@ def cli_as_user(argv, cwd) -> tuple[int, str]:
     return proc.returncode, proc.stderr
 
 
+_COMMANDS = """import json, sys
+from aows.cli import main
+for argv in json.loads(sys.argv[1]):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's errors
+        code = e.code
+    print(f"\\n--- exit {code}", file=sys.stderr, flush=True)
+"""
+
+
+def clis_as_user(argvs, cwd) -> list[tuple[int, str]]:
+    """``cli_as_user`` of each command line, one after the other in one subprocess (one
+    start instead of one per command): (exit code, stderr) of each."""
+    prefix = _UNPRIVILEGED if os.geteuid() == 0 else []
+    proc = subprocess.run([*prefix, sys.executable, "-c", _COMMANDS, json.dumps(argvs)],
+                          cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out, err = [], proc.stderr
+    for _ in argvs:  # each command's stderr, then "--- exit CODE"
+        this, _, err = err.partition("\n--- exit ")
+        code, _, err = err.partition("\n")
+        out.append((int(code), this))
+    return out
+
+
 needs_permissions = pytest.mark.skipif(
     sys.platform == "win32" or not _can_drop_root(),
     reason="running as root without setpriv: permissions are not enforced")
@@ -109,7 +135,7 @@ def test_a_read_only_folder_is_one_error_for_samples_exports_and_figures(tmp_pat
     (tmp_path / "ro_s.jsonl").write_bytes((tmp_path / "s.jsonl").read_bytes())
     (tmp_path / "ro_s.jsonl").chmod(0o444)
     try:
-        for argv, part in (
+        cases = (
                 ([*GENERATE, "--count", "2", "-o", "ro/s.jsonl"], "Permission denied"),
                 ([*GENERATE, "--count", "4", "-o", "ro_s.jsonl"], "ro_s.jsonl"),
                 (["export", "--run", str(run_dir), "--config", NARROWEST, "--out", "ro/f"],
@@ -117,8 +143,9 @@ def test_a_read_only_folder_is_one_error_for_samples_exports_and_figures(tmp_pat
                 (["export", "--run", str(run_dir), "--config", NARROWEST, "--out", "ro",
                   "--force"], "cannot write in ro"),
                 (["latency", "validate", "s.jsonl", "--latency", "m.json", "--plot",
-                  "ro/v.png"], "cannot write in ro")):
-            rc, err = cli_as_user(argv, tmp_path)
+                  "ro/v.png"], "cannot write in ro"))
+        answers = clis_as_user([argv for argv, _ in cases], tmp_path)
+        for (argv, part), (rc, err) in zip(cases, answers):
             errors = [x for x in err.splitlines() if x.startswith("aows: error:")]
             assert rc == 2 and len(errors) == 1 and part in errors[0], (argv, err)
             assert "Traceback" not in err

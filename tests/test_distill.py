@@ -294,7 +294,7 @@ def test_run_pipeline_without_labels(images, weights, tmp_path):
     from tests.test_pipeline import TINY
     cfg = {**TINY, "model": f"{HERE}:fpn_dict",
            "space": {"input_shape": [3, RES, RES], "weights": weights["fpn_dict"]},
-           "data": {"name": str(images), "batch_size": 8},
+           "data": {"name": str(images), "batch_size": 8, "workers": 0},
            "train": {**TINY["train"], "objective": "distill"}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0

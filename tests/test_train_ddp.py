@@ -1,5 +1,7 @@
-"""Distributed supernet training: 2 processes with gloo, launched by torchrun."""
+"""Distributed runs: 2 processes with gloo, launched by torchrun (one launch: supernet
+training against one process, then `aows run` in the same process group)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,23 +10,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from aows.train.loop import train_supernet
 from tests import ddp_worker as W
+from tests.test_pipeline import TINY
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run_matches_single_process(tmp_path):
-    pytest.importorskip("torch.distributed")
+def test_two_processes_under_torchrun_train_as_one_and_run_the_pipeline(tmp_path):
     if not torch.distributed.is_gloo_available():
         pytest.skip("this torch build has no gloo backend")
+    # `aows run`: training and fine-tuning distributed, the other stages on rank 0
+    sp = W.space()
+    W.latency(sp, {"target": {"backend": "torch-cpu", "threads": 1}}).save(tmp_path / "lat.json")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "latency": {"model": str(tmp_path / "lat.json")},
+                                   "data": {"name": "fake", "batch_size": 8}, "onnx": False,
+                                   "search": {"baselines": ["uniform"]}}))
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         "2", str(Path(W.__file__)), str(out)],
+         "2", str(Path(W.__file__)), str(out), str(cfg)],
         capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "run" / "report.json").read_text())
+    assert set(report["methods"]) == {"uniform", "ows", "aows"}
+    ckpt = torch.load(out / "run" / "supernet_ows" / "checkpoint.pt", weights_only=True)
+    assert ckpt["position"]["world"] == 2
+
+    # the supernet training: the same on both ranks, and as one process on both batches
     r0 = torch.load(out / "rank0.pt", weights_only=True)
     r1 = torch.load(out / "rank1.pt", weights_only=True)
     # identical statistics and weights on every rank

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from aows.defaults import DEFAULT_RESOLUTION, DEMO_MODEL_FILE
+from aows.defaults import DATA_WORKERS, DEFAULT_RESOLUTION, DEMO_MODEL_FILE
 from aows.errors import AowsError
 from aows.latency.defaults import (
     DEFAULT_BUDGETS,
@@ -34,7 +34,9 @@ from aows.train.config import FinetuneConfig, TrainConfig, data_id
 
 DataSection = project(
     "DataSection", TrainConfig, ["batch_size"],
-    ("name", str, setting("digits", "ImageFolder root (train/, val/), digits or fake")))
+    ("name", str, setting("digits", "ImageFolder root (train/, val/), digits or fake")),
+    ("workers", int, setting(DATA_WORKERS, "image-folder loader processes, at most the CPU "
+                             "cores (0: in the training process)", check=NONNEGATIVE)))
 
 LatencySection = project(
     "LatencySection", Target, ["backend", "batch_size", "threads", "dtype", "channels_last"],

@@ -8,6 +8,10 @@ from pathlib import Path
 IMPORTANCE_CRITERIA = ("l1", "bn", "taylor", "none")
 DEFAULT_IMPORTANCE = "l1"
 
+# Loader processes of an image folder (never more than the CPU cores: more only compete
+# with training for them); 0 loads in the training process.
+DATA_WORKERS = 4
+
 # The input resolution (px) of every space and command when none is given.
 DEFAULT_RESOLUTION = 224
 

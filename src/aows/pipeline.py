@@ -112,7 +112,7 @@ class Pipeline:
         # without labels (objective distill) the user's model is the measure of quality
         self.labels = cfg.train.objective == "labels"
         self.data = get_data(cfg.data.name, _resolution(cfg), cfg.data.batch_size, cfg.seed,
-                             self.rank, self.world, labels=self.labels)
+                             self.rank, self.world, cfg.data.workers, labels=self.labels)
         self.space = _space_of(cfg, self.data.classes if self.labels else None)
         self._teacher = None
         self.until: str | None = None

@@ -17,7 +17,7 @@ from aows.cli.args import (
     _threads_args,
     _width_args,
 )
-from aows.defaults import DEFAULT_RESOLUTION
+from aows.defaults import DATA_WORKERS, DEFAULT_RESOLUTION
 from aows.errors import AowsError
 from aows.settings import add_options
 from aows.train.config import TrainConfig
@@ -128,8 +128,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
     p.add_argument("--no-val", action="store_true", help="skip the per-epoch validation")
-    p.add_argument("--workers", type=NONNEG_INT, default=4,
-                   help="data loader processes (folders; 0: in this process)")
+    p.add_argument("--workers", type=NONNEG_INT, default=DATA_WORKERS,
+                   help="image-folder loader processes, at most the CPU cores (0: in this "
+                   "process)")
     add_options(p.add_argument_group("training"), TrainConfig, TRAIN_OPTIONS,
                 required=["epochs"])
     _threads_args(p)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from aows.defaults import DATA_WORKERS
 from aows.errors import AowsError
 
 Batches = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]  # (epoch, start=0)
@@ -156,7 +157,7 @@ def _unlabelled(root: Path, train_tf, val_tf):
 
 
 def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
-                workers: int = 4, rank: int = 0, world: int = 1,
+                workers: int = DATA_WORKERS, rank: int = 0, world: int = 1,
                 labels: bool = True) -> Dataset:
     """ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*``; without
     ``labels``, any folder of images (see the module's docstring)."""
@@ -190,7 +191,6 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
         classes = len(train.classes)
     _check_fill(len(train), batch, world, f"--data {root}: ")
     pin = torch.cuda.is_available()
-    # no more loader processes than cores: more only compete with training for them
     workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1)
 
@@ -214,7 +214,7 @@ def folder_data(root: str | Path, resolution: int, batch: int, seed: int = 0,
 
 
 def get_data(name: str, resolution: int, batch: int, seed: int = 0, rank: int = 0,
-             world: int = 1, workers: int = 4, labels: bool = True) -> Dataset:
+             world: int = 1, workers: int = DATA_WORKERS, labels: bool = True) -> Dataset:
     """The data set ``name`` (fake, digits, a folder); ``labels=False``: its labels are
     not needed (digits and fake keep theirs; a folder may be any folder of images)."""
     if name == "fake":
