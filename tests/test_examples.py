@@ -1,33 +1,43 @@
-"""The examples/ scripts, each run as a user would (a fresh process) at a tiny size."""
+"""The examples/ scripts, each run as a user would (``python examples/X.py ARGS``: the
+file as ``__main__``) at a tiny size, in this process (a fresh one per script cost more
+than some of the runs)."""
 
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _run(script: str, *args: str, cwd: Path) -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+@pytest.fixture
+def run(monkeypatch, capsys):
+    def run(script: str, *args: str, cwd: Path) -> str:
+        path = ROOT / "examples" / script
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", [str(path), *args])
+        threads = torch.get_num_threads()
+        capsys.readouterr()
+        runpy.run_path(str(path), run_name="__main__")
+        assert torch.get_num_threads() == threads  # an example leaves the process as it was
+        return capsys.readouterr().out
+    return run
 
 
-def test_prune_now(tmp_path):
-    out = _run("prune_now.py", "--epochs", "1", "--resolution", "16", "--out",
+def test_prune_now(tmp_path, run):
+    out = run("prune_now.py", "--epochs", "1", "--resolution", "16", "--out",
                str(tmp_path / "p"), cwd=tmp_path)
     assert "| original |" in out and "| pruned 0.5x |" in out
     cfg = json.loads((tmp_path / "p" / "pruned" / "config.json").read_text())
     assert cfg["importance"] == "l1" and (tmp_path / "p" / "pruned" / "weights.pt").exists()
 
 
-def test_own_module(tmp_path):
-    out = _run("own_module.py", "--epochs", "1", "--networks", "20", "--resolution", "16",
+def test_own_module(tmp_path, run):
+    out = run("own_module.py", "--epochs", "1", "--networks", "20", "--resolution", "16",
                "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert "searchable widths" in out and "Net in" in out
     from aows.final import load_final
@@ -35,13 +45,13 @@ def test_own_module(tmp_path):
     assert type(net).__name__ == "Net" and len(config) == space.n_searchable
 
 
-def test_run_pipeline(tmp_path):
+def test_run_pipeline(tmp_path, run):
     """`aows run` with `model:` from Python: every stage on the user's module, its own
     class out, the original timed and evaluated beside the networks found."""
     from aows.catalogue import get_space
     from aows.final import load_final
     zoo = str(ROOT / "tests" / "zoo.py:res_cat")
-    out = _run("run_pipeline.py", "--tiny", "--model", zoo, "--out", str(tmp_path / "r"),
+    out = run("run_pipeline.py", "--tiny", "--model", zoo, "--out", str(tmp_path / "r"),
                cwd=tmp_path)
     assert "| original (your model) |" in out
     report = json.loads((tmp_path / "r" / "report.json").read_text())
