@@ -51,14 +51,6 @@ def _can_drop_root() -> bool:
 _UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
-def cli_as_user(argv, cwd) -> tuple[int, str]:
-    """The CLI in a subprocess, bound by file permissions even when run as root."""
-    prefix = _UNPRIVILEGED if os.geteuid() == 0 else []
-    proc = subprocess.run([*prefix, sys.executable, "-m", "aows.cli", *argv], cwd=cwd,
-                          capture_output=True, text=True, env=ENV, timeout=300)
-    return proc.returncode, proc.stderr
-
-
 _COMMANDS = """import json, sys
 from aows.cli import main
 for argv in json.loads(sys.argv[1]):
@@ -71,8 +63,8 @@ for argv in json.loads(sys.argv[1]):
 
 
 def clis_as_user(argvs, cwd) -> list[tuple[int, str]]:
-    """``cli_as_user`` of each command line, one after the other in one subprocess (one
-    start instead of one per command): (exit code, stderr) of each."""
+    """Each command line through the CLI, one after the other in one subprocess bound by
+    file permissions even when run as root: (exit code, stderr) of each."""
     prefix = _UNPRIVILEGED if os.geteuid() == 0 else []
     proc = subprocess.run([*prefix, sys.executable, "-c", _COMMANDS, json.dumps(argvs)],
                           cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300)
@@ -125,7 +117,7 @@ def test_search_plot_under_a_regular_file(tmp_path, capsys, run_dir, monkeypatch
 
 @pytest.mark.slow
 @needs_permissions
-def test_a_read_only_folder_is_one_error_for_samples_exports_and_figures(tmp_path, run_dir):
+def test_a_read_only_folder_and_an_unreadable_file_are_one_error_each(tmp_path, run_dir):
     ro = tmp_path / "ro"
     ro.mkdir()
     assert main([*GENERATE, "--count", "2", "-o", str(tmp_path / "s.jsonl")]) == 0
@@ -134,6 +126,12 @@ def test_a_read_only_folder_is_one_error_for_samples_exports_and_figures(tmp_pat
     ro.chmod(0o555)
     (tmp_path / "ro_s.jsonl").write_bytes((tmp_path / "s.jsonl").read_bytes())
     (tmp_path / "ro_s.jsonl").chmod(0o444)
+    (tmp_path / "tiny.py").write_text(
+        "import torch\n\ndef net(num_classes=4):\n    return torch.nn.Sequential("
+        "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), "
+        "torch.nn.Flatten(), torch.nn.Linear(8, num_classes))\n")
+    torch.save({}, tmp_path / "w.pt")
+    (tmp_path / "w.pt").chmod(0)
     try:
         cases = (
                 ([*GENERATE, "--count", "2", "-o", "ro/s.jsonl"], "Permission denied"),
@@ -143,7 +141,11 @@ def test_a_read_only_folder_is_one_error_for_samples_exports_and_figures(tmp_pat
                 (["export", "--run", str(run_dir), "--config", NARROWEST, "--out", "ro",
                   "--force"], "cannot write in ro"),
                 (["latency", "validate", "s.jsonl", "--latency", "m.json", "--plot",
-                  "ro/v.png"], "cannot write in ro"))
+                  "ro/v.png"], "cannot write in ro"),
+                # and a file that cannot be read
+                (["space", "show", "--model", "tiny.py:net", "--classes", "4", "--weights",
+                  "w.pt", "--resolution", "32"],
+                 "cannot read weights file w.pt (Permission denied)"))
         answers = clis_as_user([argv for argv, _ in cases], tmp_path)
         for (argv, part), (rc, err) in zip(cases, answers):
             errors = [x for x in err.splitlines() if x.startswith("aows: error:")]
@@ -243,19 +245,6 @@ def test_an_unsafe_pickle_is_refused_in_one_line(tmp_path, capsys):
 
 
 @needs_permissions
-def test_weights_that_cannot_be_read_are_one_error(tmp_path):
-    (tmp_path / "tiny.py").write_text(
-        "import torch\n\ndef net(num_classes=4):\n    return torch.nn.Sequential("
-        "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), "
-        "torch.nn.Flatten(), torch.nn.Linear(8, num_classes))\n")
-    torch.save({}, tmp_path / "w.pt")
-    (tmp_path / "w.pt").chmod(0)
-    rc, err = cli_as_user(["space", "show", "--model", "tiny.py:net", "--classes", "4",
-                           "--weights", "w.pt", "--resolution", "32"], tmp_path)
-    assert rc == 2 and "Traceback" not in err
-    assert "aows: error: cannot read weights file w.pt (Permission denied)" in err
-
-
 # ------------------------------------------------------------ item 4: run folder
 def test_a_torn_stage_marker_means_the_stage_is_done_again(tmp_path, capsys):
     from aows.latency.fit import flops_vector
@@ -331,6 +320,7 @@ def test_a_space_file_beyond_the_fit_and_solvers_is_warned_about(tmp_path, capsy
 
 
 # -------------------------------------------------------------------- item 5
+@pytest.mark.slow
 def test_a_model_file_is_named_before_it_is_imported(tmp_path):
     """A file that loops at import no longer hangs without a word."""
     (tmp_path / "loops.py").write_text("while True:\n    pass\n")

@@ -4,6 +4,7 @@ Read from the source (``ast``), so a rule broken in any module fails here whethe
 a test imports it."""
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,7 @@ def _imports(name: str, path: Path, mods: dict) -> list[tuple[str, int, bool]]:
     return found
 
 
+@functools.cache  # read once for the tests below
 def _graph():
     mods = _modules()
     return mods, {m: _imports(m, p, mods) for m, p in mods.items()}

@@ -53,7 +53,8 @@ def test_aows_training_needs_latency_and_budget_and_decodes_each_epoch(tmp_path)
         train_supernet(space, tiny_data(), TrainConfig(epochs=1, method="aows"), tmp_path)
     model = tiny_latency(space)
     budget = 0.5 * (model.predict(space.narrowest()) + model.predict(space.widest()))
-    train_supernet(space, tiny_data(), TrainConfig(epochs=4, method="aows", budget=budget),
+    train_supernet(space, tiny_data(n_batches=2), TrainConfig(epochs=4, method="aows",
+                                                              budget=budget),
                    tmp_path / "aows", latency=model)
     metrics = [json.loads(line)
                for line in (tmp_path / "aows" / "metrics.jsonl").read_text().splitlines()]
