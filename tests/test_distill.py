@@ -19,6 +19,8 @@ from aows.train.objective import distill_loss, output_tensors
 
 HERE = str(Path(__file__).resolve())
 UNET = str(Path(__file__).with_name("test_extract_ops.py").resolve())
+ZOO = str(Path(__file__).with_name("zoo.py").resolve())
+SPECS = {"unet": f"{UNET}:unet", "cat_unet": f"{ZOO}:cat_unet"}  # else f"{HERE}:{name}"
 RES = 16
 
 
@@ -104,10 +106,10 @@ def weights(tmp_path_factory, images):
     data = get_data(str(images), RES, 8, workers=0, labels=False)
     out = {}
     from aows.models import load_model
-    for name, make in (("unet", lambda: load_model(f"{UNET}:unet")), ("fpn_dict", fpn_dict),
-                       ("fpn_list", fpn_list)):
+    for name, make in (("unet", lambda: load_model(SPECS["unet"])), ("fpn_dict", fpn_dict),
+                       ("fpn_list", fpn_list), ("cat_unet", lambda: load_model(SPECS["cat_unet"]))):
         torch.manual_seed(1)
-        module = make()
+        module = make().train()  # load_model gives eval mode, which would keep the statistics
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = None  # the cumulative average over the batches
@@ -188,14 +190,15 @@ def _train(tmp_path, model, w, data, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["unet", "fpn_dict"])
+@pytest.mark.parametrize("model", ["unet", "fpn_dict", "cat_unet"])
 def test_train_on_images_alone_resumes_exactly_and_exports(model, images, weights, tmp_path,
                                                           capsys):
     """`aows train --objective distill` on a folder of images: two epochs; a run stopped
     after its first epoch and resumed ends with the same unaries; the widest
     configuration scores above the narrowest; the export at the decoded widths loads,
-    runs, and keeps the model's output structure."""
-    spec = f"{UNET}:unet" if model == "unet" else f"{HERE}:{model}"
+    runs, and keeps the model's output structure. ``cat_unet``: skips concatenated, each
+    branch searched."""
+    spec = SPECS.get(model, f"{HERE}:{model}")
     full = tmp_path / "full"
     assert _train(full, spec, weights[model], images) == 0
     metrics = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
