@@ -315,12 +315,12 @@ def test_dense_quickstart_config_and_demo_models():
     without labels; the demo models' widths are searched and their supernets equal their
     exports; the segmentation target labels ink with the digit, the rest background."""
     from aows.config import dense_quickstart_config, quickstart_config
-    from aows.demo import MODEL_FILE, fpn, segmentation_target, unet
+    from aows.demo import MODEL_FILE, cat_unet, fpn, segmentation_target, unet
     cfg, base = dense_quickstart_config("w.pt"), quickstart_config()
-    assert cfg.model == f"{MODEL_FILE}:unet" and cfg.train.objective == "distill"
+    assert cfg.model == f"{MODEL_FILE}:cat_unet" and cfg.train.objective == "distill"
     assert cfg.space.weights == "w.pt" and cfg.space.input_shape == [3, 32, 32]
     assert cfg.train.epochs == base.train.epochs and cfg.latency == base.latency
-    for make, outputs in ((unet, 1), (fpn, 3)):
+    for make, outputs in ((unet, 1), (cat_unet, 1), (fpn, 3)):
         module = make()
         space = extract(module, (3, RES, RES))
         assert space.n_searchable >= 6

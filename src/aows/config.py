@@ -242,12 +242,13 @@ def quickstart_config() -> RunConfig:
 
 def dense_quickstart_config(weights: str | Path) -> RunConfig:
     """``aows quickstart --dense``: the quickstart's settings on ``aows.demo``'s U-Net
-    segmenter, ``weights`` its trained weights (``aows.demo.trained_unet``), the supernets
-    trained without labels (``train.objective`` distill)."""
+    segmenter with concatenated skips (``cat_unet``), ``weights`` its trained weights
+    (``aows.demo.trained_unet``), the supernets trained without labels
+    (``train.objective`` distill)."""
     cfg = quickstart_config()
     res = cfg.space.resolution
     return dataclasses.replace(
-        cfg, model=f"{DEMO_MODEL_FILE}:unet",
+        cfg, model=f"{DEMO_MODEL_FILE}:cat_unet",
         space=dataclasses.replace(cfg.space, input_shape=[3, res, res], weights=str(weights)),
         train=dataclasses.replace(cfg.train, objective="distill"))
 

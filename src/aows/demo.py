@@ -148,8 +148,9 @@ def train_segmenter(module: nn.Module, batches, epochs: int, seed: int = 0,
 
 def trained_unet(path: str | Path, resolution: int = 32, epochs: int = 6,
                  seed: int = 0) -> Path:
-    """The user's model of ``aows quickstart --dense``: ``unet()`` trained on the digits
-    to segment them, its tensors-only weights at ``path`` (trained once, then reused).
+    """The user's model of ``aows quickstart --dense``: ``cat_unet()`` (a U-Net whose skips
+    are concatenated, as most are) trained on the digits to segment them, its tensors-only
+    weights at ``path`` (trained once, then reused).
 
     Returns:
         ``path``.
@@ -160,11 +161,12 @@ def trained_unet(path: str | Path, resolution: int = 32, epochs: int = 6,
     data = get_data("digits", resolution, 64, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = unet()
+        module = cat_unet()
     train_segmenter(module, data.train, epochs, seed)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     atomic_write_bytes(path, write=lambda f: torch.save(state, f))
     logging.getLogger(__name__).info(
-        f"your model: a U-Net trained {epochs} epochs to segment the digits, "
-        f"{100 * ink_accuracy(module, data.val(0)):.1f} % of ink pixels right -> {path}")
+        f"your model: a U-Net (concatenated skips) trained {epochs} epochs to segment the "
+        f"digits, {100 * ink_accuracy(module, data.val(0)):.1f} % of ink pixels right -> "
+        f"{path}")
     return path

@@ -47,10 +47,11 @@ def cmd_quickstart(args) -> None:
         from aows.config import dense_quickstart_config
         from aows.demo import trained_unet
         out = out or "quickstart_dense"
-        print("aows quickstart --dense: your model is a U-Net trained to segment the digits "
-              "(its outputs are maps, not classes); from there no label is read: latency "
-              "model of this CPU, OWS and AOWS supernets by distillation from it, search, "
-              "fine-tuning by distillation, timing; 5 to 10 minutes here -> "
+        print("aows quickstart --dense: your model is a U-Net (skips concatenated) trained "
+              "to segment the digits (its outputs are maps, not classes); from there no "
+              "label is read: latency model of this CPU, OWS and AOWS supernets by "
+              "distillation from it, search, fine-tuning by distillation, timing; 5 to 10 "
+              "minutes here -> "
               f"{out}/")
         Path(out).mkdir(parents=True, exist_ok=True)
         cfg = dense_quickstart_config(trained_unet(Path(out) / "your_model.pt"))
