@@ -1,5 +1,7 @@
 """Timing backends on real hardware; GPU paths skip where there is no GPU."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,29 @@ from aows.latency.protocol import Protocol
 from aows.spaces import mobilenet_v1
 
 FAST = Protocol(warmup=1, rounds=2, runs=1, chunk=4)
+
+
+def assert_per_image_ms_of_the_network(ms, space, configs, target):
+    """``ms`` (what ``time_configs`` gave for ``configs``) agrees with a clock read around
+    the backend's own calls on those networks, per image: within 3x, which timing noise on
+    a shared machine (20-50 %) stays inside and a wrong unit (1000x), a per-batch figure
+    (a batch of 4 or more) or the anchor's or another backend's time does not."""
+    from aows.nn import build_network
+    backend = get_backend(target)
+    shape = space.input_shape(target.batch_size)
+    with backend.session():
+        for config, got in zip(configs, ms):
+            run = backend.prepare(build_network(space, config), shape)
+            run()
+            calls = []
+            for _ in range(15):
+                t0 = time.perf_counter()
+                run()
+                if torch.cuda.is_available() and target.backend == "torch-cuda":
+                    torch.cuda.synchronize()
+                calls.append(time.perf_counter() - t0)
+            clock = 1e3 * float(np.median(calls)) / target.batch_size
+            assert 1 / 3 < got / clock < 3, (config, got, clock)
 
 
 @pytest.fixture
@@ -25,7 +50,8 @@ def test_backend_registry_names_the_contract():
 
 def test_torch_cpu_records_threads(tiny_space, configs):
     ms = time_configs(tiny_space, configs, Target("torch-cpu", threads=1), FAST)
-    assert ms.shape == (3,) and np.all(ms > 0)
+    assert ms.shape == (3,)
+    assert_per_image_ms_of_the_network(ms, tiny_space, configs, Target("torch-cpu", threads=1))
     info = get_backend(Target("torch-cpu", threads=1)).info()
     assert info["threads"] == 1 and info["backend"] == "torch-cpu"
 
@@ -51,8 +77,10 @@ def test_batch_size_gives_ms_per_image(tiny_space, configs, monkeypatch):
 
 def test_onnxruntime_cpu(tiny_space, configs):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    ms = time_configs(tiny_space, configs, Target("onnxruntime", threads=1), FAST)
-    assert ms.shape == (3,) and np.all(ms > 0)
+    target = Target("onnxruntime", batch_size=4, threads=1)
+    ms = time_configs(tiny_space, configs, target, FAST)
+    assert ms.shape == (3,)
+    assert_per_image_ms_of_the_network(ms, tiny_space, configs, target)
 
 
 def _calibrated(net, shape):
@@ -72,7 +100,8 @@ def test_openvino_times_and_matches_torch(tiny_space, configs):
     pytest.importorskip("openvino", reason="openvino is not installed")
     from aows.nn import build_network
     ms = time_configs(tiny_space, configs, Target("openvino", threads=1), FAST)
-    assert ms.shape == (3,) and np.all(np.isfinite(ms)) and np.all(ms > 0)
+    assert ms.shape == (3,)
+    assert_per_image_ms_of_the_network(ms, tiny_space, configs, Target("openvino", threads=1))
     backend = get_backend(Target("openvino", batch_size=2, threads=1))
     info = backend.info()
     assert info["backend"] == "openvino" and info["threads"] == 1
@@ -164,8 +193,9 @@ def test_openvino_missing_is_a_clear_error(monkeypatch, module):
 def test_torch_cuda(dtype, channels_last):
     space = mobilenet_v1(resolution=64)
     cfgs = space.uniform_sample(np.random.default_rng(0), 2)
-    ms = time_configs(space, cfgs, Target("torch-cuda", 8, None, dtype, channels_last), FAST)
-    assert np.all(ms > 0)
+    target = Target("torch-cuda", 8, None, dtype, channels_last)
+    ms = time_configs(space, cfgs, target, FAST)
+    assert_per_image_ms_of_the_network(ms, space, cfgs, target)
 
 
 def test_torch_cuda_unavailable_is_a_clear_error():
@@ -184,9 +214,10 @@ def test_onnxruntime_gpu_providers(name):
             get_backend(Target(name))
         pytest.skip(f"{needed} is not available here (needs onnxruntime-gpu and a GPU)")
     space = mobilenet_v1(resolution=64)
-    ms = time_configs(space, space.uniform_sample(np.random.default_rng(0), 2),
-                      Target(name, 8, dtype="fp16" if name.endswith("trt") else "fp32"), FAST)
-    assert np.all(ms > 0)
+    cfgs = space.uniform_sample(np.random.default_rng(0), 2)
+    target = Target(name, 8, dtype="fp16" if name.endswith("trt") else "fp32")
+    ms = time_configs(space, cfgs, target, FAST)
+    assert_per_image_ms_of_the_network(ms, space, cfgs, target)
 
 
 def test_bad_target_values():
