@@ -18,7 +18,7 @@ def assert_per_image_ms_of_the_network(ms, space, configs, target):
     """``ms`` (what ``time_configs`` gave for ``configs``) agrees with a clock read around
     the backend's own calls on those networks, per image: within 3x, which timing noise on
     a shared machine (20-50 %) stays inside and a wrong unit (1000x), a per-batch figure
-    (a batch of 4 or more) or the anchor's or another backend's time does not."""
+    (a batch of 4 or more) does not."""
     from aows.nn import build_network
     backend = get_backend(target)
     shape = space.input_shape(target.batch_size)
