@@ -193,6 +193,32 @@ def test_refine_times_the_picks_and_resumes(tmp_path, capsys, monkeypatch):
     assert json.loads((tmp_path / "cli" / "refine.json").read_text())["converged"]
 
 
+@pytest.mark.slow
+def test_refine_times_the_picks_of_every_supernet_given(tmp_path):
+    """Several supernets' scores: each one's picks at each budget are timed (the search
+    will choose each method's network with its own scores)."""
+    samples = tmp_path / "s.jsonl"
+    common = ["--space", "mobilenet_v1", "--resolution", "32", "--levels", "3",
+              "--max-width", "0.5"]
+    assert main(["latency", "generate", *common, "--threads", "1", "--count", "16",
+                 "--cover", "-q", "-o", str(samples), *PROTO]) == 0
+    space = mobilenet_v1(resolution=32, levels=3, max_width=0.5)
+    bulk = read_samples(samples, space)
+    rng = np.random.default_rng(0)
+    scores = {"ows": proxy_unaries(space),
+              "aows": [rng.normal(size=len(ch)) for ch in space.searchable_choices]}
+    rep = refine(space, bulk, tmp_path / "ref", unaries=scores, n_budgets=3, rounds=1,
+                 tolerance=10.0, progress=False)
+    model = fit(space, bulk)  # the first round's: the bulk alone, default priors
+    want = {k: [tuple(f["config"]) for f in picks(model, u, budget_range(model, 3))]
+            for k, u in scores.items()}
+    assert want["ows"] != want["aows"]  # the two supernets pick other networks
+    recs = [json.loads(x) for x in (tmp_path / "ref" / "refine.jsonl").read_text()
+            .splitlines()[1:]]
+    assert [tuple(r["config"]) for r in recs if r["rep"] == 0] == want["ows"] + want["aows"]
+    assert rep["scores"] == "given: ows, aows" and rep["converged"]
+
+
 def test_refine_user_errors(tmp_path, capsys, tiny_space):
     ref = tmp_path / "ref.jsonl"  # the reference implementation's layout: no header
     ref.write_text("\n".join(json.dumps([list(c), 1.0]) for c in

@@ -9,7 +9,8 @@ distribution it was fitted on. Refinement times the distribution that matters:
 
     model = fit(bulk samples)
     repeat (at most ``rounds`` times):
-        picks = the exact search's best configuration at each of n budgets
+        picks = the exact search's best configuration at each of n budgets (under each
+            supernet's scores when several are given: each picks its own networks)
         time every pick twice (two interleaved, anchored chunks, filled to the samples'
             chunk size, retimed when disturbed); measured = their mean
         if every |predicted / measured - 1| <= tolerance: done
@@ -41,7 +42,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +145,9 @@ def _inputs_key(space, samples, unaries, budgets, n_budgets, rounds, tolerance, 
                 K, smooth, ridge, heldout, select) -> str:
     """What a refinement's result is a function of, besides its timings (refine.jsonl):
     the space, the samples, the scores and the settings."""
-    blob = json.dumps([space.fingerprint(), _samples_digest(samples),
-                       [np.asarray(u, float).tolist() for u in unaries],
+    scores = ({k: [np.asarray(u, float).tolist() for u in v] for k, v in unaries.items()}
+              if isinstance(unaries, Mapping) else [np.asarray(u, float).tolist() for u in unaries])
+    blob = json.dumps([space.fingerprint(), _samples_digest(samples), scores,
                        None if budgets is None else [float(b) for b in budgets], n_budgets,
                        rounds, tolerance, noise_floor, K, smooth, ridge,
                        _samples_digest(heldout), select], default=str)
@@ -171,7 +173,8 @@ def _finished(out: Path, key: str, timings: Path) -> dict | None:
 
 
 def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
-           unaries: Sequence[np.ndarray] | None = None, budgets: Sequence[float] | None = None,
+           unaries: Sequence[np.ndarray] | Mapping[str, Sequence[np.ndarray]] | None = None,
+           budgets: Sequence[float] | None = None,
            n_budgets: int | None = None, rounds: int | None = None,
            tolerance: float | None = None, noise_floor: float | None = None,
            K: float | None = None, smooth: float | None = None, ridge: float | None = None,
@@ -186,7 +189,9 @@ def refine(space: SearchSpace, samples: Samples, out: str | Path, *,
             the picks are timed on the same target with the same protocol.
         out: folder for ``refine.jsonl`` (the new timings), ``latency.json`` (the
             refined model), ``refine.json`` (the rounds) and ``refine.png``.
-        unaries: the supernet's scores (``aows.solve.load_unaries``); default
+        unaries: the supernet's scores (``aows.solve.load_unaries``), or several
+            supernets' by name (e.g. {"ows": ..., "aows": ...}): the picks of each are
+            timed, as each supernet's search will choose among its own; default
             ``proxy_unaries`` (widest balanced network under each budget).
         budgets: ms/image (one without a feasible configuration is left out); default
             ``n_budgets`` (10) spread over the range of each round's model.
@@ -264,8 +269,15 @@ class _Refinement:
         self.tolerance, self.noise_floor, self.select = tolerance, noise_floor, select
         self.target, self.protocol = target  # (Target, Protocol) of the samples
         self.say = log.info if progress else (lambda m: None)
-        self.scores = "given" if unaries is not None else "proxy: log(width / widest), summed"
-        self.unaries = list(unaries) if unaries is not None else proxy_unaries(space)
+        if unaries is None:
+            self.scores, self.unaries = "proxy: log(width / widest), summed", proxy_unaries(space)
+        elif isinstance(unaries, Mapping):
+            if not unaries:
+                raise AowsError("refine: give the scores of one supernet at least")
+            self.scores = "given: " + ", ".join(unaries)
+            self.unaries = {k: list(v) for k, v in unaries.items()}
+        else:
+            self.scores, self.unaries = "given", list(unaries)
         self.path = out / "refine.jsonl"
         # checks an existing file's space, target and protocol, and cuts a torn last line
         SampleWriter(self.path, samples_header(space, self.target, self.protocol,
@@ -309,10 +321,7 @@ class _Refinement:
         for r in range(self.rounds):
             if r > 0:
                 model, choice = self.fit_on(self.done[:r])
-            # by default the budgets follow the current model's range (a refit can move
-            # its fastest network above a budget fixed from the first model)
-            found = picks(model, self.unaries,
-                          self.given or budget_range(model, self.n_budgets))
+            found = self.picks(model)
             budgets = [f["budget_ms"] for f in found]
             configs = [tuple(f["config"]) for f in found]
             pred = model.predict_many(configs)
@@ -338,6 +347,15 @@ class _Refinement:
             # the machine was slower than when the samples were timed (see protocol.py)
             report["slower_than_samples"] = self.timer.timer.lowered / self.timer.timer.given_min
         return report, model
+
+    def picks(self, model: LatencyModel) -> list[dict]:
+        """This round's picks: at each budget, the search's under each set of scores."""
+        # by default the budgets follow the current model's range (a refit can move
+        # its fastest network above a budget fixed from the first model)
+        budgets = self.given or budget_range(model, self.n_budgets)
+        if not isinstance(self.unaries, dict):
+            return picks(model, self.unaries, budgets)
+        return [f for u in self.unaries.values() for f in picks(model, u, budgets)]
 
     def timed_before(self, r: int, configs: list[tuple]) -> list[dict]:
         """Round r's records from refine.jsonl, which must time the networks picked now."""

@@ -316,7 +316,9 @@ def cmd_latency_refine(args) -> None:
     unaries = None
     if args.unaries:
         from aows.solve import load_unaries
-        unaries = load_unaries(args.unaries, space)
+        unaries = {f: load_unaries(f, space) for f in args.unaries}
+        if len(unaries) == 1:
+            unaries = unaries[args.unaries[0]]
     heldout, floor = None, model.meta.get("noise_floor")
     if args.heldout:
         heldout = read_samples(args.heldout, space)
@@ -463,8 +465,9 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", required=True,
                    help="folder: refine.jsonl, latency.json, refine.json, refine.png "
                    "(resumes if it holds a refine.jsonl)")
-    p.add_argument("--unaries", default=None, help="a supernet's unaries.json (`aows train`):"
-                   " the picks the search will make; default: widest balanced network")
+    p.add_argument("--unaries", nargs="+", default=None,
+                   help="supernets' unaries.json (`aows train`), one or more: the picks the "
+                   "search will make under each; default: widest balanced network")
     p.add_argument("--budgets", type=POS_FLOAT, nargs="+", default=None,
                    help="ms/image; default --n-budgets over the model's range")
     p.add_argument("--n-budgets", type=POS_INT, default=None, help="default 10")
