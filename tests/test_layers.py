@@ -19,6 +19,20 @@ OPTIONAL = {"onnx", "onnxruntime", "openvino", "tensorrt", "torchvision", "timm"
 # never waits for torch (aows/cli/__init__.py); the remote runner runs on a target with
 # only Python, and reports what is missing there (aows/latency/remote_runner.py).
 LAZY_MODULES = ("aows.cli", "aows.latency.remote_runner")
+# docs/contributing.md's floors, top first: a module imports from its floor and below
+FLOORS = [
+    ["aows.cli"],
+    ["aows.pipeline", "aows.config", "aows.report", "aows.demo"],
+    ["aows.refine", "aows.train"],
+    ["aows.final", "aows.solve"],
+    ["aows.latency"],
+    ["aows.catalogue", "aows.model_code", "aows.presets"],
+    ["aows.extract", "aows.nn", "aows.models", "aows.importance", "aows.onnx_export"],
+    ["aows.space", "aows.terms", "aows.graph", "aows.chain", "aows.brute", "aows.spaces",
+     "aows.size"],
+    ["aows", "aows.io", "aows.errors", "aows.log", "aows.lock", "aows.registry",
+     "aows.settings", "aows.defaults", "aows.threads", "aows.outputs", "aows.plots"],
+]
 
 
 def _modules() -> dict[str, Path]:
@@ -90,6 +104,26 @@ def test_no_import_circle():
     for m in mods:
         if m not in state:
             visit(m)
+
+
+def _floor(module: str) -> int | None:
+    """Height of ``module``'s floor (0: the ground), by its longest matching prefix."""
+    best = None
+    for k, prefixes in enumerate(FLOORS):
+        for p in prefixes:
+            inside = module == p or (p != "aows" and module.startswith(p + "."))
+            if inside and (best is None or len(p) > best[0]):
+                best = (len(p), len(FLOORS) - 1 - k)
+    return None if best is None else best[1]
+
+
+def test_every_module_imports_from_its_floor_and_below():
+    mods, imports = _graph()
+    unplaced = [m for m in mods if _floor(m) is None]
+    assert not unplaced, f"give these modules a floor in FLOORS: {unplaced}"
+    climbs = sorted({f"{m} imports {t}" for m, found in imports.items() for t, _, _ in found
+                     if t in mods and _floor(t) > _floor(m)})
+    assert not climbs, "imports that climb a floor:\n" + "\n".join(climbs)
 
 
 def test_imports_at_the_top_except_optional_dependencies():

@@ -203,8 +203,9 @@ def _remote_args(g) -> None:
                    help="time on another machine: a command prefix that runs a program "
                    "there, passing its input through ('ssh user@board', 'docker exec -i box', "
                    "'kubectl exec -i pod --'); "
-                   "the target needs Python 3, numpy and the runtime of --backend "
-                   "(onnxruntime*, openvino); repeat for a fleet of identical devices")
+                   "the target needs Python 3, numpy and the runtime that times there "
+                   "(onnxruntime*, openvino: --backend, or the samples' or latency model's "
+                   "target); repeat for a fleet of identical devices")
     g.add_argument("--remote-python", default=None, metavar="PATH",
                    help="--remote: the target's Python (default python3)")
     g.add_argument("--remote-timeout", type=POS_FLOAT, default=None, metavar="S",

@@ -55,9 +55,12 @@ def add_parser(sub) -> None:
     p.add_argument("--unaries", required=True, help="unaries JSON (per-layer scores)")
     p.add_argument("--budget", type=POS_FLOAT, default=None, help="latency budget (ms/image)")
     p.add_argument("--solver", default="exact",
-                   choices=["exact", "lagrangian", "greedy", "uniform"])
+                   choices=["exact", "lagrangian", "greedy", "uniform"],
+                   help="exact (default): the best configuration under the budget; "
+                   "lagrangian: its relaxation; greedy, uniform: the baselines")
     p.add_argument("--pareto", action="store_true", help="the whole score/latency front")
     p.add_argument("--budgets", type=POS_INT, default=100, help="budgets in the --pareto sweep")
     p.add_argument("--plot", default=None, help="PNG of the Pareto front (with --pareto)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="the result as JSON on stdout (a file --config reads)")
     p.set_defaults(func=cmd_search)
