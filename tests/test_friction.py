@@ -172,6 +172,17 @@ def test_space_show_counts_the_held_widths_by_reason(capsys):
                                                          "output": 1}
 
 
+@pytest.mark.parametrize("argv,command", [
+    (["space", "show", "mobilenet_v1", "--resolutoin", "32"], "aows space show"),
+    (["latency", "fit", "s.jsonl", "-o", "m.json", "--ridgee", "1"], "aows latency fit"),
+    (["search", "--latency", "l.json", "--unaries", "u.json", "--budgte", "2"], "aows search"),
+])
+def test_a_mistyped_option_shows_the_usage_of_its_command(argv, command, capsys):
+    assert _rc(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {command} ") and "unrecognized arguments: --" in err
+
+
 def test_latency_predict_widest_and_narrowest(tmp_path, capsys):
     space = get_space("mobilenet_v1", resolution=32, levels=2, max_width=0.3, classes=4)
     LatencyModel.from_unknowns(space, flops_vector(space) * 1e-6 + 0.01, "blackbox",

@@ -33,8 +33,30 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _command_parser(parser: argparse.ArgumentParser,
+                    argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``argv`` names, e.g. ``aows latency fit``'s."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        k = next((i for i, x in enumerate(argv) if subs and x in subs[0].choices), None)
+        if k is None:
+            return parser
+        parser, argv = subs[0].choices[argv[k]], argv[k + 1:]
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; an unknown option is refused with the usage of the command
+    it was given to (argparse's own error shows the top-level usage instead)."""
+    ap = build_parser()
+    args, unknown = ap.parse_known_args(argv)
+    if unknown:
+        words = list(sys.argv[1:] if argv is None else argv)
+        _command_parser(ap, words).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     if getattr(args, "trains", False):
         openmp_for_training()
     try:
