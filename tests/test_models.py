@@ -59,6 +59,29 @@ def test_torchvision_models(name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
+                                  "fcn_resnet50"])
+def test_torchvision_segmentation_models(name):
+    """Segmenters by name (their backbones not downloaded): a dict of maps out, the
+    output's classes held, DeepLabV3's ASPP branches searched through its concatenation,
+    the supernet equal to the export."""
+    pytest.importorskip("torchvision", reason="torchvision models")
+    space = get_space(f"torchvision:{name}", resolution=64, classes=5)
+    held = {h["name"]: h["reasons"] for h in space.held_fixed()}
+    assert held["image"] == ["the input image's channels"] and len(held) == 2
+    assert space.n_searchable >= 25
+    assert bool(space.concats) == name.startswith("deeplabv3")
+    torch.manual_seed(0)
+    sup = make_supernet(space).eval()
+    x = torch.randn(2, 3, 64, 64)
+    for cfg in _configs(space, n=3):
+        with torch.no_grad():
+            a, b = sup(x, cfg), sup.export(cfg).eval()(x)
+        assert list(a) == list(b) == ["out"] and a["out"].shape == (2, 5, 64, 64)
+        assert (a["out"] - b["out"]).abs().max().item() <= 1e-4, cfg
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_onnx(name, tmp_path):
     pytest.importorskip("torchvision", reason="torchvision models")

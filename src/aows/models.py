@@ -86,10 +86,15 @@ def _torchvision(name: str, classes: int | None) -> nn.Module:
         raise SpaceError("torchvision:... models need torchvision; install the torchvision "
                          "that matches your torch (`pip install torchvision`)") from None
     names = torchvision.models.list_models(module=torchvision.models)
-    if name not in names:
-        raise SpaceError(f"torchvision has no classification model '{name}'; for example: "
-                         f"{', '.join(n for n in names if 'resnet' in n or 'mobilenet' in n)}")
+    segmenters = torchvision.models.list_models(module=torchvision.models.segmentation)
+    if name not in names and name not in segmenters:
+        raise SpaceError(
+            f"torchvision has no classification or segmentation model '{name}'; for "
+            f"example: {', '.join(n for n in names if 'resnet' in n or 'mobilenet' in n)}; "
+            f"segmentation: {', '.join(segmenters)}")
     kwargs = {} if classes is None else {"num_classes": classes}
+    if name in segmenters:  # no backbone weights either: nothing is downloaded
+        kwargs["weights_backbone"] = None
     return torchvision.models.get_model(name, weights=None, **kwargs)
 
 
