@@ -82,6 +82,41 @@ def test_torchvision_segmentation_models(name):
 
 
 @pytest.mark.slow
+def test_a_torchvision_detectors_backbone_is_searched_and_goes_back_in(tmp_path):
+    """``torchvision:DETECTOR.backbone``: the backbone and feature pyramid, from a whole
+    detector's weights; its pyramid's channels (what the heads read) held; the exported
+    backbone, smaller, put back into the detector, which then detects."""
+    tv = pytest.importorskip("torchvision", reason="torchvision models")
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    with pytest.raises(SpaceError, match=rf"torchvision:{name}\.backbone"):
+        get_space(f"torchvision:{name}", resolution=64)
+    torch.manual_seed(0)
+    det = tv.models.get_model(name, weights=None, weights_backbone=None, num_classes=3).eval()
+    torch.save(det.state_dict(), tmp_path / "detector.pt")  # the whole detector's tensors
+    space = get_space(f"torchvision:{name}.backbone", resolution=64, classes=3,
+                      weights=str(tmp_path / "detector.pt"))
+    held = [h for h in space.held_fixed() if h["name"] != "image"]
+    assert held and all(any("output" in r for r in h["reasons"]) for h in held)
+    assert space.n_searchable >= 25
+    sup = make_supernet(space).eval()
+    x = torch.randn(1, 3, 64, 64)
+    cfg = space.uniform_sample(np.random.default_rng(0), 1)[0]
+    small = sup.export(cfg).eval()
+    with torch.no_grad():
+        widest, want = sup(x, space.widest()), det.backbone(x)  # the detector's weights
+        a, b = sup(x, cfg), small(x)
+    assert list(widest) == list(want) and all(torch.allclose(widest[k], want[k], atol=1e-5)
+                                              for k in want)
+    assert all((a[k] - b[k]).abs().max() <= 1e-4 for k in a)
+    size = sum(p.numel() for p in det.backbone.parameters())
+    det.backbone = small
+    assert sum(p.numel() for p in det.backbone.parameters()) < size
+    with torch.no_grad():
+        found = det([torch.rand(3, 96, 96)])[0]
+    assert set(found) == {"boxes", "labels", "scores"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_onnx(name, tmp_path):
     pytest.importorskip("torchvision", reason="torchvision models")

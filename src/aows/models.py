@@ -29,15 +29,22 @@ def is_model_spec(name: str) -> bool:
     return name.startswith(PREFIXES) or (":" in name and name.split(":", 1)[0].endswith(".py"))
 
 
+# A torchvision detector is searched through this part of it (``NAME.backbone``): the
+# backbone and its feature pyramid, a module from images to feature maps.
+DETECTOR_PART = "backbone"
+
+
 def load_model(spec: str, classes: int | None = None, weights: str | None = None) -> nn.Module:
     """The user's module at full width, in eval mode (a fresh copy on every call).
 
     Args:
         spec: ``torchvision:NAME``, ``timm:NAME`` or ``path/to/file.py:FUNCTION`` (a function
             that returns the module; called with ``num_classes=classes`` when it takes
-            that argument and ``classes`` is given).
+            that argument and ``classes`` is given). A torchvision detector is named with
+            its part: ``torchvision:fasterrcnn_resnet50_fpn.backbone``.
         classes: output classes for torchvision and timm models (default: theirs, 1000).
-        weights: optional file of tensors loaded into the module (strictly).
+        weights: optional file of tensors loaded into the module (strictly); for a
+            detector's backbone, the whole detector's ``state_dict`` also does.
 
     Raises:
         SpaceError: the model cannot be found or built, or the weights do not fit.
@@ -48,6 +55,10 @@ def load_model(spec: str, classes: int | None = None, weights: str | None = None
         if not isinstance(state, dict):
             raise SpaceError(f"weights file {weights} holds a {type(state).__name__}, not a "
                              "state_dict; save `model.state_dict()`")
+        prefix = f"{DETECTOR_PART}."
+        if spec.endswith(f".{DETECTOR_PART}") and any(k.startswith(prefix) for k in state):
+            # a whole detector's weights: its backbone's part
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(state)
         except RuntimeError as err:
@@ -87,15 +98,25 @@ def _torchvision(name: str, classes: int | None) -> nn.Module:
                          "that matches your torch (`pip install torchvision`)") from None
     names = torchvision.models.list_models(module=torchvision.models)
     segmenters = torchvision.models.list_models(module=torchvision.models.segmentation)
-    if name not in names and name not in segmenters:
+    detectors = torchvision.models.list_models(module=torchvision.models.detection)
+    base, _, part = name.partition(".")
+    if base in detectors and part != DETECTOR_PART:
         raise SpaceError(
-            f"torchvision has no classification or segmentation model '{name}'; for "
-            f"example: {', '.join(n for n in names if 'resnet' in n or 'mobilenet' in n)}; "
-            f"segmentation: {', '.join(segmenters)}")
+            f"torchvision:{name} is a detector: it takes lists of images and returns boxes, "
+            f"which cannot be traced; search its backbone and feature pyramid, where its "
+            f"time goes: --model torchvision:{base}.{DETECTOR_PART} (then put the exported "
+            f"module back: detector.{DETECTOR_PART} = the final network)")
+    if name not in names and name not in segmenters and base not in detectors:
+        raise SpaceError(
+            f"torchvision has no classification, segmentation or detection model '{name}'; "
+            f"for example: {', '.join(n for n in names if 'resnet' in n or 'mobilenet' in n)}"
+            f"; segmentation: {', '.join(segmenters)}; detection (NAME.{DETECTOR_PART}): "
+            f"{', '.join(detectors)}")
     kwargs = {} if classes is None else {"num_classes": classes}
-    if name in segmenters:  # no backbone weights either: nothing is downloaded
+    if name not in names:  # no backbone weights either: nothing is downloaded
         kwargs["weights_backbone"] = None
-    return torchvision.models.get_model(name, weights=None, **kwargs)
+    module = torchvision.models.get_model(base, weights=None, **kwargs)
+    return getattr(module, DETECTOR_PART) if base in detectors else module
 
 
 def _timm(name: str, classes: int | None) -> nn.Module:
