@@ -59,8 +59,7 @@ def test_torchvision_models(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
-                                  "fcn_resnet50"])
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
 def test_torchvision_segmentation_models(name):
     """Segmenters by name (their backbones not downloaded): a dict of maps out, the
     output's classes held, DeepLabV3's ASPP branches searched through its concatenation,
