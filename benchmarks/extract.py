@@ -1,12 +1,14 @@
 """Width graphs of torchvision models: what is found, what is held, and how fast.
 
-    python benchmarks/extract.py [--resolution 224] [--repeats 3] [--timm]
+    python benchmarks/extract.py [--resolution 224] [--repeats 3] [--timm | --dense]
 
 For each model: searchable and total width variables, layers, held widths by reason,
 and the extraction time (torch.fx trace + one run for the shapes + the check run of the
 narrowest configuration; the module's construction excluded, median of --repeats). Then
 the wall time of the command `aows space show --model torchvision:resnet50` in a fresh
 process (Python start, imports and the model's construction included), median of 3.
+``--dense``: torchvision's segmenters and detectors' backbones (``NAME.backbone``: the
+backbone and its feature pyramid) instead.
 Targets: extraction of resnet50 < 5 s, the command < 10 s.
 """
 
@@ -28,6 +30,9 @@ MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficie
           "regnet_x_400mf"]
 TIMM = ["resnet18", "resnet50d", "efficientnet_b0", "mobilenetv3_small_100", "regnety_002",
         "convnext_atto"]  # --timm (where timm is installed): its own layers and names
+DENSE = ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50",
+         "fasterrcnn_mobilenet_v3_large_fpn.backbone", "retinanet_resnet50_fpn.backbone",
+         "ssdlite320_mobilenet_v3_large.backbone"]  # --dense: maps and pyramids out
 
 
 def held_summary(space) -> str:
@@ -43,8 +48,11 @@ def main():
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timm", action="store_true", help="timm's models instead")
+    ap.add_argument("--dense", action="store_true",
+                    help="torchvision's segmenters and detectors' backbones instead")
     args = ap.parse_args()
-    source, models = ("timm", TIMM) if args.timm else ("torchvision", MODELS)
+    source, models = (("timm", TIMM) if args.timm else ("torchvision", DENSE) if args.dense
+                      else ("torchvision", MODELS))
     torch.set_num_threads(2)
     shape = (3, args.resolution, args.resolution)
     print(f"{source} models at {args.resolution} px, extraction time median of "
@@ -60,7 +68,7 @@ def main():
             times.append(time.perf_counter() - t)
         print(f"| {name} | {space.n_searchable} / {space.n_vars} | {space.n_layers} | "
               f"{statistics.median(times):.2f} s | {held_summary(space)} |")
-    if args.timm:
+    if args.timm or args.dense:
         return
     walls = []
     for _ in range(3):
