@@ -80,7 +80,7 @@ def test_onnxruntime_cpu(tiny_space, configs):
     target = Target("onnxruntime", batch_size=4, threads=1)
     ms = time_configs(tiny_space, configs, target, FAST)
     assert ms.shape == (3,)
-    assert_per_image_ms_of_the_network(ms, tiny_space, configs, target)
+    assert_per_image_ms_of_the_network(ms[:2], tiny_space, configs[:2], target)
 
 
 def _calibrated(net, shape):
@@ -101,7 +101,8 @@ def test_openvino_times_and_matches_torch(tiny_space, configs):
     from aows.nn import build_network
     ms = time_configs(tiny_space, configs, Target("openvino", threads=1), FAST)
     assert ms.shape == (3,)
-    assert_per_image_ms_of_the_network(ms, tiny_space, configs, Target("openvino", threads=1))
+    assert_per_image_ms_of_the_network(ms[:2], tiny_space, configs[:2],
+                                       Target("openvino", threads=1))
     backend = get_backend(Target("openvino", batch_size=2, threads=1))
     info = backend.info()
     assert info["backend"] == "openvino" and info["threads"] == 1

@@ -143,6 +143,7 @@ def test_every_writer_takes_the_lock_of_its_output(tmp_path, tiny_space, capsys)
             [".s.jsonl.lock", ".m.json.lock", "refine", "run", "finetune"])
 
 
+@pytest.mark.slow  # a training run
 def test_the_lock_nests_in_a_process_and_is_left_as_found(tmp_path, monkeypatch):
     """A stage taking its run folder's lock inside `aows run`'s does not block itself;
     the lock is released on the way out, also by an exception or Ctrl-C."""

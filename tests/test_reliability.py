@@ -24,6 +24,7 @@ def test_timing_leaves_the_thread_count_as_it_found_it():
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.slow  # a training run
 def test_train_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--space", "mobilenet_v1", "--resolution", "32", "--data", "fake",
