@@ -114,15 +114,7 @@ def members(module: nn.Module, space) -> dict[int, list[Member]]:
 def _spans(space, v: int) -> list[tuple[int, int, int | None]]:
     """(variable, start, stop) of the channels of variable ``v``'s tensors: all of them,
     or for a concatenation, each part's at its offset."""
-    parts = space.parts.get(v)
-    if parts is None:
-        return [(v, 0, None)]
-    out, off = [], 0
-    for p in parts:
-        w = space.choices[p][-1]
-        out.append((p, off, off + w))
-        off += w
-    return out
+    return space.part_spans(v) if v in space.parts else [(v, 0, None)]
 
 
 def _whole(module: nn.Module, m: Member) -> torch.Tensor:
@@ -206,8 +198,8 @@ def _taylor(module, groups, batches):
                     t = _whole(module, m)
                     g = grads[index[id(t)]] if id(t) in index else None
                     if g is not None:
-                        t, g = _tensor(module, m), g.narrow(m.dim, m.start,
-                                                            _tensor(module, m).shape[m.dim])
+                        t = _tensor(module, m)
+                        g = g.narrow(m.dim, m.start, t.shape[m.dim])
                         s = (t.detach() * g).double().movedim(m.dim, 0)
                         acc[(v, k)] += (s.reshape(s.shape[0], -1).sum(1) ** 2).cpu().numpy()
             n += 1

@@ -31,7 +31,7 @@ import numpy as np
 from aows.catalogue import space_from_description
 from aows.chain import BudgetError, BudgetProblem, Chain, Decoded
 from aows.errors import AowsError
-from aows.graph import GraphBudgetProblem, WidthGraph
+from aows.graph import GraphBudgetProblem, WidthGraph, pareto_keep
 from aows.io import atomic_write_text
 from aows.latency.model import LatencyModel
 from aows.model_code import trusted_copy
@@ -215,12 +215,11 @@ class Problem:
             bp = GraphBudgetProblem(bp.score, self.model.cost_graph(np.asarray(d.idx)))
         if best is None:
             narrow = space.indices(space.narrowest())
-            cost = float(self.model.predict_indices(narrow)[0])
-            if cost > budget:
+            s, c = self.evaluate(narrow)
+            if c[0] > budget:
                 raise BudgetError(f"budget {budget:.4g} ms is below the narrowest "
-                                  f"configuration ({cost:.4g} ms)")
-            s, _ = self.budget_problem.evaluate(narrow)
-            best = Decoded(narrow, float(s[0]), cost, None, None, how)
+                                  f"configuration ({c[0]:.4g} ms)")
+            best = Decoded(narrow, float(s[0]), float(c[0]), None, None, how)
         return best
 
     def result(self, config, solver: str, budget: float | None, **extra) -> dict:
@@ -350,11 +349,7 @@ def pareto(problem: Problem, n_budgets: int = 100) -> dict:
     paths, costs, scores = bp.pareto_front()
     if problem.space.linearised:  # the front of the linearised costs, costed in full
         costs = problem.model.predict_indices(np.asarray(paths))
-        keep, top = [], -np.inf
-        for k in np.lexsort((-scores, costs)):
-            if scores[k] > top:
-                keep.append(k)
-                top = scores[k]
+        keep = pareto_keep(np.zeros(costs.size, dtype=np.int64), costs, scores)
         paths, costs, scores = [paths[k] for k in keep], costs[keep], scores[keep]
     lo, hi = float(costs[0]), float(costs[-1])
     budgets = np.linspace(lo, hi, n_budgets) if n_budgets > 1 else np.array([hi])

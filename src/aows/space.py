@@ -319,18 +319,22 @@ class SearchSpace(LatencyTerms):
         """Concatenated variable -> the variables it concatenates, in channel order."""
         return dict(self.concats)
 
+    def part_spans(self, v: int) -> list[tuple[int, int, int]]:
+        """(part, start, stop) of every part of the concatenated variable ``v``: where its
+        channels sit in the full concatenation."""
+        out, off = [], 0
+        for p in self.parts[v]:
+            out.append((p, off, off + self.choices[p][-1]))
+            off = out[-1][2]
+        return out
+
     def channel_index(self, v: int, widths: Sequence[int]) -> list[int] | None:
         """The channels of variable ``v``'s full tensor a configuration keeps (``widths``:
         ``full_widths``): None for a plain variable (its leading ``widths[v]``); for a
         concatenated one, the leading slice of every part at its offset."""
-        ps = self.parts.get(v)
-        if ps is None:
+        if v not in self.parts:
             return None
-        out, off = [], 0
-        for p in ps:
-            out.extend(range(off, off + widths[p]))
-            off += self.choices[p][-1]
-        return out
+        return [c for p, start, _ in self.part_spans(v) for c in range(start, start + widths[p])]
 
     def indices(self, config: Sequence[int]) -> np.ndarray:
         """Choice index of every variable (fixed ones are 0)."""

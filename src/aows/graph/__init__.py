@@ -30,6 +30,7 @@ Everything is numpy on dense bucket tables and flat label arrays; no torch, no I
 """
 
 from aows.graph.budget import GraphBudgetProblem
+from aows.graph.labels import pareto_keep
 from aows.graph.model import MAX_WIDTH, GraphError, WidthGraph
 
-__all__ = ["MAX_WIDTH", "GraphBudgetProblem", "GraphError", "WidthGraph"]
+__all__ = ["MAX_WIDTH", "GraphBudgetProblem", "GraphError", "WidthGraph", "pareto_keep"]

@@ -13,7 +13,7 @@ from aows.chain import (
     Decoded,
     LagrangianProblem,
 )
-from aows.graph.labels import _best_under, _FrontBounds, _LabelRun, _pareto_keep
+from aows.graph.labels import _best_under, _FrontBounds, _LabelRun, pareto_keep
 from aows.graph.model import WidthGraph, _Plan
 
 
@@ -256,7 +256,7 @@ class GraphBudgetProblem(LagrangianProblem):
             budgets = Hc[a] + np.tile(t, len(hull) - 1) * (Hc[a + 1] - Hc[a]) * (1 - 1e-9)
             _, s, c, _ = self._greedy(np.vstack([HX[a], HX[a + 1]]), np.r_[budgets, budgets])
             Hc, Hs = np.r_[Hc, c[np.isfinite(s)]], np.r_[Hs, s[np.isfinite(s)]]
-        k = _pareto_keep(np.zeros(Hc.size, dtype=np.int64), Hc, Hs)
+        k = pareto_keep(np.zeros(Hc.size, dtype=np.int64), Hc, Hs)
         run = _LabelRun(self, front=_FrontBounds(Hc[k], Hs[k], ranges))
         if run.root is None:
             return (np.zeros((0, self.n), dtype=np.int64), np.zeros(0), np.zeros(0))

@@ -42,7 +42,7 @@ class _Factor:
         return self.ptr.size - 1
 
 
-def _pareto_keep(group: np.ndarray, cost: np.ndarray, score: np.ndarray) -> np.ndarray:
+def pareto_keep(group: np.ndarray, cost: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Indices of the labels that no label of their group dominates (lower or equal cost
     and higher or equal score; of exact duplicates one stays), sorted by (group, cost).
 
@@ -318,7 +318,7 @@ class _LabelRun:
             if self.bounded:
                 ok = self._ok(z, cost, score, rest)
                 z, i_f, i_g, cost, score = z[ok], i_f[ok], i_g[ok], cost[ok], score[ok]
-            keep = _pareto_keep(z, cost, score)
+            keep = pareto_keep(z, cost, score)
         h = _Factor(scope, shape, z[keep], cost[keep], score[keep], _MERGE, (f, g),
                     (i_f[keep], i_g[keep]))
         if self.front is not None:
@@ -387,14 +387,14 @@ class _LabelRun:
             k = np.arange(0, n, n // 1024)
             _, live, _ = screen(cost[k] - rest["c"][z[k]], score[k] + rest["s"][z[k]])
             if live.mean() > 0.8:
-                keep = _pareto_keep(z, cost, score)
+                keep = pareto_keep(z, cost, score)
                 z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
                 n = 0
         sure, live, kl = screen(cost - rest["c"][z], score + rest["s"][z])
         z, i_f, i_g, cost, score = z[live], i_f[live], i_g[live], cost[live], score[live]
         sure, kl = sure[live], kl[live]
         if n:
-            keep = _pareto_keep(z, cost, score)
+            keep = pareto_keep(z, cost, score)
             z, i_f, i_g, cost, score = z[keep], i_f[keep], i_g[keep], cost[keep], score[keep]
             sure, kl = sure[keep], kl[keep]
         ok = self._front_proofs(rest, z, cost, score, sure, kl)
@@ -455,7 +455,7 @@ class _LabelRun:
             # eliminate v, the first axis of its scope: the separator index is z mod rest
             rest = math.prod(F.shape[1:])
             grp = F.z % rest
-            sel = _pareto_keep(grp, F.cost, F.score)
+            sel = pareto_keep(grp, F.cost, F.score)
             msgs[b] = _Factor(F.scope[1:], F.shape[1:], grp[sel], F.cost[sel], F.score[sel],
                               _MSG, (F, rest, b), sel)
         raise AssertionError("the virtual root is the last bucket")
