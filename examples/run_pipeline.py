@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tiny:
         cfg.update(space={"resolution": 16, "levels": 3},
                    data={"name": "fake", "batch_size": 16},
-                   latency={"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 4,
+                   latency={"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 2,
                             "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},
                    train={"epochs": 1, "calib_batches": 2},
                    finetune={"epochs": 1},

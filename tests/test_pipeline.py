@@ -17,7 +17,7 @@ TINY = {
     "device": "cpu",
     "space": {"name": "mobilenet_v1", "resolution": 32, "levels": 3, "max_width": 0.5},
     "data": {"name": "fake", "batch_size": 16},
-    "latency": {"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 4,
+    "latency": {"networks": 16, "heldout": 4, "blocks": 1, "refine_budgets": 2,
                 "protocol": {"chunk": 8, "rounds": 2, "runs": 1, "warmup": 1}},
     "train": {"epochs": 1, "calib_batches": 2},
     "finetune": {"epochs": 1},
